@@ -1,0 +1,66 @@
+"""Typed errors shared by the whole zoo.
+
+Every error names its culprit: the site, variable, state, argument or file line at fault.
+They subclass the built-in exception a caller would expect (``ValueError``, ``LookupError``,
+``MemoryError``, ``ImportError``), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class GenzooError(Exception):
+    """Base class of every error genzoo raises on purpose."""
+
+
+class ModelError(GenzooError, ValueError):
+    """A model is ill-specified: a CPT row that does not sum to one, a cycle, a missing parent."""
+
+
+class EvidenceError(GenzooError, ValueError):
+    """Evidence names an unknown variable or state, or has probability zero under the model."""
+
+
+class DataError(GenzooError, ValueError):
+    """Data of the wrong shape, range or dtype, or NaN where no missing values are allowed."""
+
+
+class ParseError(GenzooError, ValueError):
+    """A malformed file. ``path`` and ``line`` (1-based, or None) locate the fault."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}" + (f", line {line}" if line is not None else "") + ": "
+        super().__init__(where + message)
+        self.path = path
+        self.line = line
+
+
+class MemoryBudgetError(GenzooError, MemoryError):
+    """An exact computation would need more memory than the budget allows."""
+
+
+class UnknownNameError(GenzooError, LookupError):
+    """An unknown model, method, dataset or option was asked for."""
+
+    def __str__(self) -> str:  # LookupError quotes its message otherwise
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingPackageError(GenzooError, ImportError):
+    """An optional package that carries data or a peer is not installed."""
+
+    def __init__(self, package: str, purpose: str):
+        super().__init__(
+            f"{purpose} needs the package '{package}', which is not installed: "
+            f"pip install {package}"
+        )
+        self.package = package
+
+
+class CheckpointError(GenzooError, ValueError):
+    """A checkpoint is corrupted or belongs to another model."""
+
+
+class MonotonicityError(GenzooError, ArithmeticError):
+    """An algorithm that must never decrease its objective (EM) decreased it."""
