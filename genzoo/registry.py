@@ -1,0 +1,125 @@
+"""The catalogue: model name -> how to build it, its default data, and the methods that apply.
+
+An entry never holds results or state; it knows how to make a :class:`Problem` (a model plus its
+data, from the options a user gives) and which functions of :mod:`inference` run on it.
+Adding a model to the zoo is adding one :class:`ModelEntry` to :data:`genzoo.zoo.ENTRIES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+from inference.errors import UnknownNameError
+from inference.result import Result
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A model option settable from the command line as ``--name value``."""
+
+    default: Any
+    help: str
+    type: Callable[[str], Any] = str
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A model with the data it is asked about.
+
+    Attributes:
+        model: the model object (a ``BayesNet``, an ``HMM``...).
+        data: what the methods condition on (evidence for a BN, observations for an HMM).
+        description: one line saying what the problem is, for tables and plots.
+        program_kwargs: keyword arguments that make ``model.model(**program_kwargs)`` runnable, for
+            rendering the program's graph.
+    """
+
+    model: Any
+    data: Any = None
+    description: str = ""
+    program_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What a user sets for one run: the seed of all randomness, a step / sample budget, a progress bar."""
+
+    seed: int = 0
+    steps: int | None = None
+    progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One way of answering a problem.
+
+    ``kind`` says what the Result holds: ``"marginals"`` (posterior marginals, comparable with the
+    exact ones), ``"map"`` (a most probable assignment), ``"fit"`` (learned parameters),
+    ``"samples"``.
+    """
+
+    name: str
+    description: str
+    fn: Callable[[Problem, RunConfig], Result]
+    kind: str = "marginals"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One model of the zoo.
+
+    Attributes:
+        name: the registry key (``genzoo run NAME``).
+        family: e.g. ``"Bayesian network"``.
+        description: one line.
+        dataset: what the default problem is made of (embedded data or a simulation).
+        make_problem: ``(options, seed) -> Problem``.
+        methods: the methods that apply, in display order.
+        exact_method: the name of the method whose answer is exact, or None.
+        options: the options ``make_problem`` reads.
+        sample: ``(problem, seed, n) -> dict of arrays | image array``, draws from the model.
+        doc: the object whose docstring teaches the model (its class).
+    """
+
+    name: str
+    family: str
+    description: str
+    dataset: str
+    make_problem: Callable[[Mapping[str, Any], int], Problem]
+    methods: tuple[Method, ...]
+    exact_method: str | None = None
+    options: Mapping[str, Option] = dataclasses.field(default_factory=dict)
+    sample: Callable[[Problem, int, int], Any] | None = None
+    doc: Any = None
+
+    def method(self, name: str) -> Method:
+        for method in self.methods:
+            if method.name == name:
+                return method
+        raise UnknownNameError(
+            f"model {self.name!r} has no method {name!r}; its methods: "
+            + ", ".join(m.name for m in self.methods)
+        )
+
+    def problem(self, options: Mapping[str, Any] | None = None, seed: int = 0) -> Problem:
+        """The problem for these options (defaults filled in; unknown options rejected)."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            known = ", ".join(f"--{k}" for k in self.options) or "none"
+            raise UnknownNameError(f"model {self.name!r} has no option --{unknown[0]}; its options: {known}")
+        values = {k: opt.default for k, opt in self.options.items()}
+        for key, value in options.items():
+            values[key] = self.options[key].type(value) if isinstance(value, str) else value
+        return self.make_problem(values, seed)
+
+    @property
+    def comparable_methods(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.methods if m.kind == "marginals")
+
+
+def lookup(name: str, entries: Mapping[str, ModelEntry]) -> ModelEntry:
+    if name not in entries:
+        raise UnknownNameError(f"unknown model {name!r}; the zoo has: {', '.join(entries)}")
+    return entries[name]

@@ -1,0 +1,112 @@
+"""Every CLI command end to end, in a subprocess, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ASIA = ["--network", "asia"]
+
+
+def genzoo(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.run([sys.executable, "-m", "genzoo", *args, "--no-progress"] if args[0] in
+                          ("run", "compare", "sample") else [sys.executable, "-m", "genzoo", *args],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    return proc
+
+
+def test_list(tmp_path):
+    proc = genzoo("list", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "bayesnet" in proc.stdout and "Bayesian network" in proc.stdout
+
+
+def test_help_for_every_command(tmp_path):
+    for command in ("list", "info", "run", "compare", "sample"):
+        proc = genzoo(command, "--help", cwd=tmp_path) if command in ("list", "info") else \
+            subprocess.run([sys.executable, "-m", "genzoo", command, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage" in proc.stdout
+
+
+def test_info_prints_docstring_and_methods(tmp_path):
+    proc = genzoo("info", "bayesnet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "junction_tree" in proc.stdout and "--network" in proc.stdout
+    assert "References" in proc.stdout or "p(x" in proc.stdout
+
+
+def test_render_graph_spec_is_the_networks_dag(tmp_path):
+    from genzoo.data import bn_network_path
+    from genzoo.render import graph_spec, spec_to_digraph
+    from pgm.bayesnet import BayesNet
+
+    bn = BayesNet.from_bif(bn_network_path("asia"))
+    graph = spec_to_digraph(graph_spec(bn.model, {"n": 1}))
+    assert set(graph.nodes) == set(bn.variables)
+    assert set(graph.edges) == set(bn.graph.edges)
+    proc = genzoo("info", "bayesnet", *ASIA, "--render", str(tmp_path / "asia.png"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "asia.png").stat().st_size > 1000
+
+
+def test_run_writes_a_run_folder(tmp_path):
+    proc = genzoo("run", "bayesnet", "--method", "exact", *ASIA, "--evidence", "xray=yes,dysp=yes", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "log evidence (exact)" in proc.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("bayesnet-exact-")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["log_evidence_kind"] == "exact"
+    from inference.result import Result
+
+    result = Result.from_json((folder / "result.json").read_text())
+    assert np.isclose(result.marginals["lung"].sum(), 1.0)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_compare_prints_table_and_plot(tmp_path):
+    proc = genzoo("compare", "bayesnet", *ASIA, "--methods", "junction_tree,likelihood_weighting",
+                  "--steps", "2000", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("exact") for line in lines)
+    assert any(line.startswith("junction_tree") for line in lines)
+    (folder,) = (tmp_path / "runs").iterdir()
+    rows = {r["method"]: r for r in json.loads((folder / "metrics.json").read_text())["rows"]}
+    assert rows["exact"]["max_abs_marginal"] == 0.0
+    assert rows["junction_tree"]["max_abs_marginal"] < 1e-9
+    assert 0 < rows["likelihood_weighting"]["max_abs_marginal"] < 0.2
+    assert (folder / "compare.png").stat().st_size > 1000
+
+
+def test_sample_prints_a_table(tmp_path):
+    proc = genzoo("sample", "bayesnet", "-n", "4", *ASIA, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    lines = (folder / "samples.csv").read_text().splitlines()
+    assert len(lines) == 5 and "asia" in lines[0].split(",")
+    assert all(cell in ("yes", "no") for cell in lines[1].split(","))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("run", "nosuchmodel", "--method", "exact"), "unknown model 'nosuchmodel'"),
+        (("run", "bayesnet", "--method", "nosuchmethod"), "has no method 'nosuchmethod'"),
+        (("run", "bayesnet", "--method", "exact", "--colour", "red"), "has no option --colour"),
+        (("run", "bayesnet", "--method", "exact", *ASIA, "--evidence", "xray=maybe"), "unknown state 'maybe'"),
+        (("run", "bayesnet", "--method", "exact", *ASIA, "--evidence", "mars=yes"), "unknown variable 'mars'"),
+        (("compare", "bayesnet", "--methods", "exact,guess"), "has no method 'guess'"),
+        (("sample", "bayesnet", "--network", "atlantis"), "unknown network 'atlantis'"),
+    ],
+)
+def test_bad_requests_fail_plainly(tmp_path, args, message):
+    proc = genzoo(*args, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
