@@ -6,6 +6,12 @@ compilation separately), the largest absolute error of any posterior marginal pr
 distance between marginals :math:`\\frac{1}{|V|}\\sum_v \\frac12 \\sum_k |\\hat p_v(k) - p_v(k)|`,
 and :math:`|\\widehat{\\log p(e)} - \\log p(e)|` with the kind of each log-evidence (exact, a lower
 bound, an estimate).
+
+For continuous posteriors the error is the largest standardised error of a posterior mean,
+:math:`\\max_i |\\hat\\mu_i - \\mu_i| / \\sigma_i`, where :math:`\\mu, \\sigma` are the reference's
+posterior means and standard deviations (a closed form where one exists, else a long NUTS run).
+A Result states its moments in ``diagnostics["posterior_mean"]`` / ``["posterior_sd"]`` (closed
+forms) or they are read off its samples.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class Row:
     first_seconds: float
     max_abs_marginal: float | None
     mean_tv: float | None
+    max_z_mean: float | None
     abs_log_evidence: float | None
     log_evidence: float | None
     log_evidence_kind: str | None
@@ -55,6 +62,32 @@ def marginal_errors(reference: Result, other: Result) -> tuple[float | None, flo
         max_abs = max(max_abs, float(diff.max()))
         tvs.append(0.5 * diff.reshape(-1, ref.shape[-1]).sum(-1))
     return max_abs, float(np.mean(np.concatenate(tvs)))
+
+
+def posterior_moments(result: Result) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """site -> (posterior mean, posterior sd): stated in the diagnostics, else from the samples."""
+    means = result.diagnostics.get("posterior_mean")
+    sds = result.diagnostics.get("posterior_sd")
+    if means is not None and sds is not None:
+        return {k: (np.asarray(means[k], dtype=np.float64), np.asarray(sds[k], dtype=np.float64)) for k in means}
+    moments = {}
+    for site, value in result.samples.items():
+        value = np.asarray(value, dtype=np.float64)
+        moments[site] = (value.mean(0), value.std(0))
+    return moments
+
+
+def moment_errors(reference: Result, other: Result) -> float | None:
+    """:math:`\\max |\\hat\\mu - \\mu| / \\sigma` over the sites both results have moments for."""
+    ref, est = posterior_moments(reference), posterior_moments(other)
+    sites = [s for s in ref if s in est]
+    if not sites:
+        return None
+    worst = 0.0
+    for site in sites:
+        (mu, sd), (mu_hat, _) = ref[site], est[site]
+        worst = max(worst, float(np.max(np.abs(mu_hat - mu) / np.maximum(sd, 1e-300))))
+    return worst
 
 
 def _timed(fn, problem, config) -> tuple[Result, float]:
@@ -88,13 +121,15 @@ def run_methods(
     rows = []
     for name in names:
         result, seconds, first = results[name]
-        max_abs = tv = dlog = None
+        max_abs = tv = dlog = z = None
         if reference is not None:
             max_abs, tv = marginal_errors(reference, result)
+            if not reference.marginals:
+                z = moment_errors(reference, result)
             if reference.log_evidence is not None and result.log_evidence is not None:
                 dlog = abs(float(result.log_evidence) - float(reference.log_evidence))
         rows.append(
-            Row(name, seconds, first, max_abs, tv, dlog, result.log_evidence, result.log_evidence_kind, result)
+            Row(name, seconds, first, max_abs, tv, z, dlog, result.log_evidence, result.log_evidence_kind, result)
         )
     return rows
 
@@ -108,14 +143,19 @@ def _fmt(x, spec=".2e"):
 
 
 def format_table(rows: Sequence[Row], title: str = "") -> str:
-    header = ["method", "seconds", "first call (s)", "max |d marg|", "mean TV", "|d log Z|", "log Z", "kind"]
+    show_z = any(r.max_z_mean is not None for r in rows)
+    show_marg = any(r.max_abs_marginal is not None for r in rows) or not show_z
+    header = ["method", "seconds", "first call (s)"]
+    header += ["max |d marg|", "mean TV"] if show_marg else []
+    header += ["max |d mean|/sd"] if show_z else []
+    header += ["|d log Z|", "log Z", "kind"]
     body = [
         [
             r.method,
             _fmt(r.seconds, ".4f"),
             _fmt(r.first_seconds, ".3f"),
-            _fmt(r.max_abs_marginal),
-            _fmt(r.mean_tv),
+            *([_fmt(r.max_abs_marginal), _fmt(r.mean_tv)] if show_marg else []),
+            *([_fmt(r.max_z_mean)] if show_z else []),
             _fmt(r.abs_log_evidence),
             _fmt(r.log_evidence, ".6f"),
             r.log_evidence_kind or "-",
@@ -139,7 +179,9 @@ def plot(rows: Sequence[Row], title: str):
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     floor = 1e-16
+    moments = any(r.max_z_mean is not None for r in rows)
     for ax, field, label in (
+        (axes[0], "max_z_mean", "max |Δ mean| / sd vs reference") if moments else
         (axes[0], "max_abs_marginal", "max |Δ marginal| vs exact"),
         (axes[1], "abs_log_evidence", "|Δ log evidence| vs exact"),
     ):

@@ -55,7 +55,8 @@ class Method:
     """One way of answering a problem.
 
     ``kind`` says what the Result holds: ``"marginals"`` (posterior marginals, comparable with the
-    exact ones), ``"map"`` (a most probable assignment), ``"fit"`` (learned parameters),
+    exact ones), ``"posterior"`` (a continuous posterior: samples or stated moments, comparable with
+    the reference's), ``"map"`` (a most probable assignment), ``"fit"`` (learned parameters),
     ``"samples"``.
     """
 
@@ -116,7 +117,7 @@ class ModelEntry:
 
     @property
     def comparable_methods(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.methods if m.kind == "marginals")
+        return tuple(m.name for m in self.methods if m.kind in ("marginals", "posterior"))
 
 
 def lookup(name: str, entries: Mapping[str, ModelEntry]) -> ModelEntry:
