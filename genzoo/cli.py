@@ -174,18 +174,37 @@ def cmd_run(args, extra):
 
 
 def cmd_compare(args, extra):
+    if args.all:
+        if args.model or args.methods or extra:
+            raise UnknownNameError("--all runs every model with its defaults: give no model, --methods or options")
+        import time
+
+        start = time.perf_counter()
+        for name, entry in _entries().items():
+            quick = dict(entry.quick)
+            steps = quick.pop("steps", None)
+            _compare_one(entry, list(entry.comparable_methods), quick, args, steps if args.steps is None else args.steps)
+            print()
+        print(f"report card: {len(_entries())} models in {time.perf_counter() - start:.1f} s")
+        return
+    if not args.model:
+        raise UnknownNameError("name a model (genzoo list shows them) or use --all")
+    entry = _entry(args.model)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(entry.comparable_methods)
+    _compare_one(entry, methods, _model_options(extra), args, args.steps)
+
+
+def _compare_one(entry, methods, options, args, steps):
     from genzoo import compare
     from genzoo.registry import RunConfig
     from genzoo.runs import new_run_dir, save_figure, write_json
 
-    entry = _entry(args.model)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(entry.comparable_methods)
     for name in methods:
         entry.method(name)
     if entry.exact_method is None:
         print(f"note: {entry.name} has no exact method; errors are not computed")
-    problem = entry.problem(_model_options(extra), seed=args.seed)
-    config = RunConfig(seed=args.seed, steps=args.steps, progress=not args.no_progress)
+    problem = entry.problem(options, seed=args.seed)
+    config = RunConfig(seed=args.seed, steps=steps, progress=not args.no_progress)
     rows = compare.run_methods(entry, problem, methods, config)
     title = f"{entry.name}: {problem.description}"
     print(compare.format_table(rows, title))
@@ -297,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("compare", help="the exact answer beside every approximate method: table and plot")
-    p.add_argument("model")
+    p.add_argument("model", nargs="?")
+    p.add_argument("--all", action="store_true", help="every model of the zoo at small sizes: the report card")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: all that apply)")
     p.add_argument("--steps", type=int, default=None, help="iterations / samples for every method")
     common(p)

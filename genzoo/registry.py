@@ -81,6 +81,8 @@ class ModelEntry:
         options: the options ``make_problem`` reads.
         sample: ``(problem, seed, n) -> dict of arrays | image array``, draws from the model.
         doc: the object whose docstring teaches the model (its class).
+        quick: options and ``steps`` for ``genzoo compare --all`` (the zoo's report card at small sizes),
+            e.g. ``{"network": "asia", "steps": 2000}``.
     """
 
     name: str
@@ -93,6 +95,7 @@ class ModelEntry:
     options: Mapping[str, Option] = dataclasses.field(default_factory=dict)
     sample: Callable[[Problem, int, int], Any] | None = None
     doc: Any = None
+    quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def method(self, name: str) -> Method:
         for method in self.methods:

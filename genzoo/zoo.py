@@ -163,6 +163,7 @@ BAYESNET = ModelEntry(
     },
     sample=_bn_sample,
     doc=_bayesnet_doc,
+    quick={"network": "asia", "steps": 2000},
 )
 
 ENTRIES: dict[str, ModelEntry] = {BAYESNET.name: BAYESNET}
