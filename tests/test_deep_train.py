@@ -1,0 +1,136 @@
+"""The training loop: seed determinism, resume after a kill, checkpoints that never load silently."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from deep.train import load_checkpoint, save_checkpoint, train
+from deep.vae import VAE
+from inference.errors import CheckpointError, DataError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _data(n=48):
+    rng = np.random.default_rng(0)
+    return {"x": (rng.random((n, 4, 4)) > 0.5).astype(np.float32)}
+
+
+def _model():
+    return VAE((4, 4), z_dim=2, hidden=(8,))
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_weights_and_caller_random_state_untouched():
+    torch.manual_seed(123)
+    a, b = _model(), _model()
+    b.load_state_dict(a.state_dict())
+    before = torch.get_rng_state()
+    ra = train(a, _data(), seed=5, steps=12, batch_size=16, num_threads=1)
+    rb = train(b, _data(), seed=5, steps=12, batch_size=16, num_threads=1)
+    assert torch.equal(torch.get_rng_state(), before)
+    np.testing.assert_array_equal(ra.history, rb.history)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    c = _model()
+    c.load_state_dict(_state(b))
+    assert not np.array_equal(train(c, _data(), seed=6, steps=2, batch_size=16).history, ra.history[:2])
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    steps, every = 60, 5
+    init = tmp_path / "init.pt"
+    start = _model()
+    save_checkpoint(init, start)
+    np.save(tmp_path / "x.npy", _data()["x"])
+    ckpt = tmp_path / "run.ckpt"
+    script = textwrap.dedent(f"""
+        import time, numpy as np
+        from deep.train import train, load_checkpoint
+        from deep.vae import VAE
+        model = VAE((4, 4), z_dim=2, hidden=(8,))
+        load_checkpoint({str(init)!r}, model)
+        x = np.load({str(tmp_path / 'x.npy')!r})
+        train(model, {{"x": x}}, seed=3, steps={steps}, batch_size=16, checkpoint={str(ckpt)!r},
+              checkpoint_every={every}, num_threads=1, callback=lambda step, loss: time.sleep(0.05))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT)
+    try:
+        deadline = time.time() + 120
+        while not ckpt.exists():
+            assert proc.poll() is None, "the training process ended before writing a checkpoint"
+            assert time.time() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+        time.sleep(0.3)  # let it run past the checkpoint: the steps after it are lost
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(ckpt, _model())["step"]
+    assert 0 < killed_at < steps
+
+    resumed = _model()
+    load_checkpoint(init, resumed)
+    r = train(resumed, _data(), seed=3, steps=steps, batch_size=16, checkpoint=ckpt, checkpoint_every=every,
+              num_threads=1)
+    assert r.diagnostics["resumed_from"] == killed_at
+
+    straight = _model()
+    load_checkpoint(init, straight)
+    s = train(straight, _data(), seed=3, steps=steps, batch_size=16, num_threads=1)
+    np.testing.assert_array_equal(r.history, s.history)
+    for k, v in straight.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_checkpoint_errors(tmp_path):
+    model = _model()
+    path = save_checkpoint(tmp_path / "a.ckpt", model, state={"step": 3})
+    assert load_checkpoint(path, _model())["step"] == 3
+    blob = bytearray(path.read_bytes())
+    # one flipped byte in the payload: the SHA-256 check refuses it
+    blob[-40] ^= 0xFF
+    (tmp_path / "flipped.ckpt").write_bytes(bytes(blob))
+    target = _model()
+    kept = _state(target)
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(tmp_path / "flipped.ckpt", target)
+    assert all(torch.equal(v, kept[k]) for k, v in target.state_dict().items())
+    (tmp_path / "cut.ckpt").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "cut.ckpt", _model())
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="magic"):
+        load_checkpoint(tmp_path / "junk.ckpt", _model())
+    with pytest.raises(CheckpointError, match="z_dim"):
+        load_checkpoint(path, VAE((4, 4), z_dim=3, hidden=(8,)))
+    from deep.sbn import SigmoidBeliefNet
+
+    with pytest.raises(CheckpointError, match="SigmoidBeliefNet"):
+        load_checkpoint(path, SigmoidBeliefNet(x_dim=16, layers=(2,)))
+    # a run's checkpoint refuses other run settings
+    run = tmp_path / "run.ckpt"
+    train(_model(), _data(), seed=0, steps=3, batch_size=16, checkpoint=run)
+    with pytest.raises(CheckpointError, match="batch_size"):
+        train(_model(), _data(), seed=0, steps=6, batch_size=8, checkpoint=run)
+
+
+def test_bad_arguments():
+    with pytest.raises(DataError, match="exactly one"):
+        train(_model(), _data(), seed=0)
+    with pytest.raises(DataError, match="objective"):
+        train(_model(), _data(), seed=0, steps=1, objective="nope")
+    with pytest.raises(DataError, match="leading data axis"):
+        train(_model(), {"x": _data()["x"], "y": np.zeros(3)}, seed=0, steps=1)
