@@ -56,7 +56,7 @@ class Method:
 
     ``kind`` says what the Result holds: ``"marginals"`` (posterior marginals, comparable with the
     exact ones), ``"posterior"`` (a continuous posterior: samples or stated moments, comparable with
-    the reference's), ``"map"`` (a most probable assignment), ``"fit"`` (learned parameters),
+    the reference's), ``"bound"`` (a bound or estimate of the log-evidence), ``"map"`` (a most probable assignment), ``"fit"`` (learned parameters),
     ``"samples"``.
     """
 
@@ -120,7 +120,7 @@ class ModelEntry:
 
     @property
     def comparable_methods(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.methods if m.kind in ("marginals", "posterior"))
+        return tuple(m.name for m in self.methods if m.kind in ("marginals", "posterior", "bound"))
 
 
 def lookup(name: str, entries: Mapping[str, ModelEntry]) -> ModelEntry:
