@@ -1,0 +1,823 @@
+"""Hidden Markov models: a Markov chain of hidden states, each emitting one observation.
+
+.. math::
+
+    z_0 \\sim \\mathrm{Cat}(\\pi), \\qquad z_t \\mid z_{t-1} \\sim \\mathrm{Cat}(A_{z_{t-1}}), \\qquad
+    x_t \\mid z_t \\sim p_{\\theta_{z_t}}(x_t),
+
+with emission families
+
+- categorical: :math:`x_t \\mid z_t = k \\sim \\mathrm{Cat}(B_k)` over ``M`` symbols;
+- Gaussian: :math:`\\mathcal N(\\mu_k, \\Sigma_k)`, ``covariance_type`` ``"full"`` or ``"diag"``;
+- Gaussian mixture: :math:`\\sum_m w_{km} \\mathcal N(\\mu_{km}, \\Sigma_{km})`.
+
+Plate diagram of the program (:meth:`HMM.model`); the plate runs over sequences, ``scan`` over time::
+
+    +--------------------------------------------- sequences (N) --+
+    |   z[0] ----> z[1] ----> ... ----> z[t] ----> ...             |
+    |    |          |                    |                         |
+    |    v          v                    v                         |
+    |   x[0]       x[1]                 x[t]        (t < lengths[n])|
+    +--------------------------------------------------------------+
+
+The hidden site ``"z"`` carries ``infer={"enumerate": "parallel"}``: NumPyro's enumeration (SVI with
+``TraceEnum_ELBO``, NUTS) sums it out, which on a chain is the forward algorithm. The same program
+simulates (no ``x``) and scores (``x`` given). Exact inference goes through ``inference.chain``
+(forward-backward, Viterbi, FFBS) via :meth:`HMM.chain`; Baum-Welch through ``inference.em.fit``.
+
+Observations: categorical ``x`` is int (T,) for one sequence or (N, T) for a batch; Gaussian ``x`` is
+(T, D) or (N, T, D) (a 1-D array is one sequence with D = 1). A batch of sequences of different
+lengths is a padded array with ``lengths``, or a list of arrays. NaN entries of Gaussian
+observations are missing: marginalised in the likelihood and imputed in expectation by EM.
+
+References:
+    Rabiner (1989). A tutorial on hidden Markov models and selected applications in speech recognition.
+    Baum, Petrie, Soules and Weiss (1970). A maximization technique occurring in the statistical
+    analysis of probabilistic functions of Markov chains.
+
+Example:
+    >>> import jax, numpy as np
+    >>> from pgm.hmm import HMM
+    >>> from inference import chain, em
+    >>> hmm = HMM.categorical([0.5, 0.5], [[0.95, 0.05], [0.1, 0.9]],
+    ...                       [[1/6] * 6, [0.1] * 5 + [0.5]])
+    >>> data = hmm.sample(jax.random.PRNGKey(0), 300)
+    >>> posterior = chain.marginals(hmm, data["x"][0]).marginals["z"]   # (300, 2)
+    >>> fitted = em.fit(hmm, data["x"][0], max_iter=20).params
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.scipy.special import gammaln
+from numpyro.contrib.control_flow import scan
+
+from inference.chain import ChainPotentials, batch_expected_counts
+from inference.errors import DataError, ModelError
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _probability_table(value, name, shape=None):
+    """A float64 array whose last axis holds distributions; ModelError naming ``name`` otherwise."""
+    table = np.asarray(value, dtype=np.float64)
+    if shape is not None and table.shape != shape:
+        raise ModelError(f"{name} must have shape {shape}, got {table.shape}")
+    if not np.all(np.isfinite(table)) or np.any(table < 0):
+        raise ModelError(f"{name} must hold finite non-negative probabilities")
+    sums = np.atleast_1d(table.sum(axis=-1))
+    bad = np.argwhere(np.abs(sums - 1.0) > 1e-6)
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        label = f"{name}" if table.ndim == 1 else f"{name} row {where if len(where) > 1 else where[0]}"
+        raise ModelError(f"{label} sums to {float(sums[where]):.9g}, not 1")
+    if table.ndim == 0:
+        raise ModelError(f"{name} must be an array of probabilities, got a scalar")
+    return table / table.sum(axis=-1, keepdims=True)
+
+
+def _dirichlet_log_density(probs, pseudo_count):
+    """:math:`\\sum_{rows} \\log \\mathrm{Dir}(p \\mid 1 + c)`; 0 for ``c = 0`` (the flat prior)."""
+    if pseudo_count == 0:
+        return 0.0
+    alpha = 1.0 + pseudo_count
+    n = probs.shape[-1]
+    rows = probs.reshape(-1, n)
+    norm = gammaln(n * alpha) - n * gammaln(alpha)
+    with np.errstate(divide="ignore"):
+        return float(np.sum(norm + pseudo_count * np.sum(np.log(rows), axis=-1)))
+
+
+def _normalise_counts(counts, pseudo_count, previous):
+    """MAP of a Dirichlet(1 + c) row given expected counts; rows with no mass keep ``previous``."""
+    counts = np.asarray(counts, dtype=np.float64) + pseudo_count
+    totals = counts.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows = counts / totals
+    return np.where(totals > 0, rows, previous)
+
+
+# ----------------------------------------------------------------------------- observations
+
+
+def _as_batch(x, event_ndim, lengths, float_data):
+    """(x padded (N, T, *event), lengths (N,), batched) from one sequence, a batch or a list."""
+    dtype = np.float64 if float_data else None
+    if isinstance(x, (list, tuple)) and len(x) and not np.isscalar(x[0]) and np.ndim(x[0]) >= 1:
+        seqs = [np.asarray(s, dtype=dtype) for s in x]
+        if float_data and event_ndim == 1:
+            seqs = [s[:, None] if s.ndim == 1 else s for s in seqs]
+        for i, s in enumerate(seqs):
+            if s.ndim != 1 + event_ndim or s.shape[0] == 0:
+                raise DataError(f"x[{i}] must be a non-empty sequence of shape (T,{' D' if event_ndim else ''}), got {s.shape}")
+        if lengths is not None:
+            raise DataError("lengths must not be given with a list of sequences (their lengths are used)")
+        lengths = np.array([len(s) for s in seqs])
+        T = int(lengths.max())
+        fill = np.nan if float_data else 0
+        out = np.full((len(seqs), T) + seqs[0].shape[1:], fill, dtype=np.float64 if float_data else np.int64)
+        for i, s in enumerate(seqs):
+            if s.shape[1:] != seqs[0].shape[1:]:
+                raise DataError(f"x[{i}] has event shape {s.shape[1:]}, x[0] has {seqs[0].shape[1:]}")
+            out[i, : len(s)] = s
+        return out, lengths, True
+    x = np.asarray(x, dtype=dtype)
+    if float_data and event_ndim == 1 and x.ndim == 1:
+        x = x[:, None]
+    if x.ndim == 1 + event_ndim:
+        batched, x = False, x[None]
+    elif x.ndim == 2 + event_ndim:
+        batched = True
+    else:
+        want = "(T,) or (N, T)" if event_ndim == 0 else "(T, D) or (N, T, D)"
+        raise DataError(f"x must have shape {want}, got {x.shape}")
+    N, T = x.shape[:2]
+    if T == 0:
+        raise DataError("x has no time steps")
+    if lengths is None:
+        lengths = np.full(N, T)
+    else:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer):
+            raise DataError(f"lengths must be {N} integers (one per sequence), got {lengths!r}")
+        if np.any(lengths < 1) or np.any(lengths > T):
+            raise DataError(f"lengths must lie in 1..{T} (the padded length), got {lengths.tolist()}")
+    return x, lengths.astype(np.int64), batched
+
+
+def _valid_mask(lengths, T):
+    return np.arange(T)[None, :] < np.asarray(lengths)[:, None]
+
+
+# ----------------------------------------------------------------------------- emission families
+
+
+class CategoricalEmission:
+    """:math:`p(x_t = m \\mid z_t = k) = B_{km}` over ``M`` symbols ``0..M-1``."""
+
+    family = "categorical"
+    event_ndim = 0
+
+    def __init__(self, emission_probs, num_states):
+        self.probs = _probability_table(emission_probs, "emission_probs")
+        if self.probs.ndim != 2 or self.probs.shape[0] != num_states:
+            raise ModelError(
+                f"emission_probs must have shape (K={num_states}, M), got {self.probs.shape}"
+            )
+        self.num_symbols = self.probs.shape[1]
+
+    def params(self):
+        return {"emission_probs": self.probs}
+
+    def prepare(self, x, lengths):
+        x, lengths, batched = _as_batch(x, 0, lengths, float_data=False)
+        if np.issubdtype(x.dtype, np.floating):
+            if np.any(np.isnan(x[_valid_mask(lengths, x.shape[1])])):
+                raise DataError("x holds NaN: categorical observations cannot be missing")
+            if np.any(x != np.round(x)):
+                raise DataError("x must hold integer symbols for a categorical HMM")
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise DataError(f"x must hold integer symbols, got dtype {x.dtype}")
+        valid = _valid_mask(lengths, x.shape[1])
+        bad = np.argwhere(valid & ((x < 0) | (x >= self.num_symbols)))
+        if bad.size:
+            n, t = (int(i) for i in bad[0])
+            raise DataError(
+                f"x[{n}, {t}] = {x[n, t]} is not a symbol of the emission_probs (0..{self.num_symbols - 1})"
+            )
+        return np.where(valid, x, 0).astype(np.int64), lengths, batched
+
+    def log_likelihoods(self, x):
+        return _categorical_loglik(jnp.log(self.probs), x)
+
+    def distribution(self, probs, z):
+        return dist.Categorical(probs=probs[z])
+
+    def expected_stats(self, x, gamma):
+        return {"counts": _categorical_counts(x, gamma, self.num_symbols)}
+
+    def from_stats(self, stats, pseudo_count=0.0, **_):
+        probs = _normalise_counts(stats["counts"], pseudo_count, self.probs)
+        return CategoricalEmission(probs, self.probs.shape[0])
+
+    def log_prior(self, pseudo_count=0.0, **_):
+        return _dirichlet_log_density(self.probs, pseudo_count)
+
+
+@jax.jit
+def _categorical_loglik(log_probs, x):
+    return jnp.take(log_probs.T, x, axis=0)  # (N, T, K)
+
+
+@jax.jit
+def _categorical_counts_jit(x, gamma, onehot_eye):
+    return jnp.einsum("ntk,ntm->km", gamma, onehot_eye[x])
+
+
+def _categorical_counts(x, gamma, M):
+    return _categorical_counts_jit(x, gamma, jnp.eye(M))
+
+
+class GaussianEmission:
+    """Gaussian components :math:`\\mathcal N(\\mu_c, \\Sigma_c)`, ``c = 0..C-1`` (one per state, or
+    per state and mixture component in :class:`GaussianMixtureEmission`).
+
+    ``covariance_type="full"``: ``covariances`` (C, D, D); ``"diag"``: (C, D) variances.
+    """
+
+    family = "gaussian"
+    event_ndim = 1
+
+    def __init__(self, means, covariances, covariance_type="full", *, name="means"):
+        if covariance_type not in ("full", "diag"):
+            raise ModelError(f"covariance_type must be 'full' or 'diag', got {covariance_type!r}")
+        self.covariance_type = covariance_type
+        self.means = np.asarray(means, dtype=np.float64)
+        if self.means.ndim != 2 or not np.all(np.isfinite(self.means)):
+            raise ModelError(f"means must be a finite (C, D) array, got shape {self.means.shape}")
+        C, D = self.means.shape
+        cov = np.asarray(covariances, dtype=np.float64)
+        if covariance_type == "diag":
+            if cov.shape != (C, D):
+                raise ModelError(f"covariances must have shape {(C, D)} for 'diag', got {cov.shape}")
+            if not np.all(np.isfinite(cov)) or np.any(cov <= 0):
+                raise ModelError("covariances ('diag' variances) must be finite and positive")
+        else:
+            if cov.shape != (C, D, D):
+                raise ModelError(f"covariances must have shape {(C, D, D)} for 'full', got {cov.shape}")
+            for c in range(C):
+                if not np.allclose(cov[c], cov[c].T) or not np.all(np.isfinite(cov[c])):
+                    raise ModelError(f"covariances[{c}] is not a finite symmetric matrix")
+                if np.linalg.eigvalsh(cov[c]).min() <= 0:
+                    raise ModelError(f"covariances[{c}] is not positive definite")
+        self.covariances = cov
+        self.dim = D
+
+    def full_covariances(self):
+        if self.covariance_type == "full":
+            return self.covariances
+        return self.covariances[:, :, None] * np.eye(self.dim)
+
+    def params(self):
+        return {"means": self.means, "covariances": self.covariances}
+
+    def prepare(self, x, lengths):
+        x, lengths, batched = _as_batch(x, 1, lengths, float_data=True)
+        if x.shape[-1] != self.dim:
+            raise DataError(f"x has {x.shape[-1]} features per step, the means have D = {self.dim}")
+        valid = _valid_mask(lengths, x.shape[1])
+        if np.any(np.isinf(x[valid])):
+            raise DataError("x holds infinite values (NaN marks a missing value; inf is not allowed)")
+        x = np.where(valid[..., None], x, np.nan)  # padding is missing
+        return x, lengths, batched
+
+    def component_log_density(self, x):
+        """(N, T, C) :math:`\\log \\mathcal N(x_o; \\mu_{c,o}, \\Sigma_{c,oo})` over the observed entries."""
+        observed = ~np.isnan(x)
+        partial = observed.any(-1) & ~observed.all(-1)
+        if self.covariance_type == "diag":
+            return _diag_loglik(jnp.asarray(self.means), jnp.asarray(self.covariances), x)
+        out = np.array(_full_loglik(jnp.asarray(self.means), jnp.asarray(self.covariances), x))
+        if partial.any():
+            idx = np.nonzero(partial)
+            out[idx] = np.asarray(_masked_full_loglik(self.means, self.covariances, x[idx]))
+        return jnp.asarray(out)
+
+    def moments(self, x):
+        """Per step and component, :math:`E[x]` (N,T,C,D) and :math:`E[x x^T]` (or :math:`E[x^2]`)
+        with missing entries imputed by their conditional Gaussian given the observed ones."""
+        if self.covariance_type == "diag":
+            return _diag_moments(jnp.asarray(self.means), jnp.asarray(self.covariances), x)
+        return _full_moments(jnp.asarray(self.means), jnp.asarray(self.covariances), x)
+
+    def stats(self, x, weights):
+        """Weighted sufficient statistics; ``weights`` (N, T, C), zero where x is wholly missing."""
+        present = ~np.all(np.isnan(x), axis=-1)
+        weights = jnp.where(present[..., None], weights, 0.0)
+        if np.all(present == ~np.isnan(x).any(-1)):  # no partially observed step: plain sums
+            xf = jnp.asarray(np.nan_to_num(x))
+            s1 = jnp.einsum("ntc,ntd->cd", weights, xf)
+            if self.covariance_type == "diag":
+                s2 = jnp.einsum("ntc,ntd->cd", weights, xf**2)
+            else:
+                s2 = jnp.einsum("ntc,ntd,nte->cde", weights, xf, xf)
+        else:
+            ex, exx = self.moments(x)
+            s1 = jnp.einsum("ntc,ntcd->cd", weights, ex)
+            sub = "ntc,ntcd->cd" if self.covariance_type == "diag" else "ntc,ntcde->cde"
+            s2 = jnp.einsum(sub, weights, exx)
+        return {"s0": jnp.sum(weights, axis=(0, 1)), "s1": s1, "s2": s2}
+
+    def from_stats(self, stats, covariance_prior=0.0):
+        s0, s1, s2 = (np.asarray(stats[k], dtype=np.float64) for k in ("s0", "s1", "s2"))
+        has = s0 > 0
+        safe = np.where(has, s0, 1.0)
+        means = np.where(has[:, None], s1 / safe[:, None], self.means)
+        if self.covariance_type == "diag":
+            cov = (s2 - means * s1 + covariance_prior) / safe[:, None]
+            cov = np.where(has[:, None], cov, self.covariances)
+        else:
+            scatter = s2 - np.einsum("cd,ce->cde", means, s1)
+            cov = (scatter + covariance_prior * np.eye(self.dim)) / safe[:, None, None]
+            cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+            cov = np.where(has[:, None, None], cov, self.covariances)
+        return GaussianEmission(means, cov, self.covariance_type)
+
+    def log_prior(self, covariance_prior=0.0):
+        """Improper inverse-Wishart-style prior :math:`\\log p(\\Sigma) = -\\tfrac{\\psi}{2}\\mathrm{tr}\\,\\Sigma^{-1}`."""
+        if covariance_prior == 0:
+            return 0.0
+        if self.covariance_type == "diag":
+            return float(-0.5 * covariance_prior * np.sum(1.0 / self.covariances))
+        return float(-0.5 * covariance_prior * np.trace(np.linalg.inv(self.covariances), axis1=-2, axis2=-1).sum())
+
+
+@jax.jit
+def _diag_loglik(means, variances, x):
+    observed = ~jnp.isnan(x)[..., None, :]  # (N, T, 1, D)
+    diff = jnp.nan_to_num(x)[..., None, :] - means  # (N, T, C, D)
+    terms = -0.5 * (diff**2 / variances + jnp.log(variances) + _LOG_2PI)
+    return jnp.sum(jnp.where(observed, terms, 0.0), axis=-1)
+
+
+@jax.jit
+def _full_loglik(means, covariances, x):
+    chol = jnp.linalg.cholesky(covariances)  # (C, D, D)
+    D = means.shape[-1]
+    chol_inv = jax.scipy.linalg.solve_triangular(chol, jnp.broadcast_to(jnp.eye(D), chol.shape), lower=True)
+    diff = jnp.nan_to_num(x)[..., None, :] - means  # (N, T, C, D)
+    y = jnp.einsum("ced,ntcd->ntce", chol_inv, diff)
+    log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    out = -0.5 * (jnp.sum(y**2, axis=-1) + log_det + D * _LOG_2PI)
+    present = ~jnp.all(jnp.isnan(x), axis=-1)
+    return jnp.where(present[..., None], out, 0.0)
+
+
+def _observed_block(covariances, observed):
+    """:math:`\\Sigma` with missing rows/columns replaced by the identity: (P, C, D, D)."""
+    both = observed[:, None, :, None] & observed[:, None, None, :]
+    eye = jnp.eye(covariances.shape[-1])
+    return jnp.where(both, covariances[None], eye)
+
+
+@jax.jit
+def _masked_full_loglik(means, covariances, x):
+    """(P, C) log-densities of partially observed rows x (P, D): marginal over the missing entries."""
+    observed = ~jnp.isnan(x)
+    sigma = _observed_block(covariances, observed)
+    chol = jnp.linalg.cholesky(sigma)
+    diff = jnp.where(observed[:, None, :], jnp.nan_to_num(x)[:, None, :] - means[None], 0.0)
+    y = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
+    log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    d_obs = jnp.sum(observed, axis=-1)[:, None]
+    return -0.5 * (jnp.sum(y**2, axis=-1) + log_det + d_obs * _LOG_2PI)
+
+
+@jax.jit
+def _diag_moments(means, variances, x):
+    observed = ~jnp.isnan(x)[..., None, :]
+    xf = jnp.nan_to_num(x)[..., None, :]
+    ex = jnp.where(observed, xf, means)
+    exx = jnp.where(observed, xf**2, means**2 + variances)
+    return ex, exx
+
+
+@jax.jit
+def _full_moments(means, covariances, x):
+    shape = x.shape
+    flat = x.reshape(-1, shape[-1])
+    observed = ~jnp.isnan(flat)
+    sigma = _observed_block(covariances, observed)  # (P, C, D, D)
+    both = observed[:, None, :, None] & observed[:, None, None, :]
+    w = jnp.where(both, jnp.linalg.inv(sigma), 0.0)  # embedded inverse of the observed block
+    diff = jnp.where(observed[:, None, :], jnp.nan_to_num(flat)[:, None, :] - means[None], 0.0)
+    gain = jnp.einsum("cde,pcef->pcdf", covariances, w)  # Sigma W
+    ex = means[None] + jnp.einsum("pcdf,pcf->pcd", gain, diff)
+    cov = covariances[None] - jnp.einsum("pcdf,cfe->pcde", gain, covariances)
+    exx = cov + ex[..., :, None] * ex[..., None, :]
+    C, D = means.shape
+    return ex.reshape(shape[:-1] + (C, D)), exx.reshape(shape[:-1] + (C, D, D))
+
+
+class GaussianSingleEmission(GaussianEmission):
+    """One Gaussian per state."""
+
+    def __init__(self, means, covariances, covariance_type, num_states):
+        super().__init__(means, covariances, covariance_type)
+        if self.means.shape[0] != num_states:
+            raise ModelError(f"means must have one row per state (K = {num_states}), got {self.means.shape}")
+
+    def log_likelihoods(self, x):
+        return self.component_log_density(x)
+
+    def distribution(self, params, z, observed=None):
+        means, cov = params
+        if self.covariance_type == "diag":
+            d = dist.Normal(means[z], jnp.sqrt(cov[z]))
+            return (d.mask(observed) if observed is not None else d).to_event(1)
+        return dist.MultivariateNormal(means[z], covariance_matrix=cov[z])
+
+    def expected_stats(self, x, gamma):
+        return self.stats(x, gamma)
+
+    def from_stats(self, stats, covariance_prior=0.0, **_):
+        new = GaussianEmission.from_stats(self, stats, covariance_prior)
+        return GaussianSingleEmission(new.means, new.covariances, self.covariance_type, self.means.shape[0])
+
+    def log_prior(self, covariance_prior=0.0, **_):
+        return GaussianEmission.log_prior(self, covariance_prior)
+
+
+class GaussianMixtureEmission:
+    """:math:`p(x \\mid z = k) = \\sum_m w_{km} \\mathcal N(x; \\mu_{km}, \\Sigma_{km})`."""
+
+    family = "gaussian_mixture"
+    event_ndim = 1
+
+    def __init__(self, weights, means, covariances, covariance_type, num_states):
+        self.weights = _probability_table(weights, "weights")
+        if self.weights.ndim != 2 or self.weights.shape[0] != num_states:
+            raise ModelError(f"weights must have shape (K={num_states}, n_mix), got {self.weights.shape}")
+        K, Mix = self.weights.shape
+        means = np.asarray(means, dtype=np.float64)
+        if means.ndim != 3 or means.shape[:2] != (K, Mix):
+            raise ModelError(f"means must have shape (K={K}, n_mix={Mix}, D), got {means.shape}")
+        cov = np.asarray(covariances, dtype=np.float64)
+        D = means.shape[-1]
+        want = (K, Mix, D, D) if covariance_type == "full" else (K, Mix, D)
+        if cov.shape != want:
+            raise ModelError(f"covariances must have shape {want} for {covariance_type!r}, got {cov.shape}")
+        self.components = GaussianEmission(means.reshape(K * Mix, D), cov.reshape((K * Mix,) + want[2:]), covariance_type)
+        self.covariance_type = covariance_type
+        self.dim = D
+
+    @property
+    def means(self):
+        return self.components.means.reshape(self.weights.shape + (self.dim,))
+
+    @property
+    def covariances(self):
+        return self.components.covariances.reshape(self.weights.shape + self.components.covariances.shape[1:])
+
+    def params(self):
+        return {"weights": self.weights, "means": self.means, "covariances": self.covariances}
+
+    def prepare(self, x, lengths):
+        return self.components.prepare(x, lengths)
+
+    def _joint(self, x):
+        """(N, T, K, Mix) :math:`\\log w_{km} + \\log \\mathcal N(x; \\mu_{km}, \\Sigma_{km})`."""
+        K, Mix = self.weights.shape
+        dens = self.components.component_log_density(x)
+        return dens.reshape(dens.shape[:2] + (K, Mix)) + jnp.log(self.weights)
+
+    def log_likelihoods(self, x):
+        out = jax.nn.logsumexp(self._joint(x), axis=-1)
+        present = ~np.all(np.isnan(x), axis=-1)
+        return jnp.where(present[..., None], out, 0.0)
+
+    def distribution(self, params, z, observed=None):
+        weights, means, cov = params
+        if self.covariance_type == "diag":
+            comp = dist.Normal(means[z], jnp.sqrt(cov[z])).to_event(1)
+        else:
+            comp = dist.MultivariateNormal(means[z], covariance_matrix=cov[z])
+        return dist.MixtureSameFamily(dist.Categorical(probs=weights[z]), comp)
+
+    def expected_stats(self, x, gamma):
+        joint = self._joint(x)
+        resp = jnp.exp(joint - jax.nn.logsumexp(joint, axis=-1, keepdims=True)) * gamma[..., None]
+        present = ~np.all(np.isnan(x), axis=-1)
+        resp = jnp.where(present[..., None, None], resp, 0.0)
+        stats = self.components.stats(x, resp.reshape(resp.shape[:2] + (-1,)))
+        stats["mix"] = jnp.sum(resp, axis=(0, 1))
+        return stats
+
+    def from_stats(self, stats, pseudo_count=0.0, covariance_prior=0.0, **_):
+        weights = _normalise_counts(stats["mix"], pseudo_count, self.weights)
+        comps = self.components.from_stats(stats, covariance_prior)
+        K, Mix = self.weights.shape
+        return GaussianMixtureEmission(
+            weights,
+            comps.means.reshape(K, Mix, self.dim),
+            comps.covariances.reshape((K, Mix) + comps.covariances.shape[1:]),
+            self.covariance_type,
+            K,
+        )
+
+    def log_prior(self, pseudo_count=0.0, covariance_prior=0.0, **_):
+        return _dirichlet_log_density(self.weights, pseudo_count) + self.components.log_prior(covariance_prior)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class HMM:
+    """A hidden Markov model: initial distribution, transition matrix and an emission family.
+
+    Build one with :meth:`categorical`, :meth:`gaussian` or :meth:`gaussian_mixture`.
+
+    Attributes:
+        initial_probs: (K,) :math:`\\pi_k = p(z_0 = k)`.
+        transition_matrix: (K, K) :math:`A_{ij} = p(z_t = j \\mid z_{t-1} = i)`.
+        emission: the emission family (its parameters in ``emission.params()``).
+    """
+
+    def __init__(self, initial_probs, transition_matrix, emission, *, name="hmm"):
+        self.initial_probs = _probability_table(initial_probs, "initial_probs")
+        if self.initial_probs.ndim != 1:
+            raise ModelError(f"initial_probs must be a (K,) vector, got shape {self.initial_probs.shape}")
+        K = self.initial_probs.shape[0]
+        self.transition_matrix = _probability_table(transition_matrix, "transition_matrix", (K, K))
+        self.emission = emission
+        self.name = name
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def categorical(cls, initial_probs, transition_matrix, emission_probs, *, name="hmm"):
+        """Categorical emissions: ``emission_probs[k, m]`` = :math:`p(x_t = m \\mid z_t = k)`."""
+        K = np.shape(initial_probs)[0]
+        return cls(initial_probs, transition_matrix, CategoricalEmission(emission_probs, K), name=name)
+
+    @classmethod
+    def gaussian(cls, initial_probs, transition_matrix, means, covariances, covariance_type="full", *, name="hmm"):
+        """Gaussian emissions: ``means`` (K, D); ``covariances`` (K, D, D) ("full") or (K, D) ("diag")."""
+        K = np.shape(initial_probs)[0]
+        emission = GaussianSingleEmission(means, covariances, covariance_type, K)
+        return cls(initial_probs, transition_matrix, emission, name=name)
+
+    @classmethod
+    def gaussian_mixture(
+        cls, initial_probs, transition_matrix, weights, means, covariances, covariance_type="full", *, name="hmm"
+    ):
+        """Gaussian-mixture emissions: ``weights`` (K, n_mix), ``means`` (K, n_mix, D),
+        ``covariances`` (K, n_mix, D, D) ("full") or (K, n_mix, D) ("diag")."""
+        K = np.shape(initial_probs)[0]
+        emission = GaussianMixtureEmission(weights, means, covariances, covariance_type, K)
+        return cls(initial_probs, transition_matrix, emission, name=name)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def num_states(self) -> int:
+        return self.initial_probs.shape[0]
+
+    @property
+    def states(self) -> dict:
+        return {"z": tuple(str(k) for k in range(self.num_states))}
+
+    @property
+    def params(self) -> dict:
+        """The parameters as a pytree of arrays."""
+        return {
+            "initial_probs": self.initial_probs,
+            "transition_matrix": self.transition_matrix,
+            **self.emission.params(),
+        }
+
+    def _replace(self, initial_probs, transition_matrix, emission):
+        return HMM(initial_probs, transition_matrix, emission, name=self.name)
+
+    def __repr__(self):
+        return f"HMM({self.emission.family}, K={self.num_states}, name={self.name!r})"
+
+    # ------------------------------------------------------------------ scoring
+    def _prepared(self, x, lengths):
+        return self.emission.prepare(x, lengths)
+
+    def chain(self, x, lengths=None) -> ChainPotentials:
+        """The chain potentials of ``x`` for ``inference.chain`` / ``inference.exact``."""
+        xp, lengths, batched = self._prepared(x, lengths)
+        with np.errstate(divide="ignore"):
+            log_pi, log_a = np.log(self.initial_probs), np.log(self.transition_matrix)
+        return ChainPotentials(log_pi, log_a, self.emission.log_likelihoods(xp), lengths, batched)
+
+    def log_prob(self, x, lengths=None):
+        """Exact :math:`\\log p(x)` by the forward algorithm: a float for one sequence, (N,) for a batch."""
+        from inference.chain import _batch_filter
+
+        p = self.chain(x, lengths)
+        log_z, _ = _batch_filter(p.log_initial, p.log_transition, p.log_likelihoods, p.lengths)
+        log_z = np.asarray(log_z)
+        return log_z if p.batched else float(log_z[0])
+
+    def log_joint(self, z, x, lengths=None):
+        """Complete-data :math:`\\log p(z, x)` (float, or (N,) for a batch)."""
+        p = self.chain(x, lengths)
+        z = np.asarray(z)
+        z = z if p.batched else z[None]
+        N, T, K = p.log_likelihoods.shape
+        if z.shape != (N, T):
+            raise DataError(f"z must have shape {(N, T) if p.batched else (T,)}, got {np.shape(z)}")
+        valid = _valid_mask(p.lengths, T)
+        bad = np.argwhere(valid & ((z < 0) | (z >= K)))
+        if bad.size:
+            n, t = (int(i) for i in bad[0])
+            raise DataError(f"z[{n}, {t}] = {z[n, t]} is not a state (0..{K - 1})")
+        z = np.where(valid, z, 0)
+        ll = np.take_along_axis(np.asarray(p.log_likelihoods), z[..., None], -1)[..., 0]
+        trans = np.asarray(p.log_transition)[z[:, :-1], z[:, 1:]]
+        out = np.asarray(p.log_initial)[z[:, 0]] + np.sum(np.where(valid, ll, 0), 1)
+        out = out + np.sum(np.where(valid[:, 1:], trans, 0), 1)
+        return out if p.batched else float(out[0])
+
+    # ------------------------------------------------------------------ the program
+    def _program(self, params, x=None, T=None, lengths=None):
+        initial, transition = params["initial_probs"], params["transition_matrix"]
+        emission = _emission_args(self.emission, params)
+        K = self.num_states
+        if x is None:
+            if T is None:
+                raise DataError("the HMM program needs observations x or a number of steps T")
+            N = 1 if lengths is None else len(lengths)
+            xs = None
+            valid = jnp.ones((T, N), bool)
+        else:
+            xp, lens, _ = self._prepared(x, lengths)
+            N, T = xp.shape[:2]
+            xs = jnp.swapaxes(jnp.asarray(xp), 0, 1)  # (T, N, ...)
+            valid = jnp.asarray(_valid_mask(lens, T).T)
+        start = jnp.concatenate([transition, initial[None]])  # row K: the start state
+        # past a sequence's end the state stays put (a masked enumerated site would count K times)
+        stay = jnp.concatenate([jnp.eye(K), initial[None]])
+
+        def step(z_prev, inputs):
+            x_t, valid_t = inputs
+            with numpyro.plate("sequences", N, dim=-1):
+                probs = jnp.where(valid_t[..., None], start[z_prev], stay[z_prev])
+                z = numpyro.sample("z", dist.Categorical(probs=probs), infer={"enumerate": "parallel"})
+                with numpyro.handlers.mask(mask=valid_t):
+                    x_new = self._emit(emission, z, x_t)
+            return z, (z, x_new)
+
+        z0 = jnp.full(N, K)
+        _, (zs, x_out) = scan(step, z0, (xs, valid), length=T)
+        return zs, x_out
+
+    def _emit(self, emission, z, x_t):
+        if self.emission.family == "categorical":
+            return numpyro.sample("x", self.emission.distribution(emission, z), obs=x_t)
+        if x_t is None:
+            return numpyro.sample("x", self.emission.distribution(emission, z))
+        observed = ~jnp.isnan(x_t)
+        present = observed.any(-1)
+        filled = jnp.nan_to_num(x_t)
+        if self.emission.family == "gaussian" and self.emission.covariance_type == "diag":
+            with numpyro.handlers.mask(mask=present):
+                return numpyro.sample("x", self.emission.distribution(emission, z, observed), obs=filled)
+        with numpyro.handlers.mask(mask=present):
+            return numpyro.sample("x", self.emission.distribution(emission, z), obs=filled)
+
+    def model(self, x=None, T=None, lengths=None):
+        """The NumPyro program: ``scan`` over time, enumerable site ``"z"``, observation site ``"x"``.
+
+        Args:
+            x: observations (see the module docstring), or None to simulate.
+            T: number of steps when simulating.
+            lengths: (N,) valid lengths of a padded batch; when simulating, ``len(lengths)`` sequences.
+
+        Gaussian observations with NaN are masked: whole missing steps for every covariance type,
+        single missing entries for ``"diag"`` (the full-covariance program cannot marginalise part of
+        a step; ``inference.chain`` and ``log_prob`` can).
+        """
+        if x is not None and self.emission.family != "categorical" and self.emission.covariance_type == "full":
+            xp, _, _ = self._prepared(x, lengths)
+            observed = ~np.isnan(xp)
+            if np.any(observed.any(-1) & ~observed.all(-1)):
+                raise DataError(
+                    "x has partly missing steps, which the full-covariance program cannot mask; "
+                    "use hmm.log_prob / inference.chain, or covariance_type='diag'"
+                )
+        params = jax.tree_util.tree_map(jnp.asarray, self.params)
+        return self._program(params, x, T, lengths)
+
+    def bayesian_model(self, x=None, T=None, lengths=None, *, concentration=1.0, mean_scale=10.0):
+        """The program with priors on the parameters, for NUTS or SVI over them.
+
+        :math:`\\pi \\sim \\mathrm{Dir}(c)`, rows :math:`A_i \\sim \\mathrm{Dir}(c)`; categorical rows
+        :math:`B_k \\sim \\mathrm{Dir}(c)`; Gaussian means :math:`\\mu_k \\sim \\mathcal N(\\mu_k^{(0)},
+        s^2 I)` around this model's means and variances :math:`\\sigma^2_{kd} \\sim
+        \\mathrm{InvGamma}(2, \\sigma^{2(0)}_{kd})` (diagonal covariances; a full-covariance model
+        keeps its correlation structure fixed at this model's and scales by the sampled variances).
+        Mixture weights :math:`\\sim \\mathrm{Dir}(c)`.
+        """
+        K = self.num_states
+        params = {
+            "initial_probs": numpyro.sample("initial_probs", dist.Dirichlet(jnp.full(K, concentration))),
+            "transition_matrix": numpyro.sample(
+                "transition_matrix", dist.Dirichlet(jnp.full((K, K), concentration)).to_event(1)
+            ),
+        }
+        e = self.emission
+        if e.family == "categorical":
+            params["emission_probs"] = numpyro.sample(
+                "emission_probs", dist.Dirichlet(jnp.full(e.probs.shape, concentration)).to_event(1)
+            )
+        else:
+            means0 = jnp.asarray(e.means)
+            cov0 = jnp.asarray(e.covariances)
+            var0 = cov0 if e.covariance_type == "diag" else jnp.diagonal(cov0, axis1=-2, axis2=-1)
+            params["means"] = numpyro.sample("means", dist.Normal(means0, mean_scale).to_event(means0.ndim))
+            var = numpyro.sample("variances", dist.InverseGamma(2.0, var0).to_event(var0.ndim))
+            if e.covariance_type == "diag":
+                params["covariances"] = var
+            else:
+                corr = cov0 / jnp.sqrt(var0[..., :, None] * var0[..., None, :])
+                params["covariances"] = corr * jnp.sqrt(var[..., :, None] * var[..., None, :])
+            if e.family == "gaussian_mixture":
+                params["weights"] = numpyro.sample(
+                    "weights", dist.Dirichlet(jnp.full(e.weights.shape, concentration)).to_event(1)
+                )
+        return self._program(params, x, T, lengths)
+
+    def sample(self, key, T, n_sequences=1) -> dict:
+        """Simulate ``n_sequences`` sequences of ``T`` steps by running the program without data.
+
+        Returns:
+            ``{"z": (n_sequences, T) int64, "x": (n_sequences, T) int64 or (n_sequences, T, D)}``.
+        """
+        if not isinstance(T, (int, np.integer)) or T < 1:
+            raise DataError(f"T must be a positive integer, got {T!r}")
+        if not isinstance(n_sequences, (int, np.integer)) or n_sequences < 1:
+            raise DataError(f"n_sequences must be a positive integer, got {n_sequences!r}")
+        params = jax.tree_util.tree_map(jnp.asarray, self.params)
+        zs, xs = _simulate(self, params, key, int(T), int(n_sequences))
+        x = np.swapaxes(np.asarray(xs), 0, 1)
+        x = x.astype(np.int64) if self.emission.family == "categorical" else np.array(x, dtype=np.float64)
+        return {"z": np.swapaxes(np.asarray(zs), 0, 1).astype(np.int64), "x": x}
+
+    # ------------------------------------------------------------------ EM contract
+    @staticmethod
+    def _unpack(data):
+        if isinstance(data, dict):
+            return data["x"], data.get("lengths")
+        return data, None
+
+    def expected_stats(self, data):
+        """Baum-Welch E-step: expected initial, transition and emission statistics, and :math:`\\log p(x)`.
+
+        ``data``: observations as :meth:`log_prob` takes them, or ``{"x": ..., "lengths": ...}``.
+        """
+        x, lengths = self._unpack(data)
+        xp, lengths, _ = self._prepared(x, lengths)
+        with np.errstate(divide="ignore"):
+            log_pi, log_a = np.log(self.initial_probs), np.log(self.transition_matrix)
+        ll = self.emission.log_likelihoods(xp)
+        log_z, gamma, initial, transition = batch_expected_counts(log_pi, log_a, ll, jnp.asarray(lengths))
+        stats = {
+            "initial": initial,
+            "transition": transition,
+            "emission": self.emission.expected_stats(xp, gamma),
+        }
+        return stats, float(np.sum(np.asarray(log_z)))
+
+    def from_stats(self, stats, pseudo_count=0.0, covariance_prior=0.0) -> "HMM":
+        """Baum-Welch M-step (MAP under the priors of :meth:`log_prior`)."""
+        if pseudo_count < 0 or covariance_prior < 0:
+            raise ModelError("pseudo_count and covariance_prior must be non-negative")
+        initial = _normalise_counts(stats["initial"], pseudo_count, self.initial_probs)
+        transition = _normalise_counts(stats["transition"], pseudo_count, self.transition_matrix)
+        emission = self.emission.from_stats(
+            stats["emission"], pseudo_count=pseudo_count, covariance_prior=covariance_prior
+        )
+        return self._replace(initial, transition, emission)
+
+    def log_prior(self, pseudo_count=0.0, covariance_prior=0.0) -> float:
+        """:math:`\\log p(\\theta)`: Dirichlet(1 + pseudo_count) on every distribution row and the
+        improper :math:`-\\tfrac{\\psi}{2}\\mathrm{tr}\\,\\Sigma^{-1}` on Gaussian covariances."""
+        return (
+            _dirichlet_log_density(self.initial_probs, pseudo_count)
+            + _dirichlet_log_density(self.transition_matrix, pseudo_count)
+            + self.emission.log_prior(pseudo_count=pseudo_count, covariance_prior=covariance_prior)
+        )
+
+    def data_is_complete(self, data) -> bool:
+        return False
+
+
+def _emission_args(emission, params):
+    if emission.family == "categorical":
+        return params["emission_probs"]
+    if emission.family == "gaussian":
+        return params["means"], params["covariances"]
+    return params["weights"], params["means"], params["covariances"]
+
+
+def _simulate(hmm, params, key, T, N):
+    def run(params, key):
+        with numpyro.handlers.seed(rng_seed=key):
+            return hmm._program(params, None, T, jnp.ones(N, jnp.int32))
+
+    return jax.jit(run)(params, key)
+
+
+__all__ = ["HMM", "CategoricalEmission", "GaussianSingleEmission", "GaussianMixtureEmission"]
