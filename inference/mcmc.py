@@ -1,0 +1,259 @@
+"""Markov chain Monte Carlo for any NumPyro program: NUTS and HMC, several chains, diagnostics.
+
+Hamiltonian Monte Carlo samples the continuous latents :math:`z` of a program from
+:math:`p(z \\mid x) \\propto p(x, z)` by simulating Hamiltonian dynamics with potential
+:math:`U(z) = -\\log p(x, z)` (in unconstrained coordinates) and momentum
+:math:`r \\sim \\mathcal N(0, M)`, with a Metropolis correction for the leapfrog error:
+
+1. draw a momentum :math:`r`;
+2. run ``num_steps`` leapfrog steps of size :math:`\\epsilon`:
+   :math:`r \\leftarrow r - \\tfrac\\epsilon2 \\nabla U(z)`, :math:`z \\leftarrow z + \\epsilon M^{-1} r`,
+   :math:`r \\leftarrow r - \\tfrac\\epsilon2 \\nabla U(z)`;
+3. accept the end point with probability :math:`\\min(1, e^{H(z, r) - H(z', r')})`,
+   :math:`H = U + \\tfrac12 r^\\top M^{-1} r`.
+
+NUTS (Hoffman and Gelman 2014) chooses the trajectory length itself by doubling until the path
+turns back. Discrete latents marked ``infer={"enumerate": "parallel"}`` are summed out of
+:math:`p(x, z)` exactly (NumPyro's enumeration), so only continuous sites are sampled; a
+discrete site that is not marked, or that has no finite support, is refused with a
+:class:`~inference.errors.ModelError` that names it. :func:`gibbs` (discrete models) lives in
+``inference.gibbs`` and is re-exported here.
+
+Before sampling, :func:`check_model` runs the program once at NumPyro's initial point and names
+the site at fault for: a latent discrete site NUTS cannot handle, a non-finite log-density, NaN
+in observed data, or an observed value whose shape disagrees with its distribution (plates
+included).
+
+Example:
+    >>> import jax
+    >>> from pgm.conjugate import EightSchools
+    >>> r = nuts(EightSchools(centered=False).model, EightSchools.data(), key=jax.random.PRNGKey(0),
+    ...          num_samples=200, num_warmup=200, num_chains=2)
+    >>> r.samples["mu"].shape, sorted(r.diagnostics)[:3]
+    ((400,), ['accept_prob', 'divergences', 'ess'])
+
+References:
+    Neal (2011). MCMC using Hamiltonian dynamics. Handbook of Markov Chain Monte Carlo.
+    Hoffman and Gelman (2014). The No-U-Turn sampler. JMLR.
+    Vehtari, Gelman, Simpson, Carpenter and Bürkner (2021). Rank-normalization, folding, and
+    localization: an improved R-hat. Bayesian Analysis.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inference.errors import DataError, ModelError
+from inference.result import Result
+
+__all__ = ["nuts", "hmc", "check_model", "gibbs"]
+
+
+def __getattr__(name):
+    # ``gibbs`` is written in inference/gibbs.py; imported on first use so that this module
+    # imports on its own.
+    if name == "gibbs":
+        from inference.gibbs import gibbs
+
+        return gibbs
+    raise AttributeError(f"module 'inference.mcmc' has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- model checks
+class _LastSite:
+    """Remembers the last site a program reached, to say where a failure happened."""
+
+    def __init__(self):
+        self.name = None
+
+
+def _trace_at_init(model, data, key, init_strategy):
+    from numpyro import handlers
+    from numpyro.primitives import Messenger
+
+    last = _LastSite()
+
+    class _Record(Messenger):
+        def process_message(self, msg):
+            if msg["type"] in ("sample", "param", "deterministic", "plate"):
+                last.name = msg["name"]
+
+    program = handlers.substitute(handlers.seed(model, key), substitute_fn=init_strategy)
+    try:
+        with _Record():
+            return handlers.trace(program).get_trace(**data)
+    except (DataError, ModelError):
+        raise
+    except Exception as err:  # a failure inside the user's program: say where
+        where = f"after site {last.name!r}" if last.name else "before its first site"
+        raise ModelError(f"the program failed {where}: {type(err).__name__}: {err}") from err
+
+
+def _plates(site):
+    return ", ".join(f"plate {f.name!r} (size {f.size}, dim {f.dim})" for f in site["cond_indep_stack"]) or "no plate"
+
+
+def _check_site(name, site, needs_continuous):
+    fn, value = site["fn"], site["value"]
+    shape = tuple(jnp.shape(value))
+    expected = tuple(fn.shape())
+    if site["is_observed"]:
+        if jnp.issubdtype(jnp.result_type(value), jnp.floating) and not bool(jnp.all(jnp.isfinite(value))):
+            raise DataError(f"observed data at site {name!r} hold NaN or infinite values")
+        try:
+            joint = tuple(jnp.broadcast_shapes(shape, expected))
+        except ValueError:
+            joint = None
+        if joint != shape:
+            raise DataError(
+                f"site {name!r}: observed value of shape {shape} does not match the distribution's "
+                f"shape {expected} (batch {tuple(fn.batch_shape)}, event {tuple(fn.event_shape)}; "
+                f"{_plates(site)})"
+            )
+    elif needs_continuous and fn.support.is_discrete:
+        kind = type(fn).__name__
+        if not fn.has_enumerate_support:
+            raise ModelError(
+                f"site {name!r} is a discrete latent ({kind}) without finite support: NUTS/HMC cannot "
+                f"enumerate it; marginalise it by hand or use a discrete sampler (inference.mcmc.gibbs)"
+            )
+        if site["infer"].get("enumerate") != "parallel":
+            raise ModelError(
+                f"site {name!r} is a discrete latent ({kind}) not marked for enumeration: give it "
+                f"infer={{'enumerate': 'parallel'}} so that NUTS/HMC sum it out"
+            )
+        return  # enumerated later: its log-density at one draw says nothing
+    log_prob = fn.log_prob(value)
+    if not bool(jnp.all(jnp.isfinite(log_prob))):
+        what = "observed value" if site["is_observed"] else "initial value"
+        bad = int(jnp.size(log_prob) - jnp.sum(jnp.isfinite(log_prob)))
+        raise ModelError(
+            f"site {name!r}: the log-density is not finite at its {what} ({bad} of {jnp.size(log_prob)} "
+            f"entries; {type(fn).__name__} with support {fn.support}); check its parameters and data"
+        )
+
+
+def check_model(model: Callable, data: dict | None = None, *, key, init_strategy=None,
+                needs_continuous: bool = True) -> dict:
+    """Run ``model(**data)`` once at the initial point and check every sample site.
+
+    Raises :class:`ModelError` / :class:`DataError` naming the site when a latent discrete site
+    cannot be enumerated (with ``needs_continuous``), a log-density is not finite, observed data
+    hold NaN, or an observed value's shape disagrees with its distribution's batch and event shape.
+    Returns the trace (site name -> NumPyro message).
+    """
+    from numpyro.infer.initialization import init_to_uniform
+
+    trace = _trace_at_init(model, dict(data or {}), key, init_strategy or init_to_uniform)
+    for name, site in trace.items():
+        if site["type"] == "sample":
+            _check_site(name, site, needs_continuous)
+    return trace
+
+
+# --------------------------------------------------------------------------- samplers
+def _chain_method(num_chains, chain_method):
+    if chain_method is not None:
+        return chain_method
+    if num_chains > 1 and jax.local_device_count() < num_chains:
+        return "vectorized"
+    return "parallel"
+
+
+def _run(kernel, name, model, data, key, num_samples, num_warmup, num_chains, progress, chain_method,
+         thinning, check, init_strategy):
+    from numpyro.infer import MCMC
+
+    data = dict(data or {})
+    if num_samples < 1 or num_warmup < 0 or num_chains < 1:
+        raise DataError(f"need num_samples >= 1, num_warmup >= 0, num_chains >= 1; got {num_samples}, "
+                        f"{num_warmup}, {num_chains}")
+    start = time.perf_counter()
+    check_key, run_key = jax.random.split(key)
+    if check:
+        check_model(model, data, key=check_key, init_strategy=init_strategy)
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method=_chain_method(num_chains, chain_method), progress_bar=progress, thinning=thinning)
+    try:
+        mcmc.run(run_key, extra_fields=("diverging", "accept_prob"), **data)
+    except RuntimeError as err:
+        if "valid initial parameters" in str(err):
+            raise ModelError(f"{name}: no initial point with a finite log-density and gradient was found "
+                             f"(NumPyro: {err})") from err
+        raise
+    grouped = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    seconds = time.perf_counter() - start
+    return Result(method=name, samples={k: v.reshape((-1,) + v.shape[2:]) for k, v in grouped.items()},
+                  seconds=seconds, diagnostics=_diagnostics(grouped, extra, num_chains))
+
+
+def _diagnostics(grouped, extra, num_chains):
+    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+    floats = {k: v.astype(float) for k, v in grouped.items() if v.shape[1] >= 4}
+    return {
+        "num_chains": num_chains,
+        "r_hat": {k: np.asarray(split_gelman_rubin(v)) for k, v in floats.items()},
+        "ess": {k: np.asarray(effective_sample_size(v)) for k, v in floats.items()},
+        "divergences": int(np.sum(np.asarray(extra["diverging"]))),
+        "accept_prob": float(np.mean(np.asarray(extra["accept_prob"]))),
+    }
+
+
+def nuts(model: Callable, data: dict | None = None, *, key, num_samples: int = 1000, num_warmup: int = 500,
+         num_chains: int = 1, progress: bool = False, chain_method: str | None = None,
+         target_accept_prob: float = 0.8, max_tree_depth: int = 10, dense_mass: bool = False,
+         init_strategy=None, thinning: int = 1, check: bool = True) -> Result:
+    """The No-U-Turn sampler on ``model(**data)`` (NumPyro), discrete enumerable sites summed out.
+
+    Args:
+        model: a NumPyro program; data enter as keyword arguments.
+        data: the keyword arguments (observations, covariates).
+        key: a JAX PRNG key.
+        num_samples, num_warmup: draws kept and adaptation steps, per chain.
+        num_chains: independent chains; ``chain_method`` defaults to ``"parallel"`` when there
+            are enough devices, else ``"vectorized"``.
+        target_accept_prob, max_tree_depth, dense_mass: NUTS settings (step size and mass
+            matrix are adapted during warm-up).
+        init_strategy: a NumPyro init strategy (default ``init_to_uniform``).
+        check: run :func:`check_model` first (errors that name the site).
+
+    Returns:
+        ``Result(method="nuts", samples={site: (num_chains * num_samples, ...)} chain-major,
+        diagnostics={"r_hat", "ess" (per site), "num_chains", "divergences", "accept_prob"})``.
+    """
+    from numpyro.infer import NUTS
+    from numpyro.infer.initialization import init_to_uniform
+
+    kernel = NUTS(model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
+                  dense_mass=dense_mass, init_strategy=init_strategy or init_to_uniform)
+    return _run(kernel, "nuts", model, data, key, num_samples, num_warmup, num_chains, progress, chain_method,
+                thinning, check, init_strategy)
+
+
+def hmc(model: Callable, data: dict | None = None, *, key, num_samples: int = 1000, num_warmup: int = 500,
+        num_chains: int = 1, progress: bool = False, chain_method: str | None = None, step_size: float = 1.0,
+        num_steps: int | None = None, trajectory_length: float | None = None, adapt_step_size: bool = True,
+        target_accept_prob: float = 0.8, dense_mass: bool = False, init_strategy=None, thinning: int = 1,
+        check: bool = True) -> Result:
+    """Hamiltonian Monte Carlo with a fixed number of leapfrog steps (``num_steps``) or a fixed
+    ``trajectory_length`` (default :math:`2\\pi` when ``num_steps`` is None), the step size
+    adapted during warm-up unless ``adapt_step_size=False``. Other arguments and the Result as :func:`nuts`.
+    """
+    from numpyro.infer import HMC
+    from numpyro.infer.initialization import init_to_uniform
+
+    if num_steps is not None and num_steps < 1:
+        raise DataError(f"num_steps must be >= 1, got {num_steps}")
+    kernel = HMC(model, step_size=step_size, num_steps=num_steps,
+                 trajectory_length=trajectory_length if trajectory_length is not None or num_steps else 2 * np.pi,
+                 adapt_step_size=adapt_step_size, target_accept_prob=target_accept_prob,
+                 dense_mass=dense_mass, init_strategy=init_strategy or init_to_uniform)
+    return _run(kernel, "hmc", model, data, key, num_samples, num_warmup, num_chains, progress, chain_method,
+                thinning, check, init_strategy)

@@ -1,0 +1,178 @@
+"""Langevin kernels on targets with known answers.
+
+Tolerances: a sampler's mean and variance errors are compared with their Monte Carlo standard
+errors from the effective sample size (``inference.evaluate.moment_zscores``); |z| < 4.5 has
+false-alarm probability below 1e-4 per check for a correct sampler (Gaussian tails, ESS
+estimated), so the checks fail only when the error exceeds what the ESS allows.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import inference  # noqa: F401  (float64)
+from inference import langevin
+from inference.errors import DataError, ModelError
+from inference.evaluate import moment_zscores
+
+Z = 4.5
+MEAN = jnp.array([1.0, -2.0])
+COV = jnp.array([[1.0, 0.6], [0.6, 2.0]])
+PREC = jnp.linalg.inv(COV)
+
+
+def gaussian_logdensity(x):
+    d = x - MEAN
+    return -0.5 * d @ PREC @ d
+
+
+def assert_moments(samples, mean, var, num_chains=1):
+    z = moment_zscores(samples, mean, var, num_chains=num_chains)
+    assert np.all(np.abs(z["mean"]) < Z), z
+    assert np.all(np.abs(z["var"]) < Z), z
+
+
+def test_mala_matches_a_correlated_gaussian():
+    kernel = langevin.mala(gaussian_logdensity, step_size=0.4)
+    result = langevin.run(kernel, jax.random.PRNGKey(0), jnp.zeros((4, 2)), 3000, num_chains=4, burn_in=300)
+    assert result.samples["x"].shape == (4 * 2700, 2)
+    assert_moments(result.samples["x"], MEAN, jnp.diag(COV), num_chains=4)
+    assert np.all(result.diagnostics["r_hat"]["x"] < 1.05)
+    assert result.to_arviz().posterior["x"].shape == (4, 2700, 2)
+
+
+def test_mala_acceptance_falls_as_the_step_grows():
+    @jax.vmap
+    def acceptance(eps):  # one compiled program for all step sizes
+        kernel = langevin.mala(gaussian_logdensity, eps)
+
+        def body(state, key):
+            state, info = kernel.step(key, state)
+            return state, info.acceptance_rate
+
+        _, acc = jax.lax.scan(body, kernel.init(MEAN), jax.random.split(jax.random.PRNGKey(1), 400))
+        return acc.mean()
+
+    rates = np.asarray(acceptance(jnp.array([0.01, 0.3, 1.0, 3.0]))).tolist()
+    assert rates[0] > 0.99  # the MALA rejection rate is O(eps^{3/2}) (Roberts and Rosenthal 1998)
+    assert all(a > b for a, b in zip(rates, rates[1:])), rates
+    assert rates[-1] < 0.3
+
+
+def ula_stationary_variance(sigma2, eps):
+    # x' = (1 - eps / sigma^2) x + sqrt(2 eps) xi  =>  v = 2 eps / (1 - (1 - eps/sigma^2)^2)
+    return sigma2 / (1 - eps / (2 * sigma2))
+
+
+def test_ula_has_its_known_discretisation_bias():
+    sigma2, eps = 2.0, 0.5
+    kernel = langevin.ula(lambda x: -0.5 * jnp.sum(x**2) / sigma2, eps)
+    r = langevin.run(kernel, jax.random.PRNGKey(2), jnp.zeros((8, 1)), 2500, num_chains=8, burn_in=100)
+    v = ula_stationary_variance(sigma2, eps)  # 2.286, far from 2.0 at this step size
+    assert_moments(r.samples["x"], jnp.zeros(1), jnp.array([v]), num_chains=8)
+    # the same kernel through a score function
+    scored = langevin.ula(score_fn=lambda x: -x / sigma2, step_size=eps)
+    r2 = langevin.run(scored, jax.random.PRNGKey(2), jnp.zeros((8, 1)), 2500, num_chains=8, burn_in=100)
+    np.testing.assert_allclose(r2.samples["x"], r.samples["x"], rtol=1e-12, atol=1e-12)
+
+
+def test_annealed_langevin_ends_at_the_last_level():
+    # data N(0, s^2): the noisy score is exact, s(x, sigma) = -x / (s^2 + sigma^2)
+    s2, sigmas, eps, steps = 1.0, jnp.array([3.0, 1.0, 0.3]), 0.02, 300
+    kernel = langevin.annealed_langevin(lambda x, sig: -x / (s2 + sig**2), sigmas, eps, steps)
+    chains = 4000
+    x0 = 5.0 * jax.random.normal(jax.random.PRNGKey(3), (chains,))
+    step = jax.jit(jax.vmap(kernel.step))
+    state = jax.vmap(kernel.init)(x0)
+    keys = jax.random.split(jax.random.PRNGKey(4), 3 * steps)
+
+    def body(st, k):
+        return step(jax.random.split(k, chains), st)[0], None
+
+    state, _ = jax.lax.scan(body, state, keys)
+    assert int(state.iteration[0]) == 3 * steps
+    target = s2 + 0.3**2
+    alpha = eps  # sigma_L^2 / sigma_L^2
+    v = ula_stationary_variance(target, alpha)
+    # after 300 steps the contraction (1 - alpha/target)^300 = 4e-3 has forgotten the previous level;
+    # independent chains: se of the variance = v * sqrt(2 / n)
+    assert float(jnp.var(state.position)) == pytest.approx(v, abs=Z * v * np.sqrt(2 / chains))
+
+
+def test_sgld_agrees_with_nuts_on_logistic_regression():
+    from inference import mcmc
+    from pgm.conjugate import LogisticRegression, simulate
+
+    model = LogisticRegression(prior_scale=1.0)
+    x = jax.random.normal(jax.random.PRNGKey(5), (400, 2))
+    truth = simulate(model.model, jax.random.PRNGKey(6), x=x)
+    y = truth["y"]
+    nuts = mcmc.nuts(model.model, {"x": x, "y": y}, key=jax.random.PRNGKey(7), num_samples=400, num_warmup=200)
+
+    def log_prior(p):
+        return model.log_prior(p["w"], p["b"])
+
+    def log_lik(p, batch):
+        return model.log_likelihood_terms(p["w"], p["b"], batch["x"], batch["y"])
+
+    grad = langevin.minibatch_gradient(log_prior, log_lik, {"x": x, "y": y}, batch_size=40)
+    kernel = langevin.sgld(grad, step_size=lambda t: 2e-3 / (1 + t / 2000) ** 0.55)
+    start = {"w": jnp.zeros((4, 2)), "b": jnp.zeros(4)}
+    r = langevin.run(kernel, jax.random.PRNGKey(8), start, 6000, num_chains=4, burn_in=1000)
+    for site in ("w", "b"):
+        a, b = np.asarray(r.samples[site]), np.asarray(nuts.samples[site])
+        se = np.sqrt(a.var(0) / r.diagnostics["ess"][site] + b.var(0) / nuts.diagnostics["ess"][site])
+        # SGLD's step-size bias is O(eps); measured below 0.05 posterior sd here, so allow Z se + 0.1 sd
+        assert np.all(np.abs(a.mean(0) - b.mean(0)) < Z * se + 0.1 * np.sqrt(b.var(0))), (site, a.mean(0), b.mean(0))
+
+
+def test_torch_mala_and_ula_match_the_same_answers():
+    g = torch.Generator().manual_seed(0)
+    mean, prec = torch.tensor(np.asarray(MEAN)), torch.tensor(np.asarray(PREC))
+
+    def logdensity(x):  # (B, 2) -> (B,)
+        d = x - mean
+        return -0.5 * torch.einsum("bi,ij,bj->b", d, prec, d)
+
+    r = langevin.run_torch(langevin.mala_torch(logdensity, 0.4), g, torch.zeros(4, 2, dtype=torch.float64),
+                           2000, num_chains=4, burn_in=200)
+    assert_moments(r.samples["x"], MEAN, jnp.diag(COV), num_chains=4)
+    assert 0.5 < r.diagnostics["acceptance_rate"] < 1.0
+    assert r.to_arviz().posterior["x"].shape == (4, 1800, 2)
+
+    sigma2, eps = 2.0, 0.5
+    r = langevin.run_torch(langevin.ula_torch(score_fn=lambda x: -x / sigma2, step_size=eps), g,
+                           torch.zeros(8, 1, dtype=torch.float64), 2000, num_chains=8, burn_in=100)
+    assert_moments(r.samples["x"], np.zeros(1), np.array([ula_stationary_variance(sigma2, eps)]), num_chains=8)
+
+
+def test_torch_sgld_and_annealed_run():
+    g = torch.Generator().manual_seed(1)
+    data = torch.randn(200, generator=g, dtype=torch.float64) + 3.0
+
+    def grad_estimator(gen, mu):  # N(mu | 0, 10^2) prior, N(x | mu, 1) likelihood, batches of 20
+        idx = torch.randint(0, 200, (20,), generator=gen)
+        return -mu / 100.0 + 200 / 20 * (data[idx] - mu).sum()
+
+    r = langevin.run_torch(langevin.sgld_torch(grad_estimator, 1e-4), g, torch.zeros(()), 3000, burn_in=500)
+    post_mean = data.sum().item() / (200 + 1 / 100)
+    post_sd = (200 + 1 / 100) ** -0.5
+    assert abs(r.samples["x"].mean() - post_mean) < 0.5 * post_sd + Z * post_sd / np.sqrt(r.diagnostics["ess"]["x"])
+    kernel = langevin.annealed_langevin_torch(lambda x, s: -x / (1 + s**2), [2.0, 0.5], 0.05, 10)
+    state = kernel.init(torch.zeros(3, dtype=torch.float64))
+    for _ in range(25):
+        state, info = kernel.step(g, state)
+    assert state.iteration == 25 and torch.isfinite(state.position).all()
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(DataError, match="step_size"):
+        langevin.mala(gaussian_logdensity, -1.0)
+    with pytest.raises(ModelError, match="exactly one"):
+        langevin.ula(step_size=0.1)
+    with pytest.raises(DataError, match="sigmas"):
+        langevin.annealed_langevin(lambda x, s: -x, [0.1, 1.0], 0.1, 5)
+    with pytest.raises(DataError, match="burn_in"):
+        langevin.run(langevin.ula(gaussian_logdensity, 0.1), jax.random.PRNGKey(0), MEAN, 10, burn_in=10)
