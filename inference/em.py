@@ -84,7 +84,9 @@ def fit(
     complete = bool(getattr(model, "data_is_complete", lambda d: False)(data))
 
     stats, loglik = model.expected_stats(data)
-    history = [_objective_checked(model, loglik, options)]
+    # The starting point may have zero prior density (a Dirichlet prior at a table with zeros):
+    # -inf is a valid start that any M-step improves on; NaN is not.
+    history = [_objective_checked(model, loglik, options, allow_minus_inf=True)]
     logliks = [float(loglik)]
     converged = False
     bar = tqdm(total=max_iter, desc="EM", disable=not progress, leave=False)
@@ -95,14 +97,14 @@ def fit(
         logliks.append(float(loglik))
         bar.update(1)
         bar.set_postfix(objective=f"{history[-1]:.6g}")
-        gain = history[-1] - history[-2]
+        gain = history[-1] - history[-2] if np.isfinite(history[-2]) else np.inf
         if check_monotone and gain < -1e-8 * max(1.0, abs(history[-2])):
             bar.close()
             raise MonotonicityError(
                 f"EM objective decreased at iteration {len(history) - 1}: "
                 f"{history[-2]:.12g} -> {history[-1]:.12g}"
             )
-        if complete or gain < tol * scale:
+        if complete or (np.isfinite(history[-2]) and gain < tol * scale):
             converged = True
             break
     bar.close()
@@ -117,8 +119,10 @@ def fit(
     )
 
 
-def _objective_checked(model, loglik, options):
+def _objective_checked(model, loglik, options, allow_minus_inf=False):
     value = _objective(model, loglik, options)
+    if allow_minus_inf and value == -np.inf:
+        return value
     if not np.isfinite(value):
         raise MonotonicityError(f"EM objective is not finite ({value}); check the data and the initial model")
     return value

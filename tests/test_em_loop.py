@@ -97,3 +97,25 @@ def test_run_dirs_are_unique(tmp_path):
     a = new_run_dir("m", "x", tmp_path)
     b = new_run_dir("m", "x", tmp_path)
     assert a != b and a.is_dir() and b.is_dir() and a.name.startswith("m-x-")
+
+
+def test_a_start_of_zero_prior_density_is_allowed_but_nan_is_not():
+    class ZeroPriorStart(TwoCoins):
+        def log_prior(self):
+            return -np.inf if self.theta == (0.6, 0.5) else 0.0
+
+        def from_stats(self, stats):
+            new = TwoCoins.from_stats(self, stats)
+            return ZeroPriorStart(new.pi, new.theta, new.m)
+
+    heads = np.array([5.0, 9.0, 2.0, 8.0, 3.0])
+    result = em.fit(ZeroPriorStart(0.5, (0.6, 0.5)), heads)
+    assert result.history[0] == -np.inf and np.all(np.isfinite(result.history[1:]))
+    assert np.all(np.diff(result.history[1:]) >= -1e-9)
+
+    class NanStart(TwoCoins):
+        def log_prior(self):
+            return np.nan
+
+    with pytest.raises(MonotonicityError, match="not finite"):
+        em.fit(NanStart(0.5, (0.6, 0.5)), heads)
