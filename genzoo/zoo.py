@@ -5,6 +5,7 @@ Model code is imported inside the functions, so ``genzoo list`` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any, Mapping
 
@@ -245,5 +246,260 @@ VAE_ENTRY = ModelEntry(
 )
 
 
-ENTRIES: dict[str, ModelEntry] = {BAYESNET.name: BAYESNET, VAE_ENTRY.name: VAE_ENTRY}
+# --------------------------------------------------------------------------- hidden Markov models
+def _hmm_problem(options: Mapping[str, Any], seed: int) -> Problem:
+    """The occasionally dishonest casino: rolls simulated from the true model; the exact method
+    uses the true parameters, the others learn them from the rolls."""
+    import jax
+
+    from pgm.hmm import HMM
+
+    truth = HMM.categorical(
+        initial_probs=[0.5, 0.5],
+        transition_matrix=[[0.95, 0.05], [0.10, 0.90]],
+        emission_probs=[[1 / 6] * 6, [0.1] * 5 + [0.5]],
+    )
+    x = np.asarray(truth.sample(jax.random.PRNGKey(seed), options["rolls"])["x"][0])
+    return Problem(
+        model=truth,
+        data=x,
+        description=f"occasionally dishonest casino (fair / loaded die), {len(x)} rolls",
+        program_kwargs={"x": x},
+    )
+
+
+def _hmm_start():
+    from pgm.hmm import HMM
+
+    return HMM.categorical(
+        initial_probs=[0.6, 0.4],
+        transition_matrix=[[0.8, 0.2], [0.3, 0.7]],
+        emission_probs=[[0.2, 0.2, 0.2, 0.15, 0.15, 0.1], [0.1, 0.1, 0.1, 0.15, 0.15, 0.4]],
+    )
+
+
+def _hmm_exact(problem, config):
+    from inference import exact
+
+    return exact.marginals(problem.model, problem.data)
+
+
+def _with_marginals(result, hmm, x, method, seconds=None, **diagnostics):
+    """The state marginals of ``x`` under ``hmm`` attached to a learning method's Result."""
+    from inference import exact
+
+    post = exact.marginals(hmm, x)
+    return dataclasses.replace(
+        result, method=method, marginals=post.marginals, log_evidence=post.log_evidence,
+        log_evidence_kind="exact", seconds=result.seconds if seconds is None else seconds,
+        diagnostics={**result.diagnostics, **diagnostics, "log_evidence_of": "the learned point estimate"},
+    )
+
+
+def _hmm_em(problem, config):
+    from inference import em
+
+    fit = em.fit(_hmm_start(), problem.data, max_iter=config.steps or 200, progress=config.progress)
+    return _with_marginals(fit, fit.params, problem.data, "em")
+
+
+def _hmm_from_params(params):
+    from pgm.hmm import HMM
+
+    return HMM.categorical(
+        initial_probs=np.asarray(params["initial_probs"]),
+        transition_matrix=np.asarray(params["transition_matrix"]),
+        emission_probs=np.asarray(params["emission_probs"]),
+    )
+
+
+def _hmm_svi(problem, config):
+    """MAP parameters by SVI (delta guide) with the states enumerated out (TraceEnum ELBO)."""
+    from inference import svi
+
+    start = _hmm_start()
+    fit = svi.fit(start.bayesian_model, {"x": problem.data}, key=_key(config), guide="delta",
+                  elbo="trace_enum", steps=config.steps or 500, learning_rate=0.05, progress=config.progress)
+    return _with_marginals(fit, _hmm_from_params(fit.params), problem.data, "svi_map")
+
+
+def _hmm_nuts(problem, config):
+    """NUTS over the parameters (states enumerated out); the state marginals averaged over draws."""
+    import time
+
+    import jax
+
+    from inference import chain, mcmc
+
+    start_time = time.perf_counter()
+    start = _hmm_start()
+    x = problem.data
+    draws = mcmc.nuts(start.bayesian_model, {"x": x}, key=_key(config), num_samples=config.steps or 200,
+                      num_warmup=config.steps or 200, progress=config.progress)
+    s = draws.samples
+    emissions = np.asarray(x)
+
+    def smooth(pi, a, b):
+        log_lik = jax.numpy.log(b)[:, emissions].T  # (T, K)
+        return chain.hmm_smoother(jax.numpy.log(pi), jax.numpy.log(a), log_lik)[1]
+
+    marginals = np.asarray(jax.vmap(smooth)(s["initial_probs"], s["transition_matrix"], s["emission_probs"]).mean(0))
+    return dataclasses.replace(draws, method="nuts", marginals={"z": marginals}, seconds=time.perf_counter() - start_time)
+
+
+def _hmm_sample(problem, seed, n):
+    import jax
+
+    draws = problem.model.sample(jax.random.PRNGKey(seed), n)
+    return {"state": np.asarray(draws["z"][0]), "roll": np.asarray(draws["x"][0]) + 1}
+
+
+def _hmm_doc():
+    from pgm.hmm import HMM
+
+    return HMM
+
+
+HMM_ENTRY = ModelEntry(
+    name="hmm",
+    family="hidden Markov model",
+    description="A categorical HMM on the occasionally dishonest casino",
+    dataset="simulated: 300 rolls of a fair and a loaded die (Durbin et al. 1998)",
+    make_problem=_hmm_problem,
+    methods=(
+        Method("exact", "forward-backward with the true parameters", _hmm_exact),
+        Method("em", "Baum-Welch from a wrong start, then forward-backward", _hmm_em),
+        Method("svi_map", "SVI, delta guide, states enumerated out (TraceEnum)", _hmm_svi),
+        Method("nuts", "NUTS over the parameters, states enumerated out; marginals averaged over draws", _hmm_nuts),
+    ),
+    exact_method="exact",
+    options={"rolls": Option(300, "number of rolls", int)},
+    sample=_hmm_sample,
+    doc=_hmm_doc,
+    quick={"rolls": 200, "steps": 100},
+)
+
+
+# --------------------------------------------------------------------------- conjugate models
+def _closed_form(problem, config):
+    """The posterior in closed form: its means and sds, and the exact log-evidence."""
+    import time
+
+    from inference.result import Result
+
+    start = time.perf_counter()
+    model, data = problem.model, problem.data
+    posterior = model.posterior(**data)
+    means = {k: np.asarray(d.mean) for k, d in posterior.items()}
+    sds = {k: np.sqrt(np.asarray(d.variance)) for k, d in posterior.items()}
+    return Result(method="closed_form", log_evidence=float(model.log_evidence(**data)), log_evidence_kind="exact",
+                  seconds=time.perf_counter() - start,
+                  diagnostics={"posterior_mean": means, "posterior_sd": sds})
+
+
+def _nuts(num_samples=1000, name="nuts", program=None):
+    def run(problem, config):
+        from inference import mcmc
+
+        fn = program(problem) if program else problem.model.model
+        result = mcmc.nuts(fn, problem.data, key=_key(config), num_samples=config.steps or num_samples,
+                           num_warmup=config.steps or num_samples, progress=config.progress)
+        return dataclasses.replace(result, method=name)
+
+    return run
+
+
+def _svi(guide):
+    def run(problem, config):
+        from inference import svi
+
+        return svi.fit(problem.model.model, problem.data, key=_key(config), guide=guide,
+                       steps=config.steps or 2000, learning_rate=0.02, num_samples=4000, progress=config.progress)
+
+    return run
+
+
+def _conjugate_problem(kind):
+    def make(options: Mapping[str, Any], seed: int) -> Problem:
+        import jax
+
+        from pgm import conjugate
+
+        key = jax.random.PRNGKey(seed)
+        n = options["n"]
+        if kind == "beta_bernoulli":
+            model = conjugate.BetaBernoulli(2.0, 2.0)
+            data = {"x": np.asarray(conjugate.simulate(model.model, key, n=n)["x"])}
+            text = f"Beta(2, 2) prior, {n} coin flips"
+        elif kind == "normal_normal":
+            model = conjugate.NormalNormal(0.0, 2.0, 1.0)
+            data = {"x": np.asarray(conjugate.simulate(model.model, key, n=n)["x"])}
+            text = f"N(0, 2^2) prior on the mean, {n} draws with unit noise"
+        elif kind == "linear_regression":
+            model = conjugate.BayesianLinearRegression(1.0, 0.5)
+            kx, ky = jax.random.split(key)
+            x = np.asarray(jax.random.normal(kx, (n, 3)))
+            data = {"x": x, "y": np.asarray(conjugate.simulate(model.model, ky, x=x)["y"])}
+            text = f"3 weights, N(0, 1) prior, noise 0.5, {n} rows"
+        else:
+            model = conjugate.EightSchools(centered=True)
+            data = conjugate.EightSchools.data()
+            text = "Rubin's eight schools (centred program; reference: long non-centred NUTS)"
+        return Problem(model=model, data=data, description=text, program_kwargs=data)
+
+    return make
+
+
+def _eight_schools_reference(problem, config):
+    from pgm import conjugate
+
+    run = _nuts(num_samples=5000, name="reference_nuts",
+                program=lambda p: conjugate.EightSchools(centered=False).model)
+    result = run(problem, dataclasses.replace(config, steps=None))
+    samples = {k: v for k, v in result.samples.items() if k in ("mu", "tau", "theta")}
+    return dataclasses.replace(result, samples=samples)
+
+
+def _conjugate_doc(name):
+    def doc():
+        from pgm import conjugate
+
+        return getattr(conjugate, name)
+
+    return doc
+
+
+def _conjugate_entry(name, cls, description, guides=("normal",), reference=None):
+    methods = [Method("closed_form", "the exact posterior", _closed_form, kind="posterior")] if reference is None \
+        else [Method("reference_nuts", "a long NUTS run on the non-centred program", reference, kind="posterior")]
+    methods.append(Method("nuts", "NUTS (NumPyro)", _nuts(), kind="posterior"))
+    for guide in guides:
+        methods.append(Method(f"svi_{guide}", f"SVI with an automatic {guide} guide", _svi(guide), kind="posterior"))
+    return ModelEntry(
+        name=name,
+        family="conjugate / teaching model",
+        description=description,
+        dataset="simulated from the model" if reference is None else "Rubin (1981), inline",
+        make_problem=_conjugate_problem(name),
+        methods=tuple(methods),
+        exact_method=methods[0].name,
+        options={"n": Option(50, "number of observations", int)},
+        doc=_conjugate_doc(cls),
+        quick={"steps": 500},
+    )
+
+
+CONJUGATE = (
+    _conjugate_entry("beta_bernoulli", "BetaBernoulli", "Beta prior, Bernoulli data: a Beta posterior"),
+    _conjugate_entry("normal_normal", "NormalNormal", "Normal mean, Normal prior: a Normal posterior"),
+    _conjugate_entry("linear_regression", "BayesianLinearRegression",
+                     "Bayesian linear regression: a Gaussian posterior", guides=("normal", "mvn")),
+    _conjugate_entry("eight_schools", "EightSchools", "Hierarchical Normal model (centred)",
+                     reference=_eight_schools_reference),
+)
+
+
+ENTRIES: dict[str, ModelEntry] = {
+    e.name: e for e in (BAYESNET, HMM_ENTRY, *CONJUGATE, VAE_ENTRY)
+}
 DEFAULT_MODEL = "bayesnet"
