@@ -524,10 +524,12 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
     def update(st, batch):
         return svi.update(st, **batch)
 
-    def run_chunk(st, full, n):
-        return jax.lax.scan(lambda s, _: svi.update(s, **full), st, None, length=n)
+    # The full data enter as constants of the compiled chunk, as in NumPyro's SVI.run: programs
+    # may check their data with NumPy (they see concrete arrays, never tracers).
+    def run_chunk(st, n):
+        return jax.lax.scan(lambda s, _: svi.update(s, **data), st, None, length=n)
 
-    run_chunk = jax.jit(run_chunk, static_argnums=2)
+    run_chunk = jax.jit(run_chunk, static_argnums=1)
     hint = "lower learning_rate or check the model's support and initial values"
     with tqdm(total=steps, initial=done, disable=not progress, desc="svi") as bar:
         for lo, hi in _chunks(done, steps, progress, checkpoint, checkpoint_every):
@@ -538,7 +540,7 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
                     chunk.append(value)
                 chunk = np.asarray(jax.device_get(chunk))
             else:
-                state, chunk = run_chunk(state, data, hi - lo)
+                state, chunk = run_chunk(state, hi - lo)
                 chunk = np.asarray(chunk)
             _check_losses(chunk, lo, hint)
             history.extend(chunk.tolist())
