@@ -319,8 +319,27 @@ def _hmm_svi(problem, config):
 
     start = _hmm_start()
     fit = svi.fit(start.bayesian_model, {"x": problem.data}, key=_key(config), guide="delta",
-                  elbo="trace_enum", steps=config.steps or 500, learning_rate=0.05, progress=config.progress)
-    return _with_marginals(fit, _hmm_from_params(fit.params), problem.data, "svi_map")
+                  elbo="trace_enum", steps=config.steps or 500, learning_rate=0.05, num_samples=1,
+                  progress=config.progress)
+    point = {site: value[0] for site, value in fit.samples.items()}
+    return _with_marginals(fit, _hmm_from_params(point), problem.data, "svi_map")
+
+
+def _align_states(draws, reference):
+    """Relabel each posterior draw's states by the permutation whose emission rows are closest to
+    ``reference``'s (the posterior is symmetric under relabelling; averaging unaligned draws would
+    mix the labels)."""
+    import itertools
+
+    b = np.asarray(draws["emission_probs"])  # (S, K, M)
+    k = b.shape[1]
+    perms = np.array(list(itertools.permutations(range(k))))  # (P, K)
+    cost = np.abs(b[:, perms, :] - reference[None, None]).sum((-1, -2))  # (S, P)
+    best = perms[cost.argmin(1)]  # (S, K)
+    rows = np.arange(len(best))[:, None]
+    a = np.asarray(draws["transition_matrix"])
+    return (np.asarray(draws["initial_probs"])[rows, best], a[rows[:, :, None], best[:, :, None], best[:, None, :]],
+            b[rows, best])
 
 
 def _hmm_nuts(problem, config):
@@ -333,18 +352,18 @@ def _hmm_nuts(problem, config):
 
     start_time = time.perf_counter()
     start = _hmm_start()
-    x = problem.data
+    x = np.asarray(problem.data)
     draws = mcmc.nuts(start.bayesian_model, {"x": x}, key=_key(config), num_samples=config.steps or 200,
                       num_warmup=config.steps or 200, progress=config.progress)
-    s = draws.samples
-    emissions = np.asarray(x)
+    pi, a, b = _align_states(draws.samples, np.asarray(start.emission.probs))
 
     def smooth(pi, a, b):
-        log_lik = jax.numpy.log(b)[:, emissions].T  # (T, K)
+        log_lik = jax.numpy.log(b)[:, x].T  # (T, K)
         return chain.hmm_smoother(jax.numpy.log(pi), jax.numpy.log(a), log_lik)[1]
 
-    marginals = np.asarray(jax.vmap(smooth)(s["initial_probs"], s["transition_matrix"], s["emission_probs"]).mean(0))
-    return dataclasses.replace(draws, method="nuts", marginals={"z": marginals}, seconds=time.perf_counter() - start_time)
+    marginals = np.asarray(jax.vmap(smooth)(pi, a, b).mean(0))
+    return dataclasses.replace(draws, method="nuts", marginals={"z": marginals},
+                               seconds=time.perf_counter() - start_time)
 
 
 def _hmm_sample(problem, seed, n):
