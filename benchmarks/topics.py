@@ -1,0 +1,132 @@
+"""Topic models on real text beside scikit-learn and gensim: perplexity, coherence and fit time.
+
+For each corpus (gensim's ``lee_background.cor`` and the shortened Wikipedia dump), the same
+tokenisation and vocabulary (:mod:`genzoo.text`), the same 90/10 document split, K topics. Every
+method's topic-word matrix is scored the same way: held-out document-completion perplexity
+(:func:`pgm.topics.completion_perplexity`, fold-in with alpha = 1/K; ProdLDA with its own encoder),
+UMass and NPMI coherence of the top 10 words on the training documents. Fit times are medians of
+``--repeats`` runs, compilation excluded (one warm-up run first), printed with the ratio to
+scikit-learn's batch time.
+
+    python benchmarks/topics.py                   # K = 20, both corpora
+    python benchmarks/topics.py --corpus lee --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import numpy as np
+
+import inference  # noqa: F401  (float64)
+from genzoo import text
+from pgm.topics import (LDA, collapsed_gibbs, completion_perplexity, fit_plsa, fit_prodlda, npmi_coherence,
+                        umass_coherence, variational_bayes)
+
+
+def _timed(fn, repeats):
+    fn()  # warm-up (compilation)
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def _floor(topic_word, n_tokens):
+    """PLSA's maximum-likelihood topics give probability zero to words unseen in training (the
+    vocabulary is built on all documents); add half a token's worth of probability, then renormalise."""
+    floored = topic_word + 0.5 / n_tokens
+    return floored / floored.sum(1, keepdims=True)
+
+
+def methods(train, k, seed, quick):
+    key = jax.random.PRNGKey(seed)
+    lda = LDA(k, train.counts.shape[1])
+    sweeps = 100 if quick else 400
+
+    def sk(method):
+        from sklearn.decomposition import LatentDirichletAllocation
+
+        def run():
+            m = LatentDirichletAllocation(k, learning_method=method, random_state=seed,
+                                          total_samples=train.counts.shape[0]).fit(train.counts)
+            return m.components_ / m.components_.sum(1, keepdims=True)
+        return run
+
+    def gensim_lda():
+        from gensim.models import LdaModel
+
+        bow = train.to_gensim()
+        m = LdaModel(bow, num_topics=k, id2word=dict(enumerate(train.vocabulary)), random_state=seed, passes=10)
+        return m.get_topics()
+
+    return {
+        "genzoo collapsed Gibbs": lambda: collapsed_gibbs(key, train.counts, lda, num_sweeps=sweeps // 2,
+                                                          burn_in=sweeps // 2).params["topic_word"],
+        "genzoo VB (batch)": lambda: variational_bayes(key, train.counts, lda, max_iter=50).params["topic_word"],
+        "genzoo VB (online)": lambda: variational_bayes(key, train.counts, lda, max_iter=10, online=True,
+                                                        batch_size=64).params["topic_word"],
+        "genzoo ProdLDA (SVI)": lambda: fit_prodlda(key, train.counts, k, steps=500 if quick else 2000).params,
+        "genzoo PLSA (EM)": lambda: _floor(fit_plsa(key, train.counts, k, max_iter=100).params.topic_word,
+                                           train.counts.sum()),
+        "scikit-learn batch": sk("batch"),
+        "scikit-learn online": sk("online"),
+        "gensim LdaModel": gensim_lda,
+    }
+
+
+def evaluate(name, out, train, test, k):
+    first, second = text.completion_halves(test)
+    if isinstance(out, dict):  # ProdLDA: its own predictive distribution
+        topic_word = out["topic_word"]
+        perplexity = completion_perplexity(first, second, word_probs=out["model"].word_probs(out, first))
+    else:
+        topic_word = out
+        perplexity = completion_perplexity(first, second, topic_word=topic_word, alpha=1.0 / k)
+    return perplexity, float(umass_coherence(topic_word, train.counts).mean()), float(
+        npmi_coherence(topic_word, train.counts).mean())
+
+
+def main(args):
+    rows = []
+    for corpus_name in args.corpus:
+        corpus = text.lee_corpus() if corpus_name == "lee" else text.wikipedia_corpus(max_size=args.max_vocabulary)
+        train_idx, test_idx = text.train_test_split(len(corpus.names), test_fraction=0.1, seed=args.seed)
+        train, test = corpus.subset(train_idx), corpus.subset(test_idx)
+        print(f"\n{corpus_name}: {len(corpus.names)} documents ({len(train_idx)} train), "
+              f"{len(corpus.vocabulary)} words, {int(train.counts.sum())} training tokens, K={args.k}")
+        print(f"{'method':26s}{'fit s':>9s}{'/ sklearn':>11s}{'perplexity':>12s}{'u_mass':>9s}{'npmi':>8s}")
+        timings = {}
+        for name, fn in methods(train, args.k, args.seed, args.quick).items():
+            seconds, out = _timed(fn, args.repeats)
+            timings[name] = seconds
+            perplexity, umass, npmi = evaluate(name, out, train, test, args.k)
+            rows.append((corpus_name, name, seconds, perplexity, umass, npmi))
+        base = timings["scikit-learn batch"]
+        for corpus_row in [r for r in rows if r[0] == corpus_name]:
+            _, name, seconds, perplexity, umass, npmi = corpus_row
+            print(f"{name:26s}{seconds:9.2f}{seconds / base:11.2f}{perplexity:12.1f}{umass:9.3f}{npmi:8.3f}")
+    return rows
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", nargs="+", default=["lee", "wikipedia"], choices=["lee", "wikipedia"])
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-vocabulary", type=int, default=10_000)
+    p.add_argument("--quick", action="store_true", help="fewer sweeps and SVI steps, one repeat")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats = 1
+    return args
+
+
+if __name__ == "__main__":
+    main(parse_args())
