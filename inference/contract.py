@@ -1,0 +1,611 @@
+"""Log-space tensor contraction: the kernels under exact inference.
+
+A discrete model with factors :math:`\\phi_f` over scopes :math:`S_f` has the normaliser
+
+.. math::
+
+    Z = \\sum_x \\prod_f \\phi_f(x_{S_f}), \\qquad \\log Z = \\log \\sum_x \\exp \\sum_f \\log \\phi_f(x_{S_f}),
+
+a single tensor contraction (an einsum with an empty output). Variable elimination computes it as a
+sequence of *pairwise* contractions, each summing out the variables that no other remaining table
+needs. The order decides the cost: this module plans it once per structure, then runs it on any
+tables of that structure.
+
+1. **Plan** (:func:`plan_contraction`, pure Python, cached by the caller): candidate elimination
+   orders (greedy min-fill and min-weight on the interaction graph) and opt_einsum's greedy paths
+   are turned into pairwise steps; the candidate with the fewest operations wins, ties broken by
+   the largest intermediate table.
+2. **Inside pass** (:meth:`Program.inside`): each step is a log-sum-exp einsum
+   (:class:`LogEinsum`): every operand is shifted by its maximum over the axes it sums out (a
+   -inf maximum, an all-zero slice, by 0), the einsum runs on the exponentials, and the log of the
+   result gets the shifts back. Nothing underflows unless two operands' large entries sit on
+   disjoint positions of a summed axis more than ~700 nats apart; log 0 = -inf entries
+   (deterministic CPTs) are exact.
+3. **Outside pass** (:meth:`Program.posteriors`): walking the steps backwards, the outside message
+   of an operand is the log-einsum of its step's outside message with the step's other operand:
+   the reverse-mode derivative of the inside pass, so that
+   :math:`p(x_{S_f}) = \partial \log Z / \partial \log \phi_f = \exp(\log \phi_f +
+   \text{out}_f - \log Z)` for every factor at the cost of about two more passes
+   (Darwiche, 2003; Eisner, 2016).
+4. **Max-product and backtracking** (:meth:`Program.max_product`, :meth:`Program.backtrack`): the
+   same steps with :math:`\max` for :math:`\sum`; then, in reverse, every variable a step
+   eliminated is decoded from that step's operands sliced at the already decoded variables:
+   argmax gives the MAP assignment; a categorical draw after the inside pass gives exact joint
+   samples (forward-filter backward-sample on the contraction tree), many at once.
+
+The kernels run on NumPy arrays: a plan is executed step by step with precomputed einsum
+subscripts, alignments and shifts, so a new structure costs a plan (milliseconds) and no
+compilation. An optional leading batch axis (one table per evidence row) flows through
+every pass.
+
+References:
+    Zhang and Poole (1994). A simple approach to Bayesian network computations.
+    Dechter (1999). Bucket elimination: a unifying framework for reasoning.
+    Darwiche (2003). A differential approach to inference in Bayesian networks.
+    Eisner (2016). Inside-outside and forward-backward algorithms are just backprop.
+    Smith and Gray (2018). opt_einsum: a Python package for optimizing contraction order for einsum-like expressions.
+
+Example:
+    >>> import numpy as np
+    >>> from inference.contract import Program, plan_contraction
+    >>> plan = plan_contraction([(0,), (0, 1)], sizes=[2, 3])
+    >>> tables = [np.log([0.4, 0.6]), np.log([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]])]
+    >>> log_z, post = Program(plan).posteriors(tables)
+    >>> abs(float(log_z)) < 1e-12, np.round(post[1].sum(0), 2)
+    (True, array([0.26, 0.32, 0.42]))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+import opt_einsum as oe
+
+
+# ============================================================================ plans
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One contraction: ``operands`` (tensor ids) -> a new tensor over ``out``, summing (or
+    maximising) out ``elim``. Tensor ids ``0..F-1`` are the inputs; step ``s`` creates id ``F + s``."""
+
+    operands: tuple[int, ...]
+    out: tuple[int, ...]
+    elim: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A pairwise contraction of tables over integer variables down to a scalar.
+
+    Attributes:
+        scopes: the input tables' variables (empty scopes are allowed: constants).
+        sizes: the cardinality of each variable id.
+        steps: the pairwise (or single-operand) contractions, in execution order.
+        flops: :math:`\\sum_s |\\text{union of step } s|`, the number of joint entries visited.
+        largest: elements of the largest table a step reads or writes (a sum-product step never
+            builds its union; see ``largest_union``).
+        largest_union: elements of the largest union of two operands (what max-product and
+            backtracking materialise).
+        method: which planner produced the steps.
+    """
+
+    scopes: tuple[tuple[int, ...], ...]
+    sizes: tuple[int, ...]
+    steps: tuple[Step, ...]
+    flops: int
+    largest: int
+    largest_union: int
+    method: str
+
+    def scope_of(self, tensor: int) -> tuple[int, ...]:
+        """Variables of tensor ``tensor`` (an input or a step's output)."""
+        n = len(self.scopes)
+        return self.scopes[tensor] if tensor < n else self.steps[tensor - n].out
+
+
+def _numel(vars_, sizes) -> int:
+    return math.prod(sizes[v] for v in vars_)
+
+
+def _steps_from_path(scopes, sizes, path) -> list[Step]:
+    """Replay an opt_einsum-style path (positions into a shrinking list, result appended) as steps.
+
+    Each step keeps the variables some other live table still holds and eliminates the rest.
+    """
+    live = list(range(len(scopes)))
+    scope = {i: tuple(s) for i, s in enumerate(scopes)}
+    steps = []
+    for positions in path:
+        ids = [live[p] for p in positions]
+        for p in sorted(positions, reverse=True):
+            live.pop(p)
+        union = list(dict.fromkeys(v for i in ids for v in scope[i]))
+        elsewhere = {v for i in live for v in scope[i]}
+        out = tuple(v for v in union if v in elsewhere)
+        elim = tuple(v for v in union if v not in elsewhere)
+        new = len(scopes) + len(steps)
+        steps.append(Step(tuple(ids), out, elim))
+        scope[new] = out
+        live.append(new)
+    return steps
+
+
+def _elimination_order(scopes, sizes, heuristic: str) -> list[int]:
+    """Greedy elimination order on the interaction graph.
+
+    ``"min_fill"`` picks the variable whose elimination adds the fewest edges (ties: smallest
+    clique), ``"min_weight"`` the one whose clique (the variable and its neighbours) has the fewest
+    joint states (ties: fewest fill edges). Scores are recomputed only around the eliminated vertex.
+    """
+    variables = sorted({v for s in scopes for v in s})
+    nbrs = {v: set() for v in variables}
+    for s in scopes:
+        for v in s:
+            nbrs[v].update(u for u in s if u != v)
+    logsize = {v: math.log2(sizes[v]) for v in variables}
+
+    def score(v):
+        ns = list(nbrs[v])
+        fill = sum(1 for i, a in enumerate(ns) for b in ns[i + 1 :] if b not in nbrs[a])
+        weight = logsize[v] + sum(logsize[u] for u in ns)
+        return (fill, weight, v) if heuristic == "min_fill" else (weight, fill, v)
+
+    scores = {v: score(v) for v in variables}
+    order = []
+    while scores:
+        v = min(scores, key=scores.__getitem__)
+        order.append(v)
+        ns = nbrs.pop(v)
+        del scores[v]
+        for a in ns:
+            nbrs[a].discard(v)
+            nbrs[a].update(u for u in ns if u != a)
+        touched = set(ns)
+        for a in ns:
+            touched.update(nbrs[a])
+        for u in touched:
+            scores[u] = score(u)
+    return order
+
+
+def _path_from_order(scopes, sizes, order) -> list[tuple[int, ...]]:
+    """Bucket elimination as an opt_einsum-style path: for each variable in ``order``, contract the
+    live tables that hold it, cheapest pair first (by the size of the pair's result)."""
+    live = [frozenset(s) for s in scopes]
+    path = []
+
+    def pair_out(i, j):
+        union = live[i] | live[j]
+        others = set().union(*(live[k] for k in range(len(live)) if k not in (i, j)))
+        return union & others
+
+    # constants and tables of variables no one else holds get folded in as they come
+    for v in order:
+        holders = [i for i, s in enumerate(live) if v in s]
+        if not holders:
+            continue
+        while len(holders) > 1:
+            best = min(
+                ((i, j) for a, i in enumerate(holders) for j in holders[a + 1 :]),
+                key=lambda ij: _numel(pair_out(*ij), sizes),
+            )
+            out = pair_out(*best)
+            for k in sorted(best, reverse=True):
+                live.pop(k)
+            live.append(frozenset(out))
+            path.append(best)
+            holders = [i for i, s in enumerate(live) if v in s]
+        if not holders:  # the last pair summed v out
+            continue
+        # v is held by one table only: no step of its own; the next step that reads the
+        # table sums v out on the way (it is held nowhere else)
+        (i,) = holders
+        live[i] = live[i] - {v}
+    while len(live) > 1:  # the tables left (constants, disconnected parts) multiplied together
+        path.append((len(live) - 2, len(live) - 1))
+        live = live[:-2] + [frozenset()]
+    if not path and scopes and scopes[0]:  # a single table: sum it out alone
+        path.append((0,))
+    return path
+
+
+def _cost(steps, scopes, sizes) -> tuple[int, int, int]:
+    scope = {i: s for i, s in enumerate(scopes)}
+    flops = largest = union_max = 0
+    for k, step in enumerate(steps):
+        union = {v for i in step.operands for v in scope[i]}
+        u = _numel(union, sizes)
+        flops += u * len(step.operands)
+        union_max = max(union_max, u)
+        largest = max(largest, _numel(step.out, sizes), *(_numel(scope[i], sizes) for i in step.operands))
+        scope[len(scopes) + k] = step.out
+    for s in scopes:
+        largest = max(largest, _numel(s, sizes))
+    return flops, largest, union_max
+
+
+def plan_contraction(scopes: Sequence[Sequence[int]], sizes: Sequence[int], *, methods=None) -> Plan:
+    """Plan the contraction of tables with the given scopes down to a scalar.
+
+    Args:
+        scopes: each table's variables (integer ids indexing ``sizes``); empty scopes allowed.
+        sizes: the number of states of each variable id.
+        methods: candidate planners to try, among ``"min_fill"``, ``"min_weight"``,
+            ``"greedy"`` (opt_einsum), ``"optimal"`` (opt_einsum, at most 8 tables); default all
+            that apply. The cheapest (flops, then largest intermediate) wins.
+
+    Returns:
+        a :class:`Plan` whose last step leaves one scalar (no step when there are < 2 tables
+        and nothing to sum).
+    """
+    scopes = tuple(tuple(int(v) for v in s) for s in scopes)
+    sizes = tuple(int(k) for k in sizes)
+    if methods is None:
+        methods = ("min_fill", "min_weight", "greedy") + (("optimal",) if len(scopes) <= 8 else ())
+    candidates = []
+    for method in methods:
+        if len(scopes) == 0:
+            path = []
+        elif method in ("min_fill", "min_weight"):
+            path = _path_from_order(scopes, sizes, _elimination_order(scopes, sizes, method))
+        else:
+            path = _opt_einsum_path(scopes, sizes, method)
+        steps = _steps_from_path(scopes, sizes, path)
+        candidates.append((_cost(steps, scopes, sizes), method, steps))
+    (flops, largest, union_max), method, steps = min(candidates, key=lambda c: (c[0][0], c[0][1]))
+    return Plan(scopes, sizes, tuple(steps), flops, largest, union_max, method)
+
+
+def _opt_einsum_path(scopes, sizes, method):
+    symbols = {v: oe.get_symbol(v) for s in scopes for v in s}
+    inputs = [frozenset(symbols[v] for v in s) for s in scopes]
+    size_dict = {symbols[v]: sizes[v] for v in symbols}
+    if len(scopes) == 1:
+        return [(0,)]
+    if method == "optimal":
+        return oe.paths.optimal(inputs, frozenset(), size_dict)
+    if method == "greedy":
+        return oe.paths.greedy(inputs, frozenset(), size_dict)
+    raise ValueError(f"unknown planner {method!r}; use min_fill, min_weight, greedy or optimal")
+
+
+# ============================================================================ kernels
+BATCH = -1
+"""The variable id of a batch axis (evidence rows): always the first axis of a table that has it."""
+
+
+def _letters(scopes, out):
+    ids = list(dict.fromkeys(v for s in (*scopes, out) for v in s))
+    symbol = {v: oe.get_symbol(k) for k, v in enumerate(ids)}
+    return ",".join("".join(symbol[v] for v in s) for s in scopes) + "->" + "".join(symbol[v] for v in out)
+
+
+def _aligner(scope, target):
+    """(permutation, expand axes) that lay a table over ``scope`` (a subset of ``target``) out
+    along ``target``, with size-1 axes for the variables it lacks."""
+    order = [scope.index(v) for v in target if v in scope]
+    expand = tuple(a for a, v in enumerate(target) if v not in scope)
+    return (None if order == sorted(order) else tuple(order)), expand
+
+
+def _align(x, aligner):
+    perm, expand = aligner
+    if perm is not None:
+        x = np.transpose(x, perm)
+    if not expand:
+        return x
+    shape = list(np.shape(x))
+    for a in expand:
+        shape.insert(a, 1)
+    return np.reshape(x, shape)
+
+
+FLOOR = -1e300
+"""Shifts are floored here: a slice whose largest log entry is below it counts as all zeros."""
+
+MATMUL_AT = 4096
+"""Pairwise steps whose union has at least this many entries contract by BLAS matmul."""
+
+
+class _Matmul:
+    """The linear-space pairwise contraction as one batched matrix product.
+
+    Variables only one operand holds and the output drops are summed first; the rest are
+    grouped as batch (both operands and the output), left / right (one operand and the
+    output) and contracted (both operands, not the output).
+    """
+
+    def __init__(self, a, b, out):
+        self.a_sum = tuple(k for k, v in enumerate(a) if v not in b and v not in out)
+        self.b_sum = tuple(k for k, v in enumerate(b) if v not in a and v not in out)
+        a_rest = [v for v in a if v in b or v in out]
+        b_rest = [v for v in b if v in a or v in out]
+        batch = [v for v in out if v in a and v in b]
+        left = [v for v in out if v in a and v not in b]
+        right = [v for v in out if v in b and v not in a]
+        contracted = [v for v in a_rest if v in b and v not in out]
+        self.a_perm = tuple(a_rest.index(v) for v in batch + left + contracted)
+        self.b_perm = tuple(b_rest.index(v) for v in batch + contracted + right)
+        self.counts = (len(batch), len(left), len(contracted), len(right))
+        self.out_perm = tuple((batch + left + right).index(v) for v in out)
+
+    def __call__(self, ea, eb):
+        nb, nl, nc, nr = self.counts
+        if self.a_sum:
+            ea = ea.sum(axis=self.a_sum)
+        if self.b_sum:
+            eb = eb.sum(axis=self.b_sum)
+        ea, eb = ea.transpose(self.a_perm), eb.transpose(self.b_perm)
+        sa, sb = ea.shape, eb.shape
+        batch, left, right = sa[:nb], sa[nb : nb + nl], sb[nb + nc :]
+        size = math.prod
+        product = np.matmul(
+            ea.reshape(size(batch), size(left), size(sa[nb + nl :])),
+            eb.reshape(size(batch), size(sb[nb : nb + nc]), size(right)),
+        )
+        return product.reshape(batch + left + right).transpose(self.out_perm)
+
+
+class LogEinsum:
+    """:math:`\log \sum_{\text{summed}} \prod_i \exp(x_i)` onto ``out`` for log tables over ``scopes``.
+
+    Each operand is shifted by its maximum over the axes it sums out (kept as a function of the
+    axes it keeps, floored at :data:`FLOOR` so that an all-zero slice stays exactly zero); the
+    product-sum runs on the exponentials (an einsum, or a BLAS matmul for large pairs) and the
+    shifts are added back after the log. Every variable of ``out`` must appear in some operand.
+    Call it inside ``np.errstate(divide="ignore")``: log 0 = -inf is expected.
+    """
+
+    def __init__(self, scopes, out, sizes=None):
+        self.scopes = tuple(tuple(s) for s in scopes)
+        self.out = tuple(out)
+        self.identity = len(self.scopes) == 1 and self.scopes[0] == self.out
+        self.summed, self.shift_perm, self.shift_axes = [], [], []
+        for s in self.scopes:
+            summed = tuple(a for a, v in enumerate(s) if v not in out)
+            kept_in_out_order = [s.index(v) for v in self.out if v in s]
+            self.summed.append(summed)
+            self.shift_perm.append(tuple(kept_in_out_order) + summed)
+            self.shift_axes.append(tuple(s.index(v) if v in s else None for v in self.out))
+        self.subscripts = _letters(self.scopes, self.out)
+        self.matmul = None
+        if len(self.scopes) == 2 and sizes is not None:
+            union = {v for s in self.scopes for v in s}
+            if math.prod(1 if v == BATCH else sizes[v] for v in union) >= MATMUL_AT:
+                self.matmul = _Matmul(self.scopes[0], self.scopes[1], self.out)
+
+    def __call__(self, *tables):
+        if self.identity:
+            return tables[0]
+        shifted, shift = [], None
+        for x, summed, perm, axes in zip(tables, self.summed, self.shift_perm, self.shift_axes):
+            m = x.max(axis=summed, keepdims=True) if summed else x
+            m = np.maximum(m, FLOOR)
+            shifted.append(np.exp(x - m))
+            if axes:
+                shape = x.shape
+                m = m.transpose(perm).reshape(tuple(1 if a is None else shape[a] for a in axes))
+                shift = m if shift is None else shift + m
+            elif shift is None:
+                shift = m.reshape(())
+            else:
+                shift = shift + m.reshape(())
+        if self.matmul is not None:
+            total = self.matmul(*shifted)
+        else:
+            total = np.einsum(self.subscripts, *shifted)
+        return np.log(total) + shift
+
+
+class MaxEinsum:
+    """:math:`\\max_{\\text{summed}} \\sum_i x_i` onto ``out``: max-product in log space."""
+
+    def __init__(self, scopes, out):
+        self.out = tuple(out)
+        self.union = self.out + tuple(dict.fromkeys(v for s in scopes for v in s if v not in out))
+        self.align = tuple(_aligner(tuple(s), self.union) for s in scopes)
+        self.axes = tuple(range(len(self.out), len(self.union)))
+
+    def __call__(self, *tables):
+        aligned = [_align(x, a) for x, a in zip(tables, self.align)]
+        joint = np.broadcast_to(sum(aligned), np.broadcast_shapes(*(np.shape(x) for x in aligned)))
+        return np.max(joint, axis=self.axes) if self.axes else joint
+
+
+class Program:
+    """A plan made executable on NumPy log tables: no compilation, reusable for any values.
+
+    ``batched[i]`` says that input ``i`` carries a leading batch axis (one table per evidence
+    row); the batch axis then flows to every table computed from it, and the results (log Z,
+    posteriors) are per row.
+
+    Passes:
+        :meth:`inside`: sum-product, every tensor and :math:`\log Z`.
+        :meth:`posteriors`: :math:`p(x_{S_f})` of chosen inputs by the outside pass
+            :math:`\text{out}(t_i) = \log \sum \exp(\text{out}(t) + t_j)` for each step
+            :math:`t = t_i \otimes t_j` (the reverse-mode derivative of the inside pass),
+            :math:`p = \exp(t_i + \text{out}(t_i) - \log Z)`.
+        :meth:`max_product` and :meth:`backtrack`: MAP and exact sampling.
+    """
+
+    def __init__(self, plan: Plan, batched: Sequence[bool] | None = None):
+        self.plan = plan
+        n_in = len(plan.scopes)
+        flags = list(batched) if batched is not None else [False] * n_in
+        scopes = [((BATCH,) if b else ()) + s for s, b in zip(plan.scopes, flags)]
+        self.forward = []
+        for step in plan.steps:
+            b = any(flags[i] for i in step.operands)
+            out = ((BATCH,) if b else ()) + step.out
+            self.forward.append(LogEinsum([scopes[i] for i in step.operands], out, plan.sizes))
+            scopes.append(out)
+            flags.append(b)
+        self.scopes, self.flags = tuple(scopes), tuple(flags)
+        self.batched = any(flags)
+        self.consumed = frozenset(i for step in plan.steps for i in step.operands)
+        self.parent = {i: n_in + k for k, step in enumerate(plan.steps) for i in step.operands}
+        self._outside = self._outside_kernels()
+        self._readers, self._sources = {}, {}
+        self._max = None
+
+    # ------------------------------------------------------------------ inside
+    def inside(self, tables):
+        """Every tensor of the sum-product pass, and log Z (a scalar, or one per batch row)."""
+        tensors = list(tables)
+        with np.errstate(divide="ignore"):
+            for step, kernel in zip(self.plan.steps, self.forward):
+                tensors.append(kernel(*(tensors[i] for i in step.operands)))
+        return tensors, self._total(tensors)
+
+    def _total(self, tensors):
+        total = np.zeros(())
+        for i, t in enumerate(tensors):
+            if i not in self.consumed:
+                total = total + t
+        return total
+
+    # ------------------------------------------------------------------ outside
+    def _outside_kernels(self):
+        """Per step (last first) and operand: the kernel of the operand's outside message, over
+        the operand's variables that the message depends on (the others broadcast)."""
+        kernels = []
+        n_in = len(self.plan.scopes)
+        scope_of = {}  # tensor id -> scope of its (compact) outside message
+        for k in range(len(self.plan.steps) - 1, -1, -1):
+            step, out_id = self.plan.steps[k], n_in + k
+            msg_scope = scope_of.get(out_id, ())
+            for i in step.operands:
+                others = tuple(j for j in step.operands if j != i)
+                sources = [msg_scope] + [self.scopes[j] for j in others]
+                present = {v for s in sources for v in s}
+                target = tuple(v for v in self.scopes[i] if v in present)
+                if BATCH in present and BATCH not in target:
+                    target = (BATCH,) + target
+                scope_of[i] = target
+                kernels.append((i, out_id, others, LogEinsum(sources, target, self.plan.sizes)))
+        self.outside_scope = scope_of
+        return tuple(kernels)
+
+    def _reader(self, wanted):
+        """For ``wanted`` inputs: the outside kernels to run and how to lay each message out."""
+        if wanted not in self._readers:
+            needed = set(wanted)
+            for i in wanted:
+                while i in self.parent:
+                    i = self.parent[i]
+                    needed.add(i)
+            kernels = tuple(k for k in self._outside if k[0] in needed)
+            layout = []
+            for i in wanted:
+                full = ((BATCH,) if self.batched else ()) + self.plan.scope_of(i)
+                layout.append(
+                    (i, _aligner(self.scopes[i], full), _aligner(self.outside_scope.get(i, ()), full), len(full))
+                )
+            self._readers[wanted] = (kernels, tuple(layout))
+        return self._readers[wanted]
+
+    def posteriors(self, tables, wanted=None):
+        """``(log Z, {tensor id: p(x_scope | e)})`` for the ``wanted`` tensors (default: all
+        inputs; step outputs have ids from ``len(tables)`` on), each over the tensor's variables
+        (with a leading batch axis when the program is batched)."""
+        wanted = tuple(range(len(self.plan.scopes))) if wanted is None else tuple(wanted)
+        kernels, layout = self._reader(wanted)
+        tensors, log_z = self.inside(tables)
+        messages = {}
+        result = {}
+        with np.errstate(divide="ignore", invalid="ignore"):  # NaN only where log Z = -inf: callers raise
+            for i, out_id, others, kernel in kernels:
+                msg = messages.get(out_id)
+                messages[i] = kernel(np.zeros(()) if msg is None else msg, *(tensors[j] for j in others))
+            for i, table_align, msg_align, ndim in layout:
+                msg = messages.get(i)
+                lz = np.reshape(log_z, (-1,) + (1,) * (ndim - 1)) if self.batched else log_z
+                x = _align(tensors[i], table_align)
+                if msg is not None:
+                    x = x + _align(msg, msg_align)
+                result[i] = np.exp(x - lz)
+        return log_z, result
+
+    def marginal_sources(self, variables):
+        """Where to read each variable's marginal: ``(tensor ids, [(tensor, axes to sum)])``.
+
+        The tensor holding the variable nearest the root of the contraction tree (fewest steps
+        to the end; then the smallest), so the outside pass stops as high as it can.
+        """
+        variables = tuple(variables)
+        if variables not in self._sources:
+            n_in, steps = len(self.plan.scopes), self.plan.steps
+            depth = {}
+            for t in range(n_in + len(steps) - 1, -1, -1):
+                depth[t] = depth[self.parent[t]] + 1 if t in self.parent else 0
+            holders = {v: [] for v in variables}
+            for t in range(n_in + len(steps)):
+                for v in self.plan.scope_of(t):
+                    if v in holders:
+                        holders[v].append(t)
+            chosen = []
+            for v in variables:
+                t = min(holders[v], key=lambda t: (depth[t], _numel(self.plan.scope_of(t), self.plan.sizes), t))
+                axis = self.plan.scope_of(t).index(v)
+                chosen.append((t, tuple(a for a in range(len(self.plan.scope_of(t))) if a != axis)))
+            self._sources[variables] = (tuple(sorted({t for t, _ in chosen})), tuple(chosen))
+        return self._sources[variables]
+
+    def marginals(self, tables, variables):
+        """``(log Z, [p(x_v | e) for v in variables])`` (unbatched), read by :meth:`marginal_sources`."""
+        wanted, chosen = self.marginal_sources(variables)
+        log_z, posts = self.posteriors(tables, wanted)
+        out = []
+        for t, axes in chosen:
+            m = posts[t].sum(axis=axes) if axes else posts[t]
+            out.append(m / m.sum())
+        return log_z, out
+
+    # ------------------------------------------------------------------ max-product, sampling
+    def max_product(self, tables):
+        """``(max_x log phi(x), tensors)`` of the max-product pass (unbatched inputs only)."""
+        if self._max is None:
+            self._max = [
+                MaxEinsum([self.plan.scope_of(i) for i in step.operands], step.out) for step in self.plan.steps
+            ]
+        tensors = list(tables)
+        for step, kernel in zip(self.plan.steps, self._max):
+            tensors.append(kernel(*(tensors[i] for i in step.operands)))
+        return self._total(tensors), tensors
+
+    def backtrack(self, tensors, n: int, choose):
+        """Decode the eliminated variables of ``n`` joint draws, last step first.
+
+        Args:
+            tensors: from :meth:`max_product` (MAP) or :meth:`inside` (exact sampling).
+            n: the number of assignments decoded side by side.
+            choose: ``choose(step_number, log_weights (n, J)) -> (n,) indices`` over the joint
+                states of the step's eliminated variables: argmax, or a categorical draw.
+
+        Returns:
+            ``{variable id: (n,) int64 states}`` for every variable a step eliminated.
+        """
+        plan, decoded = self.plan, {}
+        for k in range(len(plan.steps) - 1, -1, -1):
+            step = plan.steps[k]
+            if not step.elim:
+                continue
+            shape = tuple(plan.sizes[v] for v in step.elim)
+            weights = np.zeros((n,) + shape)
+            for i in step.operands:
+                scope = plan.scope_of(i)
+                given = [a for a, v in enumerate(scope) if v in step.out]
+                rest = [a for a, v in enumerate(scope) if v not in step.out]
+                x = np.transpose(tensors[i], given + rest)
+                if given:
+                    x = x[tuple(decoded[scope[a]] for a in given)]  # (n, *rest)
+                else:
+                    x = x[None]
+                weights = weights + _align(x, _aligner((BATCH,) + tuple(scope[a] for a in rest), (BATCH,) + step.elim))
+            flat = choose(k, weights.reshape(n, -1))
+            for v, value in zip(step.elim, np.unravel_index(flat, shape)):
+                decoded[v] = value.astype(np.int64)
+        return decoded
