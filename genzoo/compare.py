@@ -185,11 +185,11 @@ def plot(rows: Sequence[Row], title: str):
         (axes[0], "max_abs_marginal", "max |Δ marginal| vs exact"),
         (axes[1], "abs_log_evidence", "|Δ log evidence| vs exact"),
     ):
-        for row in rows:
+        for i, row in enumerate(rows):
             value = getattr(row, field)
             if value is None:
                 continue
-            ax.scatter(max(row.seconds, 1e-6), max(value, floor), s=40)
+            ax.scatter(max(row.seconds, 1e-6), max(value, floor), s=40, color=f"C{i % 10}")
             ax.annotate(row.method, (max(row.seconds, 1e-6), max(value, floor)),
                         textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xscale("log")

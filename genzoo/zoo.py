@@ -59,9 +59,18 @@ def _bayesnet_problem(options: Mapping[str, Any], seed: int) -> Problem:
     return Problem(
         model=bn,
         data=evidence,
-        description=f"{bn.name}: {len(bn.variables)} variables, evidence {shown}",
+        description=f"{_network_label(bn, network)}: {len(bn.variables)} variables, evidence {shown}",
         program_kwargs={"n": 1},
     )
+
+
+def _network_label(bn, network: str) -> str:
+    """The network's own name, or the file's when the file calls it 'unknown' (as bnlearn's do)."""
+    import pathlib
+
+    if bn.name and bn.name != "unknown":
+        return bn.name
+    return pathlib.Path(network).name.split(".")[0]
 
 
 def _bn_exact(problem, config):
