@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/genzoo compare bayesnet
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bayesnet.py --quick
