@@ -30,11 +30,11 @@ import importlib.util
 import io
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 
 from inference.errors import DataError, MissingPackageError
+from inference.io import atomic_write
 
 __all__ = ["chorale_rolls", "piano_roll", "chorale_paths", "LOWEST_KEY", "NUM_KEYS"]
 
@@ -120,16 +120,5 @@ def chorale_rolls(limit: int | None = None, *, quantum: float = 1.0, cache_dir=N
     buffer = io.BytesIO()
     np.savez_compressed(buffer, rolls=np.concatenate(rolls) if rolls else np.zeros((0, NUM_KEYS), np.uint8),
                         lengths=np.array([len(r) for r in rolls], np.int64), names=np.array(names))
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{cache.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, cache)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(cache, buffer.getvalue())
     return {"rolls": rolls, "names": names, "cache": str(cache)}

@@ -56,9 +56,7 @@ import hashlib
 import io
 import json
 import math
-import os
 import pathlib
-import tempfile
 import time
 from typing import Any, Callable, Mapping
 
@@ -68,6 +66,7 @@ from tqdm.auto import tqdm
 
 from deep.nets import isolated
 from inference.errors import CheckpointError, DataError, ModelError
+from inference.io import atomic_write
 from inference.likelihood import log_weights
 from inference.result import Result
 
@@ -167,21 +166,6 @@ def _batch_len(batch: Mapping[str, Any]) -> int:
 
 
 # =========================================================================== checkpoints
-def _atomic_write(path: pathlib.Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _identity(obj) -> dict:
     return {"class": f"{type(obj).__module__}.{type(obj).__qualname__}",
             "config": json.loads(json.dumps(getattr(obj, "config", {}), sort_keys=True))}
@@ -199,7 +183,7 @@ def save_checkpoint(path, obj, *, state: Mapping[str, Any] | None = None) -> pat
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     body = buffer.getvalue()
-    _atomic_write(path, MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    atomic_write(path, MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
     return path
 
 

@@ -16,24 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from inference.io import atomic_write
 
-def atomic_write(path, content: bytes | str) -> pathlib.Path:
-    """Write ``content`` to ``path`` atomically (temporary file + fsync + rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = content.encode() if isinstance(content, str) else content
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+__all__ = ["atomic_write", "write_json", "save_figure", "new_run_dir"]
 
 
 def _jsonable(obj):

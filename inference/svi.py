@@ -53,10 +53,8 @@ References:
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
 import time
 import types
 from typing import Any, Callable
@@ -66,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inference.errors import CheckpointError, DataError, ModelError, UnknownNameError
+from inference.io import atomic_write
 from inference.result import Result
 
 __all__ = ["fit", "make_guide", "make_elbo", "IWAE", "mean_field", "GUIDES", "ELBOS"]
@@ -351,22 +350,6 @@ def _pyro_scaled(fn, plate: str, factor: float, seen: set):
 
 
 # =========================================================================== checkpoints
-def _atomic_write(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _signature(leaves, extra: dict) -> str:
     return json.dumps({"shapes": [list(np.shape(x)) for x in leaves],
                        "dtypes": [str(np.asarray(x).dtype) for x in leaves], **extra}, sort_keys=True)
@@ -378,7 +361,7 @@ def _save_numpyro(path, state, step, history, meta):
     arrays["history"] = np.asarray(history, dtype=float)
     arrays["step"] = np.asarray(step)
     arrays["signature"] = np.asarray(_signature(leaves, meta))
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _load_numpyro(path, template, meta):
@@ -697,7 +680,7 @@ def _save_pyro(path, store, optim, step, history, meta):
         "history": torch.tensor(history, dtype=torch.float64),
         "signature": json.dumps(meta, sort_keys=True),
     }
-    _atomic_write(path, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _load_pyro(path, store, optim, meta):
