@@ -1,0 +1,13 @@
+"""Representation: deep generative models as Pyro programs (PyTorch).
+
+Each model is an ``nn.Module`` with a ``model`` (the generative program) and an amortised
+``guide``; its weights live in its ``state_dict``. Training is SVI (:mod:`deep.train`), evaluation
+through :mod:`inference.likelihood`.
+"""
+
+from deep.cvae import CVAE
+from deep.dmm import DMM
+from deep.sbn import SigmoidBeliefNet
+from deep.vae import IWAE, VAE
+
+__all__ = ["VAE", "IWAE", "CVAE", "SigmoidBeliefNet", "DMM"]

@@ -206,3 +206,17 @@ def gaussian_kl(mean0, cov0, mean1, cov1) -> float:
 def bits_per_dim(log_likelihood, num_dims: int) -> float:
     """:math:`-\\log_2 p(x) / D` from a log-likelihood in nats (per datum or a mean over data)."""
     return float(-np.mean(log_likelihood) / (num_dims * np.log(2.0)))
+
+
+# The log-likelihood estimators of latent-variable programs (importance sampling, the IWAE bound,
+# the ELBO) live in inference.likelihood, which needs torch and Pyro; they are re-exported here
+# lazily so that importing this module stays light.
+_LIKELIHOOD = ("importance_log_likelihood", "iwae_bound", "elbo", "log_weights")
+
+
+def __getattr__(name):
+    if name in _LIKELIHOOD:
+        from inference import likelihood
+
+        return getattr(likelihood, name)
+    raise AttributeError(f"module 'inference.evaluate' has no attribute {name!r}")
