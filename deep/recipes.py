@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import pathlib
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -79,13 +80,18 @@ def sample_images(model, seed, n: int = 16) -> np.ndarray:
 
 
 def compare_bounds(model, images, *, seed, labels=None, k_iwae: int = 50, k_is: int = 1000,
-                   num_dims: int | None = None) -> list[Result]:
-    """Three estimates of :math:`\\log p(x)` on the same images: the ELBO (``lower_bound``), the IWAE
+                   num_dims: int | None = None, which: Sequence[str] = ("elbo", "iwae", "importance_sampling")
+                   ) -> list[Result]:
+    """Estimates of :math:`\\log p(x)` on the same images: the ELBO (``lower_bound``), the IWAE
     bound with ``k_iwae`` particles (``lower_bound``) and importance sampling with ``k_is``
-    particles (``estimate``). Each Result holds the data-set total in ``log_evidence`` and nats
-    per image in ``diagnostics["mean"]``; in expectation ELBO <= IWAE_K <= IS <= log p(x)."""
+    particles (``estimate``), those named in ``which``, in that order. Each Result holds the
+    data-set total in ``log_evidence`` and nats per image in ``diagnostics["mean"]``; in
+    expectation ELBO <= IWAE_K <= IS <= log p(x)."""
     from inference.likelihood import elbo, importance_log_likelihood, iwae_bound
 
+    unknown = sorted(set(which) - {"elbo", "iwae", "importance_sampling"})
+    if unknown:
+        raise UnknownNameError(f"unknown bound {unknown[0]!r}; choose from elbo, iwae, importance_sampling")
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))
     data = {"x": x}
     if labels is not None:
@@ -93,11 +99,14 @@ def compare_bounds(model, images, *, seed, labels=None, k_iwae: int = 50, k_is: 
     dims = num_dims or int(np.prod(x.shape[1:]))
     generator = torch.Generator().manual_seed(int(seed))
     seeds = [int(s) for s in torch.randint(0, 2**62, (3,), generator=generator)]
-    return [
-        elbo(model.model, model.guide, data, num_particles=1, seed=seeds[0], num_dims=dims),
-        iwae_bound(model.model, model.guide, data, num_particles=k_iwae, seed=seeds[1], num_dims=dims),
-        importance_log_likelihood(model.model, model.guide, data, num_particles=k_is, seed=seeds[2], num_dims=dims),
-    ]
+    estimators = {
+        "elbo": lambda: elbo(model.model, model.guide, data, num_particles=1, seed=seeds[0], num_dims=dims),
+        "iwae": lambda: iwae_bound(model.model, model.guide, data, num_particles=k_iwae, seed=seeds[1],
+                                   num_dims=dims),
+        "importance_sampling": lambda: importance_log_likelihood(model.model, model.guide, data,
+                                                                 num_particles=k_is, seed=seeds[2], num_dims=dims),
+    }
+    return [estimators[name]() for name in ("elbo", "iwae", "importance_sampling") if name in which]
 
 
 def save_pictures(model, images, folder, *, seed, labels=None, n: int = 64) -> dict[str, pathlib.Path]:

@@ -183,7 +183,8 @@ def cmd_compare(args, extra):
         for name, entry in _entries().items():
             quick = dict(entry.quick)
             steps = quick.pop("steps", None)
-            _compare_one(entry, list(entry.comparable_methods), quick, args, steps if args.steps is None else args.steps)
+            _compare_one(entry, list(entry.comparable_methods), quick, args, steps if args.steps is None else args.steps,
+                         warm=False)
             print()
         print(f"report card: {len(_entries())} models in {time.perf_counter() - start:.1f} s")
         return
@@ -194,7 +195,9 @@ def cmd_compare(args, extra):
     _compare_one(entry, methods, _model_options(extra), args, args.steps)
 
 
-def _compare_one(entry, methods, options, args, steps):
+def _compare_one(entry, methods, options, args, steps, warm=True):
+    """One comparison; ``warm`` runs each method a second time so that the seconds exclude compilation
+    (the report card of ``--all`` runs each once and reports the first call)."""
     from genzoo import compare
     from genzoo.registry import RunConfig
     from genzoo.runs import new_run_dir, save_figure, write_json
@@ -205,7 +208,7 @@ def _compare_one(entry, methods, options, args, steps):
         print(f"note: {entry.name} has no exact method; errors are not computed")
     problem = entry.problem(options, seed=args.seed)
     config = RunConfig(seed=args.seed, steps=steps, progress=not args.no_progress)
-    rows = compare.run_methods(entry, problem, methods, config)
+    rows = compare.run_methods(entry, problem, methods, config, warm=warm)
     title = f"{entry.name}: {problem.description}"
     print(compare.format_table(rows, title))
     folder = new_run_dir(entry.name, "compare", args.out)
