@@ -156,7 +156,7 @@ BAYESNET = ModelEntry(
     dataset="bnlearn networks bundled in the pgmpy wheel (asia, alarm, child, insurance, hepar2, ...)",
     make_problem=_bayesnet_problem,
     methods=(
-        Method("exact", "variable elimination in log space (all marginals by differentiating log Z)", _bn_exact),
+        Method("exact", "variable elimination in log space (all marginals in one outside pass)", _bn_exact),
         Method("junction_tree", "clique-tree calibration, two passes", _bn_junction_tree),
         Method("loopy_bp", "loopy sum-product belief propagation, damping 0.5", _bn_loopy),
         Method("likelihood_weighting", "importance sampling from the prior, evidence as weights", _bn_lw),
