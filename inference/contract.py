@@ -58,11 +58,20 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
 import numpy as np
 import opt_einsum as oe
+
+try:  # the C kernel under np.einsum (which calls it as is when optimize=False), without the wrapper
+    from numpy._core.multiarray import c_einsum as _einsum
+except ImportError:  # pragma: no cover - NumPy < 2
+    try:
+        from numpy.core.multiarray import c_einsum as _einsum
+    except ImportError:
+        _einsum = np.einsum
 
 
 # ============================================================================ plans
@@ -415,6 +424,23 @@ class MaxEinsum:
         return np.max(joint, axis=self.axes) if self.axes else joint
 
 
+_ONE = np.ones(())
+_ONE.setflags(write=False)
+
+
+def _linear_kernel(scopes, out, sizes):
+    """The product-sum of linear tables over ``scopes`` onto ``out``: None for a copy, a BLAS
+    matmul for a large pair, else the einsum with precomputed subscripts."""
+    scopes, out = [tuple(s) for s in scopes], tuple(out)
+    if len(scopes) == 1 and scopes[0] == out:
+        return None
+    if len(scopes) == 2:
+        union = {v for s in scopes for v in s}
+        if math.prod(1 if v == BATCH else sizes[v] for v in union) >= MATMUL_AT:
+            return _Matmul(scopes[0], scopes[1], out)
+    return functools.partial(_einsum, _letters(scopes, out))
+
+
 class Program:
     """A plan made executable on NumPy log tables: no compilation, reusable for any values.
 
@@ -446,10 +472,13 @@ class Program:
         self.scopes, self.flags = tuple(scopes), tuple(flags)
         self.batched = any(flags)
         self.consumed = frozenset(i for step in plan.steps for i in step.operands)
+        self.roots = tuple(i for i in range(len(scopes)) if i not in self.consumed)
         self.parent = {i: n_in + k for k, step in enumerate(plan.steps) for i in step.operands}
         self._outside = self._outside_kernels()
         self._readers, self._sources = {}, {}
         self._max = None
+        self._linear = None
+        self._linear_readers = {}
 
     # ------------------------------------------------------------------ inside
     def inside(self, tables):
@@ -563,6 +592,90 @@ class Program:
             m = posts[t].sum(axis=axes) if axes else posts[t]
             out.append(m / m.sum())
         return log_z, out
+
+    # ------------------------------------------------------------------ linear space
+    def _linear_kernels(self):
+        """The inside and outside kernels on linear tables: ``(forward, outside)``, each a tuple
+        of ``(kernel or None for a copy, operand ids)`` / ``(operand id, step output id, others, kernel)``."""
+        if self._linear is None:
+            sizes = self.plan.sizes
+            forward = tuple(
+                (_linear_kernel([self.scopes[i] for i in step.operands], self.scopes[len(self.plan.scopes) + k], sizes),
+                 step.operands)
+                for k, step in enumerate(self.plan.steps)
+            )
+            outside = tuple(
+                (i, out_id, others, _linear_kernel(kernel.scopes, kernel.out, sizes))
+                for i, out_id, others, kernel in self._outside
+            )
+            self._linear = (forward, outside)
+        return self._linear
+
+    def _linear_reader(self, variables):
+        """For :meth:`linear_marginals`: the outside kernels to run and, per variable, the
+        einsum that reads its marginal off its source tensor and that tensor's outside message."""
+        if variables not in self._linear_readers:
+            wanted, chosen = self.marginal_sources(variables)
+            kernels, _ = self._reader(wanted)
+            forward, outside = self._linear_kernels()
+            needed = {k[0] for k in kernels}
+            steps = tuple(k for k in outside if k[0] in needed)
+            reads, offsets, offset = [], [], 0
+            for v, (t, _) in zip(variables, chosen):
+                scope = self.scopes[t]
+                msg = self.outside_scope.get(t) if t in self.consumed else None
+                operands = [scope] if msg is None else [scope, msg]
+                size = self.plan.sizes[v]
+                reads.append((t, msg is not None, _letters(operands, (v,)), offset, offset + size))
+                offsets.append(offset)
+                offset += size
+            self._linear_readers[variables] = (forward, steps, tuple(reads), np.asarray(offsets, dtype=np.intp), offset)
+        return self._linear_readers[variables]
+
+    def linear_marginals(self, tables, variables):
+        """``(Z, flat, bounds)``: the normaliser and every marginal on *linear* tables.
+
+        The same inside and outside passes as :meth:`marginals`, on :math:`\\phi_f` instead
+        of :math:`\\log \\phi_f`: each step is one product-sum (an einsum or a BLAS matmul), with
+        no shift, exp or log. ``flat[a:b]`` for ``(a, b)`` in ``bounds`` is
+        :math:`p(x_v \\mid e)` of ``variables[k]``, normalised to sum to one (all zeros when
+        :math:`Z = 0`). Exact when every table entry and every product-sum the passes form
+        stays inside the normal float64 range: the caller checks that (``inference.exact``
+        bounds it by the tables' dynamic range) and takes the log-space :meth:`marginals`
+        otherwise. Unbatched programs only.
+        """
+        variables = tuple(variables)
+        forward, outside, reads, offsets, total = self._linear_reader(variables)
+        tensors = list(tables)
+        append = tensors.append
+        for kernel, ops in forward:
+            if kernel is None:
+                append(tensors[ops[0]])
+            elif len(ops) == 2:
+                append(kernel(tensors[ops[0]], tensors[ops[1]]))
+            else:
+                append(kernel(*[tensors[i] for i in ops]))
+        z = 1.0
+        for i in self.roots:
+            z = z * tensors[i]
+        messages = [None] * len(tensors)
+        for i, out_id, others, kernel in outside:
+            msg = messages[out_id]
+            msg = _ONE if msg is None else msg
+            messages[i] = msg if kernel is None else kernel(msg, *[tensors[j] for j in others])
+        flat = np.empty(total)
+        bounds = []
+        for t, with_msg, subscripts, a, b in reads:
+            if with_msg:
+                _einsum(subscripts, tensors[t], messages[t], out=flat[a:b])
+            else:
+                _einsum(subscripts, tensors[t], out=flat[a:b])
+            bounds.append((a, b))
+        if total:
+            sums = np.add.reduceat(flat, offsets)
+            if np.all(sums > 0):
+                flat /= np.repeat(sums, np.diff(offsets, append=total))
+        return np.asarray(z, dtype=np.float64).reshape(()), flat, bounds
 
     # ------------------------------------------------------------------ max-product, sampling
     def max_product(self, tables):

@@ -60,7 +60,7 @@ import jax
 import networkx as nx
 import numpy as np
 
-from inference.contract import Plan, Program, plan_contraction
+from inference.contract import FLOOR, Plan, Program, plan_contraction
 from inference.errors import DataError, EvidenceError, MemoryBudgetError, ModelError
 from inference.factors import FactorGraph, as_factor_graph
 from inference.result import Result
@@ -148,7 +148,12 @@ def marginals(model, evidence=None, *, model_args=(), model_kwargs=None, memory_
     plan = _plan(query.key, False)
     _check_budget(plan.largest, memory_budget, "marginals")
     layout = _layout(query.key)
-    value, values = _program(query.key, False).marginals(query.restricted(), layout.free_ids)
+    program = _program(query.key, False)
+    linear = _linear_tables(query.key).marginals(problem.graph, query.values, program, layout.free_ids)
+    if linear is None:
+        value, values = program.marginals(query.restricted(), layout.free_ids)
+    else:
+        value, values = linear
     value = float(value)
     _check_value(value, problem)
     per_var = dict(zip(layout.free_names, values))
@@ -158,7 +163,7 @@ def marginals(model, evidence=None, *, model_args=(), model_kwargs=None, memory_
         log_evidence=value,
         log_evidence_kind="exact",
         seconds=time.perf_counter() - start,
-        diagnostics=_plan_diagnostics(plan),
+        diagnostics={**_plan_diagnostics(plan), "arithmetic": "log" if linear is None else "linear"},
     )
 
 
@@ -577,6 +582,103 @@ def _program(key, prune: bool, batched: bool = False) -> Program:
     if batched:
         flags = [any(c is not None for c in cols) for cols in layout.restrict] + [False] * len(layout.units)
     return Program(_plan(key, prune), flags)
+
+
+# ============================================================================ linear space
+LINEAR_RANGE = 650.0
+"""Nats of dynamic range the linear-space pass accepts (:math:`e^{-650} \\approx 5 \\cdot 10^{-283}`,
+far inside the normal float64 range, whose smallest number is :math:`2.2 \\cdot 10^{-308}`)."""
+
+
+class _LinearTables:
+    """Evidence restriction and the move to linear space for one (structure, evidence names),
+    as a few whole-array operations over the concatenation of every log table.
+
+    Every table is shifted by its largest restricted entry (:math:`\\tilde\\phi_f =
+    \\phi_f / \\max \\phi_f \\le 1`; the shifts add up to the log scale of :math:`Z`). Then every
+    number the inside and outside passes form is a sum of products of entries of distinct
+    tables, so that its non-zero values lie in :math:`[e^{-R}, e^{S}]` with
+    :math:`R = \\sum_f (\\max \\log\\tilde\\phi_f - \\min_{\\text{finite}} \\log\\tilde\\phi_f)` (the
+    tables' summed dynamic range, measured per query) and :math:`S = \\sum_v \\log |X_v|` (at
+    most every joint state summed, fixed by the structure). When both are below
+    :data:`LINEAR_RANGE` nothing underflows or overflows and the linear-space pass
+    (:meth:`inference.contract.Program.linear_marginals`) is exact to rounding; otherwise
+    the log-space pass runs. A zero stays an exact zero either way, so evidence of probability
+    zero gives :math:`Z = 0` and the EvidenceError, never NaN.
+    """
+
+    def __init__(self, key):
+        (var_cards, scopes, _), ev_names = key
+        layout = _layout(key)
+        ids = {v: i for i, v in enumerate(layout.variables)}
+        ev_col = {v: j for j, v in enumerate(ev_names)}
+        base, strides, slices, starts = [], [], [], []
+        offset = restricted = 0
+        for scope, cols in zip(scopes, layout.restrict):
+            shape = tuple(layout.sizes[ids[v]] for v in scope)
+            size = int(np.prod(shape, dtype=np.int64))
+            index = (np.arange(size, dtype=np.int64) + offset).reshape(shape)
+            axis_strides = index.strides  # bytes; turned into entries below
+            free = tuple(slice(None) if c is None else 0 for c in cols)
+            entries = index[free].ravel()
+            column = np.zeros((entries.size, len(ev_names)), dtype=np.int64)
+            for a, c in enumerate(cols):
+                if c is not None:
+                    column[:, c] = axis_strides[a] // index.itemsize
+            base.append(entries)
+            strides.append(column)
+            rshape = tuple(n for n, c in zip(shape, cols) if c is None)
+            slices.append((restricted, restricted + entries.size, rshape))
+            starts.append(restricted)
+            restricted += entries.size
+            offset += size
+        self.ok = all(b > a for a, b, _ in slices) and float(np.sum(np.log(layout.sizes))) <= LINEAR_RANGE
+        self.base = np.concatenate(base) if base else np.zeros(0, dtype=np.int64)
+        self.strides = np.concatenate(strides) if strides else np.zeros((0, len(ev_names)), dtype=np.int64)
+        self.identity = not ev_names and np.array_equal(self.base, np.arange(offset))
+        self.slices = tuple(slices)
+        self.starts = np.asarray(starts, dtype=np.intp)
+        self.spread = np.repeat(np.arange(len(slices)), [b - a for a, b, _ in slices])
+        units = []
+        for i in layout.units:
+            unit = np.ones(layout.sizes[i])
+            unit.setflags(write=False)
+            units.append(unit)
+        self.units = units
+
+    def marginals(self, graph: FactorGraph, values, program: Program, variables):
+        """``(log Z, [p(x_v | e) for v in variables])``, or None where the linear-space pass
+        is not safe (then the caller runs the log-space one)."""
+        if not self.ok or not self.slices:
+            return None
+        try:
+            flat = np.concatenate([f.log_table for f in graph.factors], axis=None, dtype=np.float64)
+        except TypeError:
+            return None
+        if not flat.max() < np.inf:  # NaN or +inf somewhere: named by _tables
+            _tables(graph)
+        if self.identity:
+            log_tables = flat
+        elif values:
+            log_tables = flat[self.base + self.strides @ np.asarray(values, dtype=np.int64)]
+        else:
+            log_tables = flat[self.base]
+        tops = np.maximum.reduceat(log_tables, self.starts)
+        lows = np.minimum.reduceat(np.where(log_tables > -np.inf, log_tables, np.inf), self.starts)
+        if float(np.sum(np.maximum(tops - lows, 0.0))) > LINEAR_RANGE:
+            return None
+        tops = np.maximum(tops, FLOOR)  # an all-zero table: shifted by FLOOR, stays zero
+        linear = np.exp(log_tables - tops[self.spread])
+        tables = [linear[a:b].reshape(shape) for a, b, shape in self.slices]
+        z, marg, bounds = program.linear_marginals(tables + self.units, variables)
+        with np.errstate(divide="ignore"):
+            log_z = np.log(z) + np.sum(tops)
+        return log_z, [marg[a:b] for a, b in bounds]
+
+
+@functools.lru_cache(maxsize=256)
+def _linear_tables(key) -> _LinearTables:
+    return _LinearTables(key)
 
 
 # ============================================================================ evidence on tables

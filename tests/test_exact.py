@@ -230,6 +230,74 @@ def test_no_underflow_far_below_the_smallest_double():
     np.testing.assert_allclose(result.marginals["b7"], [0.5, 0.5], rtol=0, atol=1e-14)
 
 
+# ============================================================================ linear and log space
+@pytest.mark.parametrize("name", ["alarm", "win95pts"])
+def test_linear_space_pass_equals_the_log_space_pass(name):
+    """The same marginals two ways: the linear-space pass that answers ``marginals`` on these
+    networks and the log-space pass on the same plan, for evidence drawn from the network."""
+    _, graph = pgmpy_network(name)
+    rng = np.random.default_rng(3)
+    for seed in range(3):
+        draw = exact.sample(graph, jax.random.key(seed), 1).samples
+        chosen = rng.choice(graph.variables, size=3, replace=False)
+        evidence = {str(v): int(draw[v][0]) for v in chosen}
+        result = exact.marginals(graph, evidence)
+        assert result.diagnostics["arithmetic"] == "linear"
+        key = (graph.signature(), tuple(evidence))
+        layout = exact._layout(key)
+        restricted = exact._restrict(exact._tables(graph), tuple(evidence.values()), layout)
+        log_z, reference = exact._program(key, False).marginals(restricted, layout.free_ids)
+        assert result.log_evidence == pytest.approx(float(log_z), abs=1e-12)
+        for v, m in zip(layout.free_names, reference):
+            np.testing.assert_allclose(result.marginals[v], m, rtol=0, atol=1e-12)
+
+
+def test_wide_dynamic_range_takes_the_log_space_pass():
+    """Potentials e^{+-800}: their product is 1 for either state of ``a``, but the tables
+    span 1600 nats, so linear tables would underflow to zero. The engine sees the range and
+    answers in log space: Z = 2, p(a) = (1/2, 1/2) and p(b | a) as enumerated."""
+    states = {"a": ("0", "1"), "b": ("0", "1"), "c": ("0", "1", "2")}  # c: held by no factor
+    factors = [
+        Factor(("a",), np.array([0.0, -800.0])),
+        Factor(("a",), np.array([0.0, 800.0])),
+        Factor(("a", "b"), np.log([[0.25, 0.75], [0.5, 0.5]])),
+    ]
+    graph = FactorGraph(states, factors)
+    result = exact.marginals(graph)
+    assert result.diagnostics["arithmetic"] == "log"
+    log_z, marg, _, _ = brute_force(graph, {})
+    assert result.log_evidence == pytest.approx(log_z, abs=1e-12)
+    for v, m in marg.items():
+        np.testing.assert_allclose(result.marginals[v], m, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result.marginals["a"], [0.5, 0.5], rtol=0, atol=1e-15)
+    # the same structure within range runs in linear space, the free variable c included
+    mild = FactorGraph(states, [Factor(("a",), np.array([0.0, -8.0])), Factor(("a",), np.array([0.0, 9.0])), factors[2]])
+    result = exact.marginals(mild, {"b": "1"})
+    assert result.diagnostics["arithmetic"] == "linear"
+    log_z, marg, _, _ = brute_force(mild, {"b": 1})
+    assert result.log_evidence == pytest.approx(log_z, abs=1e-12)
+    for v, m in marg.items():
+        np.testing.assert_allclose(result.marginals[v], m, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result.marginals["c"], np.full(3, 1 / 3), rtol=0, atol=1e-15)
+
+
+def test_evidence_of_probability_zero_in_linear_space_raises_not_nan():
+    """b = 0 forces a = 0 and c = 0 forces a = 1: every restricted table keeps a non-zero
+    entry but their product is zero everywhere. Z = 0 exactly: EvidenceError, no NaN."""
+    states = {"a": ("0", "1"), "b": ("0", "1"), "c": ("0", "1")}
+    factors = [
+        Factor(("a",), np.log([0.5, 0.5])),
+        Factor(("a", "b"), _log([[1.0, 0.0], [0.0, 1.0]])),
+        Factor(("a", "c"), _log([[0.0, 1.0], [1.0, 0.0]])),
+    ]
+    graph = FactorGraph(states, factors, directed=True)
+    assert exact.marginals(graph, {"b": 0}).diagnostics["arithmetic"] == "linear"
+    with np.errstate(all="raise"):  # no warning either: a zero is handled, not divided by
+        with pytest.raises(EvidenceError, match="probability zero"):
+            exact.marginals(graph, {"b": 0, "c": 0})
+    assert exact.marginals(graph, {"b": 0, "c": 1}).marginals["a"].tolist() == [1.0, 0.0]
+
+
 # ============================================================================ programs
 def sprinkler(wet=None):
     #   cloudy --> sprinkler --> wet <-- rain <-- cloudy
