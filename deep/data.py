@@ -47,6 +47,9 @@ def check_images(images, shape: Sequence[int], *, binary: bool = False, data_ran
         raise DataError(f"{name}: expected shape (B, {', '.join(map(str, shape))}) or (B, {d}), "
                         f"got {tuple(x.shape)}")
     x = x.reshape(x.shape[0], d).to(torch.float32)
+    if binary and (data_range is None or (data_range[0] <= 0.0 <= 1.0 <= data_range[1])) and \
+            bool(((x == 0) | (x == 1)).all()):
+        return x  # 0/1 pixels are finite and in range: one pass decides the common case
     bad = ~torch.isfinite(x)
     if bad.any():
         row, col = (int(i) for i in bad.nonzero()[0])

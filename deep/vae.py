@@ -113,7 +113,7 @@ class VAE(nn.Module):
         pyro.module(f"{self.name}_encoder", self.encoder)
         if x is None:
             raise DataError("the guide needs the images x")
-        x = _flat(x, self.x_dim)  # (B, D)
+        x = self.check(x)  # (B, D); the guide runs first, so it checks the images too
         with pyro.plate("data", x.shape[0]):
             loc, scale = self.encoder(x)  # (B, Z) each
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
@@ -164,10 +164,3 @@ def _batch_size(x, n) -> int:
     if n is None or int(n) < 1:
         raise DataError(f"give the data x or a number of draws n >= 1 (got n={n})")
     return int(n)
-
-
-def _flat(x, d: int) -> torch.Tensor:
-    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
-    if x.dim() < 1 or math.prod(x.shape[1:]) != d:
-        raise DataError(f"x: expected images with {d} pixels each, got shape {tuple(x.shape)}")
-    return x.reshape(x.shape[0], d).to(torch.float32)

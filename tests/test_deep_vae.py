@@ -48,7 +48,7 @@ def test_linear_gaussian_vae_reaches_probabilistic_pca_closed_form():
     w0 = vae.decoder.body[0]
     start = _gaussian_loglik(x, w0.bias.detach().double().numpy(),
                              w0.weight.detach().double().numpy() @ w0.weight.detach().double().numpy().T
-                             + math.exp(2 * float(vae.decoder.log_scale)) * np.eye(d)).sum()
+                             + math.exp(2 * float(vae.decoder.log_scale.detach())) * np.eye(d)).sum()
     # Adam at a large step, then a smaller one (a two-stage schedule) on the full data set
     for seed, lr, steps in ((1, 0.1, 400), (2, 0.01, 200)):
         train(vae, {"x": x}, seed=seed, steps=steps, batch_size=n, learning_rate=lr, num_particles=4, num_threads=1)
