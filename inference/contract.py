@@ -428,6 +428,35 @@ _ONE = np.ones(())
 _ONE.setflags(write=False)
 
 
+LINEAR_RANGE = 650.0
+"""The linear-space pass keeps the logs of all its non-zero numbers within [-650, 650]
+(:math:`e^{-650} \\approx 5 \\cdot 10^{-283}`, far inside the normal float64 range, which ends at
+:math:`2.2 \\cdot 10^{-308}`)."""
+
+
+def _log_count(scopes, out, sizes) -> float:
+    """Log of the number of joint states a product-sum over ``scopes`` onto ``out`` adds up."""
+    summed = {v for s in scopes for v in s if v not in out and v != BATCH}
+    return float(sum(math.log(sizes[v]) for v in summed))
+
+
+def _rescale(tensors, hi, lo, scale, ids):
+    """Rescale ``tensors[i]`` for ``i`` in ``ids`` to a largest entry of one (``scale[i]`` takes the
+    log of the factor, unless ``scale`` is None); ``hi[i]``, ``lo[i]``: the logs of the new largest
+    (0) and smallest non-zero entries, measured."""
+    for i in ids:
+        x = tensors[i]
+        top = float(x.max())
+        if top > 0:
+            low = float(np.min(x, where=x > 0, initial=np.inf))
+            tensors[i] = x / top
+            if scale is not None:
+                scale[i] += math.log(top)
+            hi[i], lo[i] = 0.0, math.log(low) - math.log(top)
+        else:  # all zero: every product with it is an exact zero
+            hi[i] = lo[i] = 0.0
+
+
 def _linear_kernel(scopes, out, sizes):
     """The product-sum of linear tables over ``scopes`` onto ``out``: None for a copy, a BLAS
     matmul for a large pair, else the einsum with precomputed subscripts."""
@@ -595,17 +624,18 @@ class Program:
 
     # ------------------------------------------------------------------ linear space
     def _linear_kernels(self):
-        """The inside and outside kernels on linear tables: ``(forward, outside)``, each a tuple
-        of ``(kernel or None for a copy, operand ids)`` / ``(operand id, step output id, others, kernel)``."""
+        """The inside and outside kernels on linear tables, each with the log of the number of
+        joint states it sums over: ``(forward, outside)``, entries ``(kernel or None for a
+        copy, operand ids, log count)`` and ``(operand id, step output id, others, kernel, log count)``."""
         if self._linear is None:
-            sizes = self.plan.sizes
+            sizes, n_in = self.plan.sizes, len(self.plan.scopes)
             forward = tuple(
-                (_linear_kernel([self.scopes[i] for i in step.operands], self.scopes[len(self.plan.scopes) + k], sizes),
-                 step.operands)
+                (_linear_kernel([self.scopes[i] for i in step.operands], self.scopes[n_in + k], sizes),
+                 step.operands, _log_count([self.scopes[i] for i in step.operands], self.scopes[n_in + k], sizes))
                 for k, step in enumerate(self.plan.steps)
             )
             outside = tuple(
-                (i, out_id, others, _linear_kernel(kernel.scopes, kernel.out, sizes))
+                (i, out_id, others, _linear_kernel(kernel.scopes, kernel.out, sizes), _log_count(kernel.scopes, kernel.out, sizes))
                 for i, out_id, others, kernel in self._outside
             )
             self._linear = (forward, outside)
@@ -626,56 +656,115 @@ class Program:
                 msg = self.outside_scope.get(t) if t in self.consumed else None
                 operands = [scope] if msg is None else [scope, msg]
                 size = self.plan.sizes[v]
-                reads.append((t, msg is not None, _letters(operands, (v,)), offset, offset + size))
+                reads.append((t, msg is not None, _letters(operands, (v,)), offset, offset + size,
+                              _log_count(operands, (v,), self.plan.sizes)))
                 offsets.append(offset)
                 offset += size
-            self._linear_readers[variables] = (forward, steps, tuple(reads), np.asarray(offsets, dtype=np.intp), offset)
+            sizes = np.diff(np.asarray(offsets + [offset], dtype=np.intp))
+            self._linear_readers[variables] = (forward, steps, tuple(reads), np.asarray(offsets, dtype=np.intp), sizes, offset)
         return self._linear_readers[variables]
 
-    def linear_marginals(self, tables, variables):
-        """``(Z, flat, bounds)``: the normaliser and every marginal on *linear* tables.
+    def linear_marginals(self, tables, variables, lows):
+        """``(log Z, flat, bounds)``: the normaliser and every marginal on *linear* tables, or
+        None where linear arithmetic cannot keep every number in the normal float64 range.
 
-        The same inside and outside passes as :meth:`marginals`, on :math:`\\phi_f` instead
-        of :math:`\\log \\phi_f`: each step is one product-sum (an einsum or a BLAS matmul), with
-        no shift, exp or log. ``flat[a:b]`` for ``(a, b)`` in ``bounds`` is
-        :math:`p(x_v \\mid e)` of ``variables[k]``, normalised to sum to one (all zeros when
-        :math:`Z = 0`). Exact when every table entry and every product-sum the passes form
-        stays inside the normal float64 range: the caller checks that (``inference.exact``
-        bounds it by the tables' dynamic range) and takes the log-space :meth:`marginals`
-        otherwise. Unbatched programs only.
+        The same inside and outside passes as :meth:`marginals`, on :math:`\\phi_f` instead of
+        :math:`\\log \\phi_f`: each step is one product-sum (an einsum or a BLAS matmul), with
+        no shift, exp or log. Every table carries bounds on the logs of its largest entry and
+        of its smallest non-zero entry; a product-sum over some tables has its non-zero
+        entries between the sum of their lower bounds and the sum of their upper bounds plus
+        the log of the number of joint states summed. Only when that interval would leave
+        :math:`[-L, L]` (:data:`LINEAR_RANGE`) are the step's operands rescaled to a largest
+        entry of one (the scale kept in log space) and their smallest entry measured; if even
+        then a product could underflow, the answer is None and the caller runs the log-space
+        pass. So nothing is ever rounded to zero or infinity: a zero is an exact zero, and
+        :math:`Z = 0` (evidence of probability zero) gives :math:`\\log Z = -\\infty`.
+
+        Args:
+            tables: the linear input tables, each with largest entry at most one.
+            variables: the variable ids whose marginals to read.
+            lows: per table, a lower bound of the log of its smallest non-zero entry (<= 0).
+
+        Returns:
+            ``flat[a:b]`` for ``(a, b)`` in ``bounds`` is :math:`p(x_v \\mid e)` of
+            ``variables[k]``, summing to one (zeros when :math:`Z = 0`). Unbatched programs only.
         """
         variables = tuple(variables)
-        forward, outside, reads, offsets, total = self._linear_reader(variables)
+        forward, outside, reads, offsets, sizes, total = self._linear_reader(variables)
         tensors = list(tables)
-        append = tensors.append
-        for kernel, ops in forward:
+        hi = [0.0] * len(tensors)  # log bound of the largest entry
+        lo = [float(x) for x in lows]  # log bound of the smallest non-zero entry
+        scale = [0.0] * len(tensors)  # tensors[i] holds the true table times exp(-scale[i])
+        for kernel, ops, count in forward:
+            h, l, s = count, 0.0, 0.0
+            for i in ops:
+                h += hi[i]
+                l += lo[i]
+            if l < -LINEAR_RANGE or h > LINEAR_RANGE:
+                _rescale(tensors, hi, lo, scale, ops)
+                h, l = count + sum(hi[i] for i in ops), sum(lo[i] for i in ops)
+                if l < -LINEAR_RANGE or h > LINEAR_RANGE:
+                    return None
+            for i in ops:
+                s += scale[i]
             if kernel is None:
-                append(tensors[ops[0]])
+                tensors.append(tensors[ops[0]])
             elif len(ops) == 2:
-                append(kernel(tensors[ops[0]], tensors[ops[1]]))
+                tensors.append(kernel(tensors[ops[0]], tensors[ops[1]]))
             else:
-                append(kernel(*[tensors[i] for i in ops]))
-        z = 1.0
-        for i in self.roots:
-            z = z * tensors[i]
-        messages = [None] * len(tensors)
-        for i, out_id, others, kernel in outside:
+                tensors.append(kernel(*[tensors[i] for i in ops]))
+            hi.append(h)
+            lo.append(l)
+            scale.append(s)
+        log_z = 0.0
+        with np.errstate(divide="ignore"):
+            for i in self.roots:
+                log_z += math.log(float(tensors[i])) + scale[i] if tensors[i] > 0 else -math.inf
+        flat = np.zeros(total)
+        bounds = [(a, b) for _, _, _, a, b, _ in reads]
+        if log_z == -math.inf:
+            return log_z, flat, bounds
+        n = len(tensors)
+        messages, mhi, mlo = [None] * n, [0.0] * n, [0.0] * n
+        for i, out_id, others, kernel, count in outside:
             msg = messages[out_id]
-            msg = _ONE if msg is None else msg
+            if msg is None:
+                messages[out_id] = msg = _ONE
+            h, l = mhi[out_id] + count, mlo[out_id]
+            for j in others:
+                h += hi[j]
+                l += lo[j]
+            if l < -LINEAR_RANGE or h > LINEAR_RANGE:
+                _rescale(messages, mhi, mlo, None, (out_id,))
+                _rescale(tensors, hi, lo, scale, others)
+                h = mhi[out_id] + count + sum(hi[j] for j in others)
+                l = mlo[out_id] + sum(lo[j] for j in others)
+                if l < -LINEAR_RANGE or h > LINEAR_RANGE:
+                    return None
+            msg = messages[out_id]
             messages[i] = msg if kernel is None else kernel(msg, *[tensors[j] for j in others])
-        flat = np.empty(total)
-        bounds = []
-        for t, with_msg, subscripts, a, b in reads:
+            mhi[i], mlo[i] = h, l
+        for t, with_msg, subscripts, a, b, count in reads:
+            h, l = hi[t] + count, lo[t]
+            if with_msg:
+                h += mhi[t]
+                l += mlo[t]
+            if l < -LINEAR_RANGE or h > LINEAR_RANGE:
+                _rescale(tensors, hi, lo, scale, (t,))
+                h, l = hi[t] + count, lo[t]
+                if with_msg:
+                    _rescale(messages, mhi, mlo, None, (t,))
+                    h += mhi[t]
+                    l += mlo[t]
+                if l < -LINEAR_RANGE or h > LINEAR_RANGE:
+                    return None
             if with_msg:
                 _einsum(subscripts, tensors[t], messages[t], out=flat[a:b])
             else:
                 _einsum(subscripts, tensors[t], out=flat[a:b])
-            bounds.append((a, b))
         if total:
-            sums = np.add.reduceat(flat, offsets)
-            if np.all(sums > 0):
-                flat /= np.repeat(sums, np.diff(offsets, append=total))
-        return np.asarray(z, dtype=np.float64).reshape(()), flat, bounds
+            flat /= np.repeat(np.add.reduceat(flat, offsets), sizes)
+        return log_z, flat, bounds
 
     # ------------------------------------------------------------------ max-product, sampling
     def max_product(self, tables):

@@ -60,7 +60,7 @@ import jax
 import networkx as nx
 import numpy as np
 
-from inference.contract import FLOOR, Plan, Program, plan_contraction
+from inference.contract import FLOOR, LINEAR_RANGE, Plan, Program, plan_contraction
 from inference.errors import DataError, EvidenceError, MemoryBudgetError, ModelError
 from inference.factors import FactorGraph, as_factor_graph
 from inference.result import Result
@@ -585,26 +585,16 @@ def _program(key, prune: bool, batched: bool = False) -> Program:
 
 
 # ============================================================================ linear space
-LINEAR_RANGE = 650.0
-"""Nats of dynamic range the linear-space pass accepts (:math:`e^{-650} \\approx 5 \\cdot 10^{-283}`,
-far inside the normal float64 range, whose smallest number is :math:`2.2 \\cdot 10^{-308}`)."""
-
-
 class _LinearTables:
     """Evidence restriction and the move to linear space for one (structure, evidence names),
     as a few whole-array operations over the concatenation of every log table.
 
-    Every table is shifted by its largest restricted entry (:math:`\\tilde\\phi_f =
-    \\phi_f / \\max \\phi_f \\le 1`; the shifts add up to the log scale of :math:`Z`). Then every
-    number the inside and outside passes form is a sum of products of entries of distinct
-    tables, so that its non-zero values lie in :math:`[e^{-R}, e^{S}]` with
-    :math:`R = \\sum_f (\\max \\log\\tilde\\phi_f - \\min_{\\text{finite}} \\log\\tilde\\phi_f)` (the
-    tables' summed dynamic range, measured per query) and :math:`S = \\sum_v \\log |X_v|` (at
-    most every joint state summed, fixed by the structure). When both are below
-    :data:`LINEAR_RANGE` nothing underflows or overflows and the linear-space pass
-    (:meth:`inference.contract.Program.linear_marginals`) is exact to rounding; otherwise
-    the log-space pass runs. A zero stays an exact zero either way, so evidence of probability
-    zero gives :math:`Z = 0` and the EvidenceError, never NaN.
+    Every table is restricted by one gather, shifted by its largest remaining entry
+    (:math:`\\tilde\\phi_f = \\phi_f / \\max \\phi_f \\le 1`; the shifts add up to the log scale
+    of :math:`Z`) and exponentiated; the log of its smallest non-zero entry is its lower bound.
+    :meth:`inference.contract.Program.linear_marginals` then runs the passes on these tables,
+    rescaling only where its bounds say a number could leave the float64 range, and declines
+    (log space runs instead) where a table's own entries span too wide a range.
     """
 
     def __init__(self, key):
@@ -632,7 +622,7 @@ class _LinearTables:
             starts.append(restricted)
             restricted += entries.size
             offset += size
-        self.ok = all(b > a for a, b, _ in slices) and float(np.sum(np.log(layout.sizes))) <= LINEAR_RANGE
+        self.ok = all(b > a for a, b, _ in slices)  # (a variable without states: log space)
         self.base = np.concatenate(base) if base else np.zeros(0, dtype=np.int64)
         self.strides = np.concatenate(strides) if strides else np.zeros((0, len(ev_names)), dtype=np.int64)
         self.identity = not ev_names and np.array_equal(self.base, np.arange(offset))
@@ -645,10 +635,11 @@ class _LinearTables:
             unit.setflags(write=False)
             units.append(unit)
         self.units = units
+        self.unit_lows = [0.0] * len(units)
 
     def marginals(self, graph: FactorGraph, values, program: Program, variables):
         """``(log Z, [p(x_v | e) for v in variables])``, or None where the linear-space pass
-        is not safe (then the caller runs the log-space one)."""
+        declines (then the caller runs the log-space one)."""
         if not self.ok or not self.slices:
             return None
         try:
@@ -665,15 +656,17 @@ class _LinearTables:
             log_tables = flat[self.base]
         tops = np.maximum.reduceat(log_tables, self.starts)
         lows = np.minimum.reduceat(np.where(log_tables > -np.inf, log_tables, np.inf), self.starts)
-        if float(np.sum(np.maximum(tops - lows, 0.0))) > LINEAR_RANGE:
+        lows = np.where(tops > -np.inf, lows - tops, 0.0)  # an all-zero table: no bound needed
+        if lows.min() < -LINEAR_RANGE:  # a table whose own entries would underflow
             return None
         tops = np.maximum(tops, FLOOR)  # an all-zero table: shifted by FLOOR, stays zero
         linear = np.exp(log_tables - tops[self.spread])
         tables = [linear[a:b].reshape(shape) for a, b, shape in self.slices]
-        z, marg, bounds = program.linear_marginals(tables + self.units, variables)
-        with np.errstate(divide="ignore"):
-            log_z = np.log(z) + np.sum(tops)
-        return log_z, [marg[a:b] for a, b in bounds]
+        out = program.linear_marginals(tables + self.units, variables, lows.tolist() + self.unit_lows)
+        if out is None:
+            return None
+        log_z, marg, bounds = out
+        return log_z + float(np.sum(tops)), [marg[a:b] for a, b in bounds]
 
 
 @functools.lru_cache(maxsize=256)

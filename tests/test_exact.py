@@ -231,10 +231,11 @@ def test_no_underflow_far_below_the_smallest_double():
 
 
 # ============================================================================ linear and log space
-@pytest.mark.parametrize("name", ["alarm", "win95pts"])
+@pytest.mark.parametrize("name", ["alarm", "win95pts", "andes"])
 def test_linear_space_pass_equals_the_log_space_pass(name):
     """The same marginals two ways: the linear-space pass that answers ``marginals`` on these
-    networks and the log-space pass on the same plan, for evidence drawn from the network."""
+    networks and the log-space pass on the same plan, for evidence drawn from the network
+    (on andes the tables' ranges add up to over 1000 nats: messages get rescaled on the way)."""
     _, graph = pgmpy_network(name)
     rng = np.random.default_rng(3)
     for seed in range(3):
@@ -247,9 +248,35 @@ def test_linear_space_pass_equals_the_log_space_pass(name):
         layout = exact._layout(key)
         restricted = exact._restrict(exact._tables(graph), tuple(evidence.values()), layout)
         log_z, reference = exact._program(key, False).marginals(restricted, layout.free_ids)
-        assert result.log_evidence == pytest.approx(float(log_z), abs=1e-12)
+        assert result.log_evidence == pytest.approx(float(log_z), rel=1e-13, abs=1e-12)
         for v, m in zip(layout.free_names, reference):
             np.testing.assert_allclose(result.marginals[v], m, rtol=0, atol=1e-12)
+
+
+def test_linear_space_rescales_where_the_bounds_demand_and_stays_exact(monkeypatch):
+    """A chain of twelve 3-state variables with log-potentials in [-70, 0]: the tables'
+    ranges add up to more than LINEAR_RANGE, so some messages are rescaled on the way; the
+    answer still equals enumeration of the 3**12 joint states."""
+    from inference import contract
+
+    rescaled = []
+    rescale = contract._rescale
+    monkeypatch.setattr(contract, "_rescale", lambda *args: rescaled.append(args[4]) or rescale(*args))
+    rng = np.random.default_rng(5)
+    n = 12
+    states = {f"c{i}": ("0", "1", "2") for i in range(n)}
+    factors = [Factor((f"c{i}", f"c{i + 1}"), rng.uniform(-70, 0, size=(3, 3))) for i in range(n - 1)]
+    factors.append(Factor(("c0",), rng.uniform(-70, 0, size=3)))
+    graph = FactorGraph(states, factors)
+    assert sum(np.ptp(f.log_table) for f in factors) > contract.LINEAR_RANGE
+    for evidence in ({}, {"c5": 1}, {"c0": 2, "c11": 0}):
+        result = exact.marginals(graph, evidence)
+        assert result.diagnostics["arithmetic"] == "linear"
+        log_z, marg, _, _ = brute_force(graph, evidence)
+        assert result.log_evidence == pytest.approx(log_z, rel=1e-14)
+        for v, m in marg.items():
+            np.testing.assert_allclose(result.marginals[v], m, rtol=0, atol=1e-12)
+    assert rescaled
 
 
 def test_wide_dynamic_range_takes_the_log_space_pass():
@@ -279,6 +306,15 @@ def test_wide_dynamic_range_takes_the_log_space_pass():
     for v, m in marg.items():
         np.testing.assert_allclose(result.marginals[v], m, rtol=0, atol=1e-12)
     np.testing.assert_allclose(result.marginals["c"], np.full(3, 1 / 3), rtol=0, atol=1e-15)
+    # each table within range, but any two of them together span 800 nats or more: the linear
+    # pass gives up at its first step and log space answers, p(a = 1) = e^-300 / (1 + e^-300)
+    wide = FactorGraph({"a": ("0", "1")}, [Factor(("a",), np.array([0.0, -400.0])),
+                                           Factor(("a",), np.array([0.0, -400.0])),
+                                           Factor(("a",), np.array([-500.0, 0.0]))])
+    result = exact.marginals(wide)
+    assert result.diagnostics["arithmetic"] == "log"
+    assert result.log_evidence == pytest.approx(-500.0 + np.log1p(np.exp(-300.0)), rel=1e-15)
+    np.testing.assert_allclose(result.marginals["a"], [1.0, np.exp(-300.0)], rtol=1e-12, atol=0)
 
 
 def test_evidence_of_probability_zero_in_linear_space_raises_not_nan():
