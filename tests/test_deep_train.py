@@ -136,14 +136,17 @@ def test_bad_arguments():
         train(_model(), {"x": _data()["x"], "y": np.zeros(3)}, seed=0, steps=1)
 
 
-def test_recorded_steps_equal_eager_steps():
+@pytest.mark.parametrize("objective, particles, alpha", [("elbo", 1, 0.5), ("elbo", 3, 0.5), ("iwae", 4, 0.5),
+                                                        ("renyi", 4, 0.5), ("renyi", 4, 1.0)])
+def test_recorded_steps_equal_eager_steps(objective, particles, alpha):
     # 40 points in batches of 16: two batch shapes (16 and 8), so two recorded graphs
     data = {"x": _data(40)["x"]}
     eager, compiled = _model(), _model()
     compiled.load_state_dict(eager.state_dict())
     before = torch.get_rng_state()
-    re = train(eager, data, seed=4, steps=9, batch_size=16, num_threads=1)
-    rc = train(compiled, data, seed=4, steps=9, batch_size=16, num_threads=1, jit=True)
+    kw = {"objective": objective, "num_particles": particles, "alpha": alpha}
+    re = train(eager, data, seed=4, steps=9, batch_size=16, num_threads=1, **kw)
+    rc = train(compiled, data, seed=4, steps=9, batch_size=16, num_threads=1, jit=True, **kw)
     assert torch.equal(torch.get_rng_state(), before)
     # the same estimator on the same draws: equal up to float32 rounding (the losses are float32)
     torch.testing.assert_close(torch.as_tensor(rc.history, dtype=torch.float32),
