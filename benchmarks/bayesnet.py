@@ -5,7 +5,8 @@ that :math:`p(e) > 0`) and the query "the marginal of every other variable":
 
 - ours: ``inference.exact.marginals(graph, evidence)`` on the network's factor graph. The first
   call plans the contraction (reported as ``plan ms``); the timed calls re-use the plan and
-  differ from it only in the values, as a query with new evidence values would.
+  differ from it only in the values, as a query with new evidence values would. The line
+  above the table says whether the passes ran in linear or in log space.
 - pyAgrum: ``LazyPropagation`` built once; per run ``setEvidence``, ``makeInference`` and the
   ``posterior`` of every variable.
 - pgmpy: ``VariableElimination`` built once; per run ``query(all other variables, joint=False)``.
@@ -188,7 +189,7 @@ def main(args):
             pgm, pgm_ms = run_pgmpy(name, graph, evidence, args.peer_repeats)
         rows.append((name, len(graph.variables), diag["largest_table"], plan_ms, ms, agrum_ms, pgm_ms,
                      max_diff(ours, agrum), max_diff(ours, pgm), log_ev))
-        print(f"{name}: evidence {evidence}, log p(e) = {log_ev:.6f}", flush=True)
+        print(f"{name}: evidence {evidence}, log p(e) = {log_ev:.6f}, {diag['arithmetic']} space", flush=True)
 
     head = (f"{'network':10s} {'vars':>5s} {'largest':>8s} {'plan ms':>8s} {'ours ms':>8s} {'pyAgrum':>8s} "
             f"{'pgmpy':>9s} {'ours/pyAgrum':>13s} {'ours/pgmpy':>11s} {'max|d| agrum':>13s} {'max|d| pgmpy':>13s}")

@@ -18,15 +18,24 @@ How a query runs:
 2. A contraction plan for the graph's *structure* and the *names* of the evidence variables is
    made once and cached (:func:`inference.contract.plan_contraction`); its largest table is
    checked against ``memory_budget``.
-3. The plan becomes a :class:`~inference.contract.Program` (precomputed log-space einsum
-   kernels, also cached), which takes the log tables and the evidence *values* as arguments:
-   new CPTs or new evidence values re-use the plan and the kernels. Each table is restricted
-   to the evidence by indexing, then the plan runs in log space: sum-product for
-   :math:`\log p(e)`; the outside pass (reverse-mode derivative of the inside pass) for every
-   factor's posterior, from which each variable's marginal is read off the smallest factor
-   holding it; max-product then backtracking for the MAP; sum-product then backward sampling,
-   vectorised over draws, for exact samples.
-4. Evidence of probability zero raises :class:`~inference.errors.EvidenceError`; no NaN escapes.
+3. The plan becomes a :class:`~inference.contract.Program` (precomputed einsum kernels, also
+   cached), which takes the tables and the evidence *values* as arguments: new CPTs or new
+   evidence values re-use the plan and the kernels. Each table is restricted to the evidence
+   by indexing, then the plan runs: sum-product for :math:`\log p(e)`; the outside pass
+   (reverse-mode derivative of the inside pass) for every factor's posterior, from which each
+   variable's marginal is read off the tensor holding it nearest the root; max-product then
+   backtracking for the MAP; sum-product then backward sampling, vectorised over draws, for
+   exact samples.
+4. ``log_evidence`` and ``marginals`` run in *linear* space wherever that is exact: all
+   tables are gathered at the evidence, divided by their largest entries and exponentiated
+   in a few whole-array operations, and each step is then one plain einsum or matmul. Every
+   message carries bounds on its largest and smallest non-zero entries and is rescaled only
+   where a number could leave the float64 range
+   (:meth:`~inference.contract.Program.linear_marginals`); where a message's own entries
+   span too wide a range, the log-space passes (a log-sum-exp per step) answer instead.
+   ``diagnostics["arithmetic"]`` says which ran. MAP, samples and ``family_posteriors``
+   stay in log space.
+5. Evidence of probability zero raises :class:`~inference.errors.EvidenceError`; no NaN escapes.
 
 An HMM (a model with a ``chain`` method) goes to :mod:`inference.chain` instead, with the
 observations as ``evidence``.
@@ -107,8 +116,14 @@ def log_evidence(model, evidence=None, *, model_args=(), model_kwargs=None, memo
     plan = _plan(query.key, prune)
     _check_budget(plan.largest, memory_budget, "log_evidence")
     layout = _layout(query.key)
-    tables = query.restricted()
-    _, value = _program(query.key, prune).inside([tables[t] for t in layout.relevant] if prune else tables)
+    program = _program(query.key, prune)
+    relevant = layout.relevant if prune else None
+    value = _linear_tables(query.key).log_evidence(problem.graph, query.values, program, relevant)
+    arithmetic = "linear"
+    if value is None:
+        arithmetic = "log"
+        tables = query.restricted()
+        _, value = program.inside([tables[t] for t in layout.relevant] if prune else tables)
     value = float(value)
     _check_value(value, problem)
     return Result(
@@ -116,7 +131,7 @@ def log_evidence(model, evidence=None, *, model_args=(), model_kwargs=None, memo
         log_evidence=value,
         log_evidence_kind="exact",
         seconds=time.perf_counter() - start,
-        diagnostics=_plan_diagnostics(plan),
+        diagnostics={**_plan_diagnostics(plan), "arithmetic": arithmetic},
     )
 
 
@@ -637,9 +652,11 @@ class _LinearTables:
         self.units = units
         self.unit_lows = [0.0] * len(units)
 
-    def marginals(self, graph: FactorGraph, values, program: Program, variables):
-        """``(log Z, [p(x_v | e) for v in variables])``, or None where the linear-space pass
-        declines (then the caller runs the log-space one)."""
+    def tables(self, graph: FactorGraph, values):
+        """``(linear tables, log lower bounds, log scale)``: the restricted tables (then the
+        unit tables) divided by their largest entries, the logs of their smallest non-zero
+        entries, and the sum of the logs of the divisors; None where a table's own entries
+        span more than LINEAR_RANGE (or cannot be read as float64)."""
         if not self.ok or not self.slices:
             return None
         try:
@@ -662,11 +679,31 @@ class _LinearTables:
         tops = np.maximum(tops, FLOOR)  # an all-zero table: shifted by FLOOR, stays zero
         linear = np.exp(log_tables - tops[self.spread])
         tables = [linear[a:b].reshape(shape) for a, b, shape in self.slices]
-        out = program.linear_marginals(tables + self.units, variables, lows.tolist() + self.unit_lows)
+        return tables + self.units, lows.tolist() + self.unit_lows, tops
+
+    def marginals(self, graph: FactorGraph, values, program: Program, variables):
+        """``(log Z, [p(x_v | e) for v in variables])``, or None where the linear-space pass
+        declines (then the caller runs the log-space one)."""
+        prepared = self.tables(graph, values)
+        if prepared is None:
+            return None
+        tables, lows, tops = prepared
+        out = program.linear_marginals(tables, variables, lows)
         if out is None:
             return None
         log_z, marg, bounds = out
         return log_z + float(np.sum(tops)), [marg[a:b] for a, b in bounds]
+
+    def log_evidence(self, graph: FactorGraph, values, program: Program, relevant):
+        """``log Z`` of the tables ``relevant`` (all when None) by the inside pass, or None."""
+        prepared = self.tables(graph, values)
+        if prepared is None:
+            return None
+        tables, lows, tops = prepared
+        if relevant is not None:
+            tables, lows, tops = [tables[t] for t in relevant], [lows[t] for t in relevant], tops[list(relevant)]
+        inside = program.linear_inside(tables, lows)
+        return None if inside is None else inside[0] + float(np.sum(tops))
 
 
 @functools.lru_cache(maxsize=256)

@@ -298,9 +298,11 @@ def test_wide_dynamic_range_takes_the_log_space_pass():
         np.testing.assert_allclose(result.marginals[v], m, rtol=0, atol=1e-12)
     np.testing.assert_allclose(result.marginals["a"], [0.5, 0.5], rtol=0, atol=1e-15)
     # the same structure within range runs in linear space, the free variable c included
-    mild = FactorGraph(states, [Factor(("a",), np.array([0.0, -8.0])), Factor(("a",), np.array([0.0, 9.0])), factors[2]])
+    mild = [Factor(("a",), np.array([0.0, -8.0])), Factor(("a",), np.array([0.0, 9.0])), factors[2]]
+    mild = FactorGraph(states, mild)
     result = exact.marginals(mild, {"b": "1"})
     assert result.diagnostics["arithmetic"] == "linear"
+    assert exact.log_evidence(mild, {"b": "1"}).diagnostics["arithmetic"] == "linear"
     log_z, marg, _, _ = brute_force(mild, {"b": 1})
     assert result.log_evidence == pytest.approx(log_z, abs=1e-12)
     for v, m in marg.items():
@@ -314,6 +316,12 @@ def test_wide_dynamic_range_takes_the_log_space_pass():
     result = exact.marginals(wide)
     assert result.diagnostics["arithmetic"] == "log"
     assert result.log_evidence == pytest.approx(-500.0 + np.log1p(np.exp(-300.0)), rel=1e-15)
+    evidence = exact.log_evidence(wide)
+    assert evidence.diagnostics["arithmetic"] == "log"
+    assert evidence.log_evidence == pytest.approx(-500.0 + np.log1p(np.exp(-300.0)), rel=1e-15)
+    evidence = exact.log_evidence(wide, {"a": 1})  # one entry per table left: nothing to underflow
+    assert evidence.diagnostics["arithmetic"] == "linear"
+    assert evidence.log_evidence == pytest.approx(-800.0, rel=1e-15)
     np.testing.assert_allclose(result.marginals["a"], [1.0, np.exp(-300.0)], rtol=1e-12, atol=0)
 
 
