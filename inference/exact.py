@@ -626,12 +626,12 @@ class _LinearTables:
             axis_strides = index.strides  # bytes; turned into entries below
             free = tuple(slice(None) if c is None else 0 for c in cols)
             entries = index[free].ravel()
-            column = np.zeros((entries.size, len(ev_names)), dtype=np.int64)
+            row = np.zeros(len(ev_names), dtype=np.int64)  # entries per evidence state, per column
             for a, c in enumerate(cols):
                 if c is not None:
-                    column[:, c] = axis_strides[a] // index.itemsize
+                    row[c] = axis_strides[a] // index.itemsize
             base.append(entries)
-            strides.append(column)
+            strides.append(row)
             rshape = tuple(n for n, c in zip(shape, cols) if c is None)
             slices.append((restricted, restricted + entries.size, rshape))
             starts.append(restricted)
@@ -639,7 +639,7 @@ class _LinearTables:
             offset += size
         self.ok = all(b > a for a, b, _ in slices)  # (a variable without states: log space)
         self.base = np.concatenate(base) if base else np.zeros(0, dtype=np.int64)
-        self.strides = np.concatenate(strides) if strides else np.zeros((0, len(ev_names)), dtype=np.int64)
+        self.strides = np.stack(strides) if strides else np.zeros((0, len(ev_names)), dtype=np.int64)
         self.identity = not ev_names and np.array_equal(self.base, np.arange(offset))
         self.slices = tuple(slices)
         self.starts = np.asarray(starts, dtype=np.intp)
@@ -668,7 +668,7 @@ class _LinearTables:
         if self.identity:
             log_tables = flat
         elif values:
-            log_tables = flat[self.base + self.strides @ np.asarray(values, dtype=np.int64)]
+            log_tables = flat[self.base + (self.strides @ np.asarray(values, dtype=np.int64))[self.spread]]
         else:
             log_tables = flat[self.base]
         tops = np.maximum.reduceat(log_tables, self.starts)
