@@ -136,20 +136,38 @@ class BagOfWords:
     def arrays(self):
         return jnp.asarray(self.doc), jnp.asarray(self.word), jnp.asarray(self.count)
 
-    def padded(self, rows=None):
-        """``(words, counts)``, each ``(D, M)``: per document its distinct words and their counts,
-        padded with count 0 to the longest row (``M`` distinct words); ``rows`` selects documents."""
-        rows = np.arange(self.n_docs) if rows is None else np.asarray(rows)
-        width = np.bincount(self.doc, minlength=self.n_docs)
-        m = max(1, int(width[rows].max()) if len(rows) else 1)
-        words = np.zeros((len(rows), m), np.int32)
-        counts = np.zeros((len(rows), m))
-        starts = np.concatenate([[0], np.cumsum(width)])  # entries are sorted by document
-        for i, d in enumerate(rows):
-            lo, hi = starts[d], starts[d + 1]
-            words[i, : hi - lo] = self.word[lo:hi]
-            counts[i, : hi - lo] = self.count[lo:hi]
-        return jnp.asarray(words), jnp.asarray(counts)
+    def chunked(self, rows=None, width: int = 16):
+        """``(owner, words, counts)``: the entries of the documents ``rows`` (all by default, in that
+        order) cut into chunks of ``width`` entries, so that a sweep over a document costs its number
+        of distinct words rounded up to ``width``, not the longest document's.
+
+        ``owner`` ``(C,)`` says which of ``rows`` each chunk belongs to (sorted, so per-document sums
+        are sorted segment sums); ``words`` and ``counts`` ``(C, width)``, padded with count 0.
+        A document without entries has no chunk. NumPy arrays.
+        """
+        if width < 1:
+            raise DataError(f"chunk width must be positive, got {width}")
+        rows = np.arange(self.n_docs) if rows is None else np.asarray(rows, dtype=np.int64)
+        per_doc = np.bincount(self.doc, minlength=self.n_docs)
+        starts = np.concatenate([[0], np.cumsum(per_doc)])  # entries are sorted by document
+        local = np.full(self.n_docs, -1)
+        local[rows] = np.arange(len(rows))
+        entries = np.flatnonzero(local[self.doc] >= 0)
+        entries = entries[np.argsort(local[self.doc[entries]], kind="stable")]
+        owner_of_entry = local[self.doc[entries]]
+        position = entries - starts[self.doc[entries]]
+        n_chunks = -(-per_doc[rows] // width)
+        first_chunk = np.concatenate([[0], np.cumsum(n_chunks)])
+        total = max(1, int(first_chunk[-1]))
+        chunk = first_chunk[owner_of_entry] + position // width
+        words = np.zeros((total, width), np.int32)
+        counts = np.zeros((total, width))
+        words[chunk, position % width] = self.word[entries]
+        counts[chunk, position % width] = self.count[entries]
+        owner = np.repeat(np.arange(len(rows), dtype=np.int32), n_chunks)
+        if len(owner) < total:  # no entries at all: one empty chunk
+            owner = np.zeros(total, np.int32)
+        return owner, words, counts
 
 
 def _bow(counts, **kw) -> BagOfWords:
@@ -256,49 +274,61 @@ def _tokens(bow: BagOfWords):
     return np.repeat(bow.doc, reps), np.repeat(bow.word, reps)
 
 
-def _collapsed_log_likelihood(n_wk, alpha_unused, eta):
+def _collapsed_log_likelihood(n_wk, eta, log_gamma_ratio=None):
     """:math:`\\log p(w \\mid z) = \\sum_k [\\log\\Gamma(V\\eta) - \\log\\Gamma(n_k + V\\eta)
-    + \\sum_w \\log\\Gamma(n_{kw} + \\eta) - \\log\\Gamma(\\eta)]` (Griffiths and Steyvers 2004, eq. 2)."""
+    + \\sum_w \\log\\Gamma(n_{kw} + \\eta) - \\log\\Gamma(\\eta)]` (Griffiths and Steyvers 2004, eq. 2).
+    ``log_gamma_ratio[n]`` may hold :math:`\\log\\Gamma(n + \\eta) - \\log\\Gamma(\\eta)` for integer
+    counts (a table lookup instead of a log-gamma per cell)."""
     v = n_wk.shape[0]
     n_k = n_wk.sum(0)
-    return jnp.sum(gammaln(v * eta) - gammaln(n_k + v * eta)) + jnp.sum(gammaln(n_wk + eta) - gammaln(eta))
+    cells = log_gamma_ratio[n_wk] if log_gamma_ratio is not None else gammaln(n_wk + eta) - gammaln(eta)
+    return jnp.sum(gammaln(v * eta) - gammaln(n_k + v * eta)) + jnp.sum(cells)
 
 
-@partial(jax.jit, static_argnames=("n_docs", "n_words", "n_topics", "num_sweeps"))
-def _gibbs_run(key, docs, words, valid, z0, alpha, eta, n_docs, n_words, n_topics, num_sweeps):
+@partial(jax.jit, static_argnames=("n_docs", "n_words", "n_topics", "num_sweeps", "burn_in", "thin"))
+def _gibbs_run(key, docs, words, valid, z0, alpha, eta, n_docs, n_words, n_topics, num_sweeps, burn_in, thin):
     """All sweeps in one scan. ``docs``, ``words``, ``valid``, ``z0`` are ``(n_blocks, B)``
-    (padding tokens have ``valid == 0``). Returns the final counts, the running sums of
-    :math:`\\Phi` and :math:`\\theta` estimates per sweep, and the log-likelihood per sweep."""
-    vf = valid.astype(jnp.float64)
-    n_dk = jnp.zeros((n_docs, n_topics)).at[docs, z0].add(vf)
-    n_wk = jnp.zeros((n_words, n_topics)).at[words, z0].add(vf)
+    (padding tokens have ``valid == 0``). Counts are integers. Returns the sums of the
+    :math:`\\Phi` and :math:`\\theta` estimates over the kept sweeps and the log-likelihood per sweep."""
+    v = valid.astype(jnp.int32)
+    n_dk = jnp.zeros((n_docs, n_topics), jnp.int32).at[docs, z0].add(v)
+    n_wk = jnp.zeros((n_words, n_topics), jnp.int32).at[words, z0].add(v)
+    log_gamma_ratio = gammaln(jnp.arange(docs.size + 1) + eta) - gammaln(eta)
+    upper = jnp.triu(jnp.ones((n_topics, n_topics)))  # p @ upper: running sums over topics
 
     def block(carry, inputs):
         n_dk, n_wk, n_k = carry
         d, w, v, z_old, key = inputs
-        own = jax.nn.one_hot(z_old, n_topics) * v[:, None]  # (B, K): the token's own count
-        # 1. conditional of each token of the block given every other token's topic
-        logits = (jnp.log(n_dk[d] - own + alpha) + jnp.log(n_wk[w] - own + eta)
-                  - jnp.log(n_k - own + n_words * eta))
-        # 2. resample the block in parallel
-        z_new = jax.random.categorical(key, logits, axis=-1)
+        own = ((z_old[:, None] == jnp.arange(n_topics)) & (v[:, None] > 0)).astype(jnp.float64)  # (B, K)
+        # 1. the conditional of each token of the block given every other token's topic, unnormalised
+        p = ((n_dk[d] - own + alpha) * (n_wk[w] - own + eta)) / (n_k - own + n_words * eta)
+        # 2. resample the block in parallel by inverting the cumulative sums with one uniform per token
+        cdf = p @ upper
+        u = jax.random.uniform(key, d.shape, cdf.dtype) * cdf[:, -1]
+        z_new = jnp.minimum(jnp.sum(cdf < u[:, None], axis=1), n_topics - 1)
+        z_new = jnp.where(v > 0, z_new, z_old)
         # 3. move the counts (padding tokens move nothing)
-        n_dk = n_dk.at[d, z_old].add(-v).at[d, z_new].add(v)
-        n_wk = n_wk.at[w, z_old].add(-v).at[w, z_new].add(v)
-        n_k = n_k - own.sum(0) + (jax.nn.one_hot(z_new, n_topics) * v[:, None]).sum(0)
-        return (n_dk, n_wk, n_k), z_new
+        topics, moves = jnp.concatenate([z_old, z_new]), jnp.concatenate([-v, v])
+        n_dk = n_dk.at[jnp.concatenate([d, d]), topics].add(moves)
+        n_wk = n_wk.at[jnp.concatenate([w, w]), topics].add(moves)
+        return (n_dk, n_wk, n_k.at[topics].add(moves)), z_new
 
-    def sweep(carry, key):
-        n_dk, n_wk, z = carry
+    def sweep(carry, inputs):
+        n_dk, n_wk, z, phi_sum, theta_sum = carry
+        i, key = inputs
         keys = jax.random.split(key, docs.shape[0])
-        (n_dk, n_wk, _), z = jax.lax.scan(block, (n_dk, n_wk, n_wk.sum(0)), (docs, words, vf, z, keys))
+        (n_dk, n_wk, _), z = jax.lax.scan(block, (n_dk, n_wk, n_wk.sum(0)), (docs, words, v, z, keys))
+        keep = (i >= burn_in) & ((i - burn_in) % thin == thin - 1)
         phi = ((n_wk + eta) / (n_wk.sum(0) + n_words * eta)).T
         theta = (n_dk + alpha) / (n_dk.sum(1, keepdims=True) + n_topics * alpha)
-        return (n_dk, n_wk, z), (phi, theta, _collapsed_log_likelihood(n_wk, alpha, eta))
+        phi_sum = jnp.where(keep, phi_sum + phi, phi_sum)
+        theta_sum = jnp.where(keep, theta_sum + theta, theta_sum)
+        return (n_dk, n_wk, z, phi_sum, theta_sum), _collapsed_log_likelihood(n_wk, eta, log_gamma_ratio)
 
-    keys = jax.random.split(key, num_sweeps)
-    (_, _, z), (phis, thetas, loglik) = jax.lax.scan(sweep, (n_dk, n_wk, z0), keys)
-    return phis, thetas, loglik
+    init = (n_dk, n_wk, z0, jnp.zeros((n_topics, n_words)), jnp.zeros((n_docs, n_topics)))
+    (_, _, _, phi_sum, theta_sum), loglik = jax.lax.scan(
+        sweep, init, (jnp.arange(num_sweeps), jax.random.split(key, num_sweeps)))
+    return phi_sum, theta_sum, loglik
 
 
 def collapsed_gibbs(key, counts, lda: LDA, *, num_sweeps: int = 300, burn_in: int = 200, n_blocks: int = 64,
@@ -323,6 +353,8 @@ def collapsed_gibbs(key, counts, lda: LDA, *, num_sweeps: int = 300, burn_in: in
         raise DataError(f"counts have {bow.n_words} words, the model {lda.n_words}")
     if num_sweeps < 1 or burn_in < 0 or thin < 1:
         raise DataError(f"need num_sweeps >= 1, burn_in >= 0, thin >= 1; got {num_sweeps}, {burn_in}, {thin}")
+    if num_sweeps < thin:
+        raise DataError(f"num_sweeps={num_sweeps} keeps no sweep at thin={thin}")
     start = time.perf_counter()
     docs, words = _tokens(bow)
     n_tokens = len(docs)
@@ -336,15 +368,16 @@ def collapsed_gibbs(key, counts, lda: LDA, *, num_sweeps: int = 300, burn_in: in
     w = np.concatenate([words[perm], np.zeros(pad, np.int64)]).reshape(shape)
     valid = np.concatenate([np.ones(n_tokens), np.zeros(pad)]).reshape(shape)
     z0 = jax.random.randint(k_init, shape, 0, lda.n_topics)
-    phis, thetas, loglik = _gibbs_run(k_run, jnp.asarray(d), jnp.asarray(w), jnp.asarray(valid), z0, lda.alpha,
-                                      lda.eta, bow.n_docs, bow.n_words, lda.n_topics, burn_in + num_sweeps)
-    kept = slice(burn_in + thin - 1, None, thin)
-    topic_word = np.asarray(phis[kept].mean(0))
-    doc_topic = np.asarray(thetas[kept].mean(0))
+    phi_sum, theta_sum, loglik = _gibbs_run(
+        k_run, jnp.asarray(d, jnp.int32), jnp.asarray(w, jnp.int32), jnp.asarray(valid), z0, lda.alpha, lda.eta,
+        bow.n_docs, bow.n_words, lda.n_topics, burn_in + num_sweeps, burn_in, thin)
+    kept = num_sweeps // thin
+    topic_word = np.asarray(phi_sum) / kept
+    doc_topic = np.asarray(theta_sum) / kept
     return Result(method="collapsed_gibbs", params={"topic_word": topic_word, "doc_topic": doc_topic},
                   history=np.asarray(loglik), seconds=time.perf_counter() - start,
                   diagnostics={"n_blocks": n_blocks, "block_size": size, "tokens": n_tokens, "burn_in": burn_in,
-                               "kept_sweeps": int(phis[kept].shape[0])})
+                               "kept_sweeps": kept})
 
 
 # --------------------------------------------------------------------------- mean-field VB
@@ -354,46 +387,49 @@ def _dirichlet_expectation(concentration):
 
 
 @partial(jax.jit, static_argnames=("max_iter",))
-def vb_e_step(words, counts, exp_elog_beta_t, alpha, gamma, max_iter: int = 100, tol: float = 1e-3):
+def vb_e_step(owner, words, counts, exp_elog_beta_t, alpha, gamma, max_iter: int = 100, tol: float = 1e-3):
     """Per-document updates of :math:`q(\\theta_d) = \\mathrm{Dir}(\\gamma_d)` with the topics fixed.
 
-    ``words``, ``counts``: ``(D, M)`` padded rows of distinct word ids and their counts
-    (:meth:`BagOfWords.padded`; padding has count 0). ``exp_elog_beta_t`` is
-    :math:`\\exp\\mathbb E[\\log\\phi_{kw}]` transposed, ``(V, K)`` (or any topic-word matrix, for
-    folding in). Iterates, for every document at once,
+    ``owner``, ``words``, ``counts``: the chunked entries of :meth:`BagOfWords.chunked` (chunk
+    ``c`` holds ``words[c]`` with ``counts[c]`` of the document in row ``owner[c]`` of ``gamma``;
+    padding has count 0). ``exp_elog_beta_t`` is :math:`\\exp\\mathbb E[\\log\\phi_{kw}]`
+    transposed, ``(V, K)`` (or any topic-word matrix, for folding in). Iterates, for every
+    document at once,
 
     .. math::
         \\gamma_{dk} \\leftarrow \\alpha + \\exp\\mathbb E[\\log\\theta_{dk}] \\sum_w
         \\frac{n_{dw}\\, \\exp\\mathbb E[\\log\\phi_{kw}]}{\\sum_{k'} \\exp\\mathbb E[\\log\\theta_{dk'}]
-        \\exp\\mathbb E[\\log\\phi_{k'w}]}
+        \\exp\\mathbb E[\\log\\phi_{k'w}]},
 
-    until the mean absolute change of every :math:`\\gamma_d` is below ``tol`` (or ``max_iter``).
+    a document stopping once the mean absolute change of its :math:`\\gamma_d` is below ``tol``
+    (per document, as Hoffman's and scikit-learn's code do), all of them after ``max_iter``.
     Returns ``(gamma, sstats)`` with ``sstats`` :math:`(K, V)` the expected topic-word counts.
     """
-    beta_w = exp_elog_beta_t[words]  # (D, M, K)
+    n_rows, n_topics = gamma.shape
+    beta_w = exp_elog_beta_t[words]  # (C, W, K)
 
-    def normalised(gamma):
+    def expectations(gamma):
         theta = jnp.exp(_dirichlet_expectation(gamma))  # (D, K)
-        norm = jnp.einsum("dk,dmk->dm", theta, beta_w) + 1e-100  # (D, M)
+        norm = jnp.einsum("ck,cwk->cw", theta[owner], beta_w) + 1e-100  # (C, W)
         return theta, counts / norm
 
-    def update(gamma):
-        theta, ratio = normalised(gamma)
-        return alpha + theta * jnp.einsum("dm,dmk->dk", ratio, beta_w)
+    def body(state):
+        i, gamma, active = state
+        theta, ratio = expectations(gamma)
+        per_chunk = jnp.einsum("cw,cwk->ck", ratio, beta_w)  # (C, K)
+        new = alpha + theta * jax.ops.segment_sum(per_chunk, owner, num_segments=n_rows, indices_are_sorted=True)
+        change = jnp.mean(jnp.abs(new - gamma), axis=1)
+        return i + 1, jnp.where(active[:, None], new, gamma), active & (change >= tol)
 
     def cond(state):
-        i, _, change = state
-        return (i < max_iter) & (change >= tol)
+        i, _, active = state
+        return (i < max_iter) & jnp.any(active)
 
-    def body(state):
-        i, gamma, _ = state
-        new = update(gamma)
-        return i + 1, new, jnp.max(jnp.mean(jnp.abs(new - gamma), axis=1))
-
-    _, gamma, _ = jax.lax.while_loop(cond, body, (0, gamma, jnp.inf))
-    theta, ratio = normalised(gamma)
-    weights = (ratio[:, :, None] * theta[:, None, :]).reshape(-1, theta.shape[1])  # (D*M, K)
-    sstats_t = jax.ops.segment_sum(weights, words.reshape(-1), num_segments=exp_elog_beta_t.shape[0])  # (V, K)
+    _, gamma, _ = jax.lax.while_loop(cond, body, (0, gamma, jnp.ones(n_rows, bool)))
+    theta, ratio = expectations(gamma)
+    weights = ratio[:, :, None] * theta[owner][:, None, :]  # (C, W, K)
+    sstats_t = jax.ops.segment_sum(weights.reshape(-1, n_topics), words.reshape(-1),
+                                   num_segments=exp_elog_beta_t.shape[0])  # (V, K)
     return gamma, (sstats_t * exp_elog_beta_t).T
 
 
@@ -413,9 +449,47 @@ def vb_elbo(doc, word, count, gamma, lam, alpha, eta, n_docs: int, scale: float 
     return scale * (words + docs) + topics
 
 
+@partial(jax.jit, static_argnames=("e_step_iter", "n_docs"))
+def _batch_vb_step(lam, gamma, chunks, flat, alpha, eta, e_step_tol, e_step_iter: int, n_docs: int):
+    """One batch iteration: E-step on every document, :math:`\\lambda = \\eta + \\bar s`, the ELBO."""
+    gamma, sstats = vb_e_step(*chunks, jnp.exp(_dirichlet_expectation(lam)).T, alpha, gamma, max_iter=e_step_iter,
+                              tol=e_step_tol)
+    lam = eta + sstats
+    return lam, gamma, vb_elbo(*flat, gamma, lam, alpha, eta, n_docs=n_docs)
+
+
+@partial(jax.jit, static_argnames=("n_passes", "e_step_iter", "track_elbo", "n_docs"))
+def _online_vb_run(key, lam, gamma, batches, flat, alpha, eta, learning_offset, learning_decay, e_step_tol,
+                   n_passes: int, e_step_iter: int, track_elbo: bool, n_docs: int):
+    """Every pass of online VB in one compiled loop. ``batches`` are the stacked minibatches of
+    :func:`_minibatches`; ``gamma`` has one extra row, the target of the padding members."""
+    members, sizes, owner, words, counts = batches
+    n_batches = members.shape[0]
+
+    def update(carry, b):
+        lam, gamma, t = carry
+        rows = members[b]
+        g, sstats = vb_e_step(owner[b], words[b], counts[b], jnp.exp(_dirichlet_expectation(lam)).T, alpha,
+                              gamma[rows], max_iter=e_step_iter, tol=e_step_tol)
+        rho = (learning_offset + t) ** (-learning_decay)
+        lam = (1.0 - rho) * lam + rho * (eta + (n_docs / sizes[b]) * sstats)
+        return (lam, gamma.at[rows].set(g), t + 1.0), None
+
+    def one_pass(carry, epoch):
+        order = jax.random.permutation(jax.random.fold_in(key, epoch), n_batches)
+        carry, _ = jax.lax.scan(update, carry, order)
+        lam, gamma, _ = carry
+        elbo = vb_elbo(*flat, gamma[:n_docs], lam, alpha, eta, n_docs=n_docs) if track_elbo else jnp.nan
+        return carry, elbo
+
+    (lam, gamma, _), history = jax.lax.scan(one_pass, (lam, gamma, 0.0), jnp.arange(n_passes))
+    return lam, gamma[:n_docs], history
+
+
 def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool = False, batch_size: int = 64,
                       learning_offset: float = 10.0, learning_decay: float = 0.7, tol: float = 1e-4,
-                      e_step_iter: int = 100, e_step_tol: float = 1e-3) -> Result:
+                      e_step_iter: int = 100, e_step_tol: float = 1e-3, track_elbo: bool = True,
+                      chunk_width: int = 16) -> Result:
     """Mean-field variational Bayes for LDA, batch or online (module docstring, method 2).
 
     1. Start :math:`\\lambda \\sim \\mathrm{Gamma}(100, 1/100)` (as Hoffman's and scikit-learn's
@@ -423,9 +497,17 @@ def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool
     2. Batch: E-step on all documents (:func:`vb_e_step`, warm-started from the previous
        :math:`\\gamma`), then :math:`\\lambda = \\eta + \\bar s`; stop when the ELBO gains less
        than ``tol`` per token.
-       Online: for each minibatch :math:`B` (a fresh permutation every pass), E-step on
-       :math:`B`, then :math:`\\lambda \\leftarrow (1 - \\rho_t)\\lambda + \\rho_t(\\eta +
-       \\tfrac{D}{|B|}\\bar s_B)`, :math:`\\rho_t = (\\tau_0 + t)^{-\\kappa}`; ``max_iter`` passes.
+       Online: for each minibatch :math:`B` of ``batch_size`` consecutive documents (the order of
+       the minibatches drawn afresh every pass), E-step on :math:`B` warm-started from the
+       :math:`\\gamma_d` of the previous pass, then :math:`\\lambda \\leftarrow (1 - \\rho_t)\\lambda
+       + \\rho_t(\\eta + \\tfrac{D}{|B|}\\bar s_B)`, :math:`\\rho_t = (\\tau_0 + t)^{-\\kappa}`
+       (``learning_offset``, ``learning_decay``); ``max_iter`` passes, all in one compiled loop.
+
+    The E-step of a document stops when the mean absolute change of :math:`\\gamma_d` is below
+    ``e_step_tol`` or after ``e_step_iter`` updates (scikit-learn's ``mean_change_tol`` and
+    ``max_doc_update_iter``). ``track_elbo=False`` skips the online ELBO of every pass (the
+    history is then empty; the final ELBO is still reported). ``chunk_width``: see
+    :meth:`BagOfWords.chunked`.
 
     Returns:
         ``Result(method="vb" | "online_vb", params={"topic_word": E_q[Phi], "doc_topic": E_q[theta],
@@ -437,57 +519,68 @@ def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool
         raise DataError(f"counts have {bow.n_words} words, the model {lda.n_words}")
     if online and not (0.5 < learning_decay <= 1.0):
         raise DataError(f"learning_decay must lie in (0.5, 1] for convergence, got {learning_decay}")
+    if max_iter < 1 or e_step_iter < 1:
+        raise DataError(f"need max_iter >= 1 and e_step_iter >= 1, got {max_iter}, {e_step_iter}")
     start = time.perf_counter()
     k_lam, k_gamma, k_perm = jax.random.split(key, 3)
     k, v, d = lda.n_topics, bow.n_words, bow.n_docs
     lam = jax.random.gamma(k_lam, 100.0, (k, v)) / 100.0
     gamma = jax.random.gamma(k_gamma, 100.0, (d, k)) / 100.0
-    doc, word, count = bow.arrays()
+    flat = bow.arrays()
     n_tokens = float(bow.count.sum())
-    history = []
     if not online:
-        padded = bow.padded()
+        chunks = tuple(jnp.asarray(a) for a in bow.chunked(width=chunk_width))
+        history = []
         for _ in range(max_iter):
-            gamma, sstats = vb_e_step(*padded, jnp.exp(_dirichlet_expectation(lam)).T, lda.alpha, gamma,
-                                      max_iter=e_step_iter, tol=e_step_tol)
-            lam = lda.eta + sstats
-            history.append(float(vb_elbo(doc, word, count, gamma, lam, lda.alpha, lda.eta, n_docs=d)))
+            lam, gamma, elbo = _batch_vb_step(lam, gamma, chunks, flat, lda.alpha, lda.eta, e_step_tol,
+                                              e_step_iter=e_step_iter, n_docs=d)
+            history.append(float(elbo))
             if len(history) > 1 and abs(history[-1] - history[-2]) < tol * n_tokens:
                 break
+        history = np.asarray(history)
     else:
-        batches = _minibatches(bow, batch_size)
-        t = 0
-        for epoch in range(max_iter):
-            order = np.asarray(jax.random.permutation(jax.random.fold_in(k_perm, epoch), len(batches)))
-            for b in order:
-                members, padded = batches[b]
-                rho = (learning_offset + t) ** (-learning_decay)
-                g, sstats = vb_e_step(*padded, jnp.exp(_dirichlet_expectation(lam)).T, lda.alpha, gamma[members],
-                                      max_iter=e_step_iter, tol=e_step_tol)
-                gamma = gamma.at[members].set(g)
-                lam = (1 - rho) * lam + rho * (lda.eta + (d / len(members)) * sstats)
-                t += 1
-            history.append(float(vb_elbo(doc, word, count, gamma, lam, lda.alpha, lda.eta, n_docs=d)))
-    elbo = float(vb_elbo(doc, word, count, gamma, lam, lda.alpha, lda.eta, n_docs=d))
+        batches = _minibatches(bow, batch_size, chunk_width)
+        gamma = jnp.concatenate([gamma, jnp.ones((1, k))])  # the row padding members point at
+        lam, gamma, history = _online_vb_run(k_perm, lam, gamma, batches, flat, lda.alpha, lda.eta,
+                                             float(learning_offset), float(learning_decay), e_step_tol,
+                                             n_passes=int(max_iter), e_step_iter=e_step_iter,
+                                             track_elbo=bool(track_elbo), n_docs=d)
+        history = np.asarray(history) if track_elbo else np.zeros(0)
+    elbo = float(vb_elbo(*flat, gamma, lam, lda.alpha, lda.eta, n_docs=d))
     lam_np, gamma_np = np.asarray(lam), np.asarray(gamma)
     return Result(
         method="online_vb" if online else "vb",
         params={"topic_word": lam_np / lam_np.sum(1, keepdims=True),
                 "doc_topic": gamma_np / gamma_np.sum(1, keepdims=True), "lambda": lam_np, "gamma": gamma_np},
-        log_evidence=elbo, log_evidence_kind="lower_bound", history=np.asarray(history),
-        seconds=time.perf_counter() - start, diagnostics={"passes": len(history)},
+        log_evidence=elbo, log_evidence_kind="lower_bound", history=history,
+        seconds=time.perf_counter() - start, diagnostics={"passes": int(max_iter) if online else len(history)},
     )
 
 
-def _minibatches(bow: BagOfWords, batch_size: int):
-    """Fixed minibatches of consecutive documents: ``[(document indices, padded rows), ...]``."""
+def _minibatches(bow: BagOfWords, batch_size: int, width: int):
+    """Minibatches of consecutive documents, stacked for one compiled loop: ``(members (N_b, B),
+    sizes (N_b,), owner (N_b, C), words (N_b, C, width), counts (N_b, C, width))``. The last
+    minibatch's missing members point at row ``D`` (an extra row of ``gamma``), the missing
+    chunks at the minibatch's last row with count 0."""
     if batch_size < 1:
         raise DataError(f"batch_size must be positive, got {batch_size}")
-    out = []
-    for lo in range(0, bow.n_docs, batch_size):
-        members = np.arange(lo, min(lo + batch_size, bow.n_docs))
-        out.append((jnp.asarray(members), bow.padded(members)))
-    return out
+    batch_size = min(batch_size, bow.n_docs)
+    n_batches = -(-bow.n_docs // batch_size)
+    members = np.full((n_batches, batch_size), bow.n_docs, np.int32)
+    sizes = np.zeros(n_batches)
+    parts = []
+    for b in range(n_batches):
+        rows = np.arange(b * batch_size, min((b + 1) * batch_size, bow.n_docs))
+        members[b, : len(rows)] = rows
+        sizes[b] = len(rows)
+        parts.append(bow.chunked(rows, width))
+    n_chunks = max(len(owner) for owner, _, _ in parts)
+    owner = np.full((n_batches, n_chunks), batch_size - 1, np.int32)
+    words = np.zeros((n_batches, n_chunks, width), np.int32)
+    counts = np.zeros((n_batches, n_chunks, width))
+    for b, (o, w, c) in enumerate(parts):
+        owner[b, : len(o)], words[b, : len(o)], counts[b, : len(o)] = o, w, c
+    return tuple(jnp.asarray(a) for a in (members, sizes, owner, words, counts))
 
 
 # --------------------------------------------------------------------------- PLSA
@@ -692,7 +785,8 @@ def fold_in(topic_word, counts, *, alpha: float, max_iter: int = 200, tol: float
     topic_word = jnp.asarray(topic_word, dtype=jnp.float64)
     gamma0 = jnp.full((bow.n_docs, topic_word.shape[0]), alpha + float(bow.count.sum()) / max(bow.n_docs, 1)
                       / topic_word.shape[0])
-    gamma, _ = vb_e_step(*bow.padded(), topic_word.T, alpha, gamma0, max_iter=max_iter, tol=tol)
+    chunks = (jnp.asarray(a) for a in bow.chunked())
+    gamma, _ = vb_e_step(*chunks, topic_word.T, alpha, gamma0, max_iter=max_iter, tol=tol)
     gamma = np.asarray(gamma)
     return gamma / gamma.sum(1, keepdims=True)
 
