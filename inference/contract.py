@@ -24,17 +24,16 @@ tables of that structure.
 3. **Outside pass** (:meth:`Program.posteriors`): walking the steps backwards, the outside message
    of an operand is the log-einsum of its step's outside message with the step's other operand:
    the reverse-mode derivative of the inside pass, so that
-   :math:`p(x_{S_f}) = \partial \log Z / \partial \log \phi_f = \exp(\log \phi_f +
-   \text{out}_f - \log Z)` for every factor at the cost of about two more passes
+   :math:`p(x_{S_f}) = \\partial \\log Z / \\partial \\log \\phi_f = \\exp(\\log \\phi_f +
+   \\text{out}_f - \\log Z)` for every factor at the cost of about two more passes
    (Darwiche, 2003; Eisner, 2016).
 4. **Max-product and backtracking** (:meth:`Program.max_product`, :meth:`Program.backtrack`): the
-   same steps with :math:`\max` for :math:`\sum`; then, in reverse, every variable a step
+   same steps with :math:`\\max` for :math:`\\sum`; then, in reverse, every variable a step
    eliminated is decoded from that step's operands sliced at the already decoded variables:
    argmax gives the MAP assignment; a categorical draw after the inside pass gives exact joint
    samples (forward-filter backward-sample on the contraction tree), many at once.
-
 5. **Linear space** (:meth:`Program.linear_inside`, :meth:`Program.linear_marginals`): the
-   inside and outside passes on :math:`\phi_f` itself, one plain einsum (or matmul) per step
+   inside and outside passes on :math:`\\phi_f` itself, one plain einsum (or matmul) per step
    and no exp or log. Each table carries bounds on the logs of its largest and smallest
    non-zero entries; a product-sum's bounds are the sums of its operands' (plus the log of
    the number of terms), and only where they would leave :math:`[-650, 650]` nats are the
@@ -369,7 +368,7 @@ class _Matmul:
 
 
 class LogEinsum:
-    """:math:`\log \sum_{\text{summed}} \prod_i \exp(x_i)` onto ``out`` for log tables over ``scopes``.
+    """:math:`\\log \\sum_{\\text{summed}} \\prod_i \\exp(x_i)` onto ``out`` for log tables over ``scopes``.
 
     Each operand is shifted by its maximum over the axes it sums out (kept as a function of the
     axes it keeps, floored at :data:`FLOOR` so that an all-zero slice stays exactly zero); the
@@ -488,11 +487,11 @@ class Program:
     posteriors) are per row.
 
     Passes:
-        :meth:`inside`: sum-product, every tensor and :math:`\log Z`.
+        :meth:`inside`: sum-product, every tensor and :math:`\\log Z`.
         :meth:`posteriors`: :math:`p(x_{S_f})` of chosen inputs by the outside pass
-            :math:`\text{out}(t_i) = \log \sum \exp(\text{out}(t) + t_j)` for each step
-            :math:`t = t_i \otimes t_j` (the reverse-mode derivative of the inside pass),
-            :math:`p = \exp(t_i + \text{out}(t_i) - \log Z)`.
+            :math:`\\text{out}(t_i) = \\log \\sum \\exp(\\text{out}(t) + t_j)` for each step
+            :math:`t = t_i \\otimes t_j` (the reverse-mode derivative of the inside pass),
+            :math:`p = \\exp(t_i + \\text{out}(t_i) - \\log Z)`.
         :meth:`max_product` and :meth:`backtrack`: MAP and exact sampling.
     """
 

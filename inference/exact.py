@@ -21,7 +21,7 @@ How a query runs:
 3. The plan becomes a :class:`~inference.contract.Program` (precomputed einsum kernels, also
    cached), which takes the tables and the evidence *values* as arguments: new CPTs or new
    evidence values re-use the plan and the kernels. Each table is restricted to the evidence
-   by indexing, then the plan runs: sum-product for :math:`\log p(e)`; the outside pass
+   by indexing, then the plan runs: sum-product for :math:`\\log p(e)`; the outside pass
    (reverse-mode derivative of the inside pass) for every factor's posterior, from which each
    variable's marginal is read off the tensor holding it nearest the root; max-product then
    backtracking for the MAP; sum-product then backward sampling, vectorised over draws, for
