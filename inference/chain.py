@@ -49,6 +49,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any
 
@@ -76,99 +77,113 @@ def _normalise(a):
     return a - safe[..., None], c
 
 
+def _row_sum(u):
+    """Sum over the last axis, unrolled for a few states (XLA's CPU reduction over a short minor
+    axis is slow)."""
+    if u.shape[-1] > 16:
+        return jnp.sum(u, axis=-1)
+    total = u[..., 0]
+    for k in range(1, u.shape[-1]):
+        total = total + u[..., k]
+    return total
+
+
+def _rescale(u):
+    """``u / sum(u)`` over the last axis and the sum; an all-zero row stays zero (never NaN)."""
+    s = _row_sum(u)
+    return u / jnp.where(s > 0, s, 1.0)[..., None], s
+
+
 def _valid(T, length):
-    return jnp.arange(T) < length
+    """(T,) bool, or None for a sequence known to fill all T steps (no masking compiled in)."""
+    return None if length is None else jnp.arange(T) < length
 
 
-# ----------------------------------------------------------------------------- kernels
-# One sequence each: log_initial (K,), log_transition (K, K), log_likelihoods (T, K), length ().
-# Batches are vmapped over the leading axis of log_likelihoods and lengths.
+def _pick(ok, new, old):
+    """``new`` on valid steps, ``old`` past the end (``ok`` None: every step is valid)."""
+    return new if ok is None else jnp.where(ok, new, old)
 
 
-def _filter(log_initial, log_transition, log_likelihoods, length):
+def _scan(step, carry, xs, valid, reverse=False):
+    """``lax.scan`` over ``xs`` and, when the sequence is masked, its validity flags."""
+    if valid is None:
+        return jax.lax.scan(lambda c, x: step(c, x, None), carry, xs, reverse=reverse)
+    return jax.lax.scan(lambda c, x: step(c, *x), carry, (xs, valid), reverse=reverse)
+
+
+def _row_times(v, A, dense):
+    """:math:`v A` for one (K,) row or vmapped rows: a dot product where rows are many (``dense``),
+    a broadcast sum otherwise (XLA's CPU dot has a fixed cost that dominates one small row)."""
+    return v @ A if dense else jnp.sum(v[..., :, None] * A, axis=-2)
+
+
+def _times_column(A, v, dense):
+    """:math:`A v` (see :func:`_row_times`)."""
+    return v @ A.T if dense else jnp.sum(A * v[..., None, :], axis=-1)
+
+
+SCALED_RANGE = 200.0
+"""Nats: the linear-space kernels run when every transition probability is at least
+:math:`e^{-200}`; otherwise the log-space ones (see "Arithmetic" in the module docstring)."""
+
+
+def _scaled_ok(log_transition):
+    return jnp.min(log_transition) >= -SCALED_RANGE
+
+
+def _emission_scale(log_likelihoods, valid):
+    """``m_t = max_k log e_t(k)`` (T,) and :math:`\\tilde e_t(k) = e_t(k) / e^{m_t}` (T, K) in
+    [0, 1]; steps past the end get ``m_t = 0``, :math:`\\tilde e_t = 1`."""
+    ll = log_likelihoods if valid is None else jnp.where(valid[:, None], log_likelihoods, 0.0)
+    m = jnp.max(ll, axis=-1)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    return m, jnp.exp(ll - m[:, None])
+
+
+# ----------------------------------------------------------------------------- log-space kernels
+# One sequence each: log_initial (K,), log_transition (K, K), log_likelihoods (T, K) and
+# length () or None (all T steps valid). Batches are vmapped over log_likelihoods and lengths.
+
+
+def _log_filter(log_initial, log_transition, log_likelihoods, length):
     """Forward pass: normalised log filtered marginals (T, K) and log c_t (T,)."""
-    T = log_likelihoods.shape[0]
+    valid = _valid(log_likelihoods.shape[0], length)
 
-    def step(log_pred, inputs):
-        ll, valid = inputs
+    def step(log_pred, ll, ok):
         log_alpha, log_c = _normalise(log_pred + ll)
         next_pred = _lse(log_alpha[:, None] + log_transition, 0)
-        log_c = jnp.where(valid, log_c, 0.0)
-        return jnp.where(valid, next_pred, log_pred), (log_alpha, log_c)
+        return _pick(ok, next_pred, log_pred), (log_alpha, _pick(ok, log_c, 0.0))
 
-    _, (log_alpha, log_c) = jax.lax.scan(step, log_initial, (log_likelihoods, _valid(T, length)))
+    _, (log_alpha, log_c) = _scan(step, log_initial, log_likelihoods, valid)
     return log_alpha, log_c
 
 
-def _backward(log_transition, log_likelihoods, length):
+def _log_backward(log_transition, log_likelihoods, length):
     """Backward pass: normalised log beta (T, K); beta_t = 1 for t >= length - 1."""
     T, K = log_likelihoods.shape
 
-    def step(log_beta, inputs):
-        ll, valid = inputs  # of step t; log_beta is beta_t, we return beta_{t-1}
+    def step(log_beta, ll, ok):  # ll of step t; log_beta is beta_t, we return beta_{t-1}
         prev, _ = _normalise(_lse(log_transition + (ll + log_beta)[None, :], 1))
-        prev = jnp.where(valid, prev, jnp.zeros(K))
-        return prev, log_beta
+        return _pick(ok, prev, jnp.zeros(K)), log_beta
 
-    _, log_beta = jax.lax.scan(
-        step, jnp.zeros(K), (log_likelihoods, _valid(T, length)), reverse=True
-    )
+    _, log_beta = _scan(step, jnp.zeros(K), log_likelihoods, _valid(T, length), reverse=True)
     return log_beta
 
 
-@jax.jit
-def hmm_filter(log_initial, log_transition, log_likelihoods, length=None):
-    """Forward filtering, :math:`\\alpha_t(k) = p(z_t = k \\mid x_{0:t})`, in log space.
-
-    Args:
-        log_initial: (K,) :math:`\\log \\pi`.
-        log_transition: (K, K) :math:`\\log A`, rows the previous state.
-        log_likelihoods: (T, K) :math:`\\log p(x_t \\mid z_t = k)`.
-        length: number of valid steps (default T); later steps are ignored.
-
-    Returns:
-        ``(log_evidence, log_filtered)``: :math:`\\log p(x_{0:L-1})` and (T, K) normalised
-        :math:`\\log \\alpha_t` (rows at ``t >= length`` are meaningless).
-    """
-    T = log_likelihoods.shape[0]
-    length = T if length is None else length
-    log_alpha, log_c = _filter(log_initial, log_transition, log_likelihoods, length)
-    return jnp.sum(log_c), log_alpha
-
-
-def _smoother(log_initial, log_transition, log_likelihoods, length):
-    log_alpha, log_c = _filter(log_initial, log_transition, log_likelihoods, length)
-    log_beta = _backward(log_transition, log_likelihoods, length)
-    log_gamma, _ = _normalise(log_alpha + log_beta)
-    return jnp.sum(log_c), log_alpha, log_beta, log_gamma
-
-
-@jax.jit
-def hmm_smoother(log_initial, log_transition, log_likelihoods, length=None):
-    """Forward-backward smoothing: :math:`\\gamma_t(k) = p(z_t = k \\mid x_{0:T-1})`.
-
-    Returns:
-        ``(log_evidence, smoothed)``: :math:`\\log p(x)` and (T, K) probabilities; rows at
-        ``t >= length`` are zero.
-    """
-    T = log_likelihoods.shape[0]
-    length = T if length is None else length
-    log_z, _, _, log_gamma = _smoother(log_initial, log_transition, log_likelihoods, length)
-    return log_z, jnp.where(_valid(T, length)[:, None], jnp.exp(log_gamma), 0.0)
-
-
-def _expected_transitions(log_alpha, log_transition, log_likelihoods, log_beta, length, block=1024):
+def _log_expected_transitions(log_alpha, log_transition, log_likelihoods, log_beta, length, block=1024):
     """:math:`\\sum_{t=1}^{L-1} \\xi_t(i, j)`, each :math:`\\xi_t` normalised in log space.
 
     Summed over time blocks so that no (T, K, K) array is ever held.
     """
     T, K = log_likelihoods.shape
+    if T == 1:
+        return jnp.zeros((K, K), log_likelihoods.dtype)
     right = log_likelihoods[1:] + log_beta[1:]  # (T-1, K): e_t(j) beta_t(j), t = 1..T-1
     left = log_alpha[:-1]  # alpha_{t-1}(i)
-    valid = _valid(T, length)[1:]
+    valid = jnp.ones(T - 1, bool) if length is None else _valid(T, length)[1:]
     n = T - 1
     pad = (-n) % block if n > block else 0
-    size = block if n > block else max(n, 1)
+    size = block if n > block else n
 
     def pad_to(a, value):
         return jnp.concatenate([a, jnp.full((pad,) + a.shape[1:], value, a.dtype)]) if pad else a
@@ -181,11 +196,267 @@ def _expected_transitions(log_alpha, log_transition, log_likelihoods, log_beta, 
         s = s - _lse(s.reshape(s.shape[0], -1), -1)[:, None, None]
         return jnp.sum(jnp.where(vb[:, None, None], jnp.exp(s), 0.0), axis=0)
 
-    if n == 0:
-        return jnp.zeros((K, K), log_likelihoods.dtype)
     shape = (-1, size)
     blocks = (left.reshape(shape + (K,)), right.reshape(shape + (K,)), valid.reshape(shape))
     return jnp.sum(jax.lax.map(one_block, blocks), axis=0)
+
+
+def _log_posteriors(log_initial, log_transition, log_likelihoods, length, pairs):
+    """``(log p(x), gamma (T, K) zero past the end, sum_t xi_t (K, K) or zeros)``."""
+    T, K = log_likelihoods.shape
+    log_alpha, log_c = _log_filter(log_initial, log_transition, log_likelihoods, length)
+    log_beta = _log_backward(log_transition, log_likelihoods, length)
+    log_gamma, _ = _normalise(log_alpha + log_beta)
+    gamma = _pick(None if length is None else _valid(T, length)[:, None], jnp.exp(log_gamma), 0.0)
+    if pairs:
+        xi = _log_expected_transitions(log_alpha, log_transition, log_likelihoods, log_beta, length)
+    else:
+        xi = jnp.zeros((K, K), log_likelihoods.dtype)
+    return jnp.sum(log_c), gamma, xi
+
+
+# ----------------------------------------------------------------------------- linear-space kernels
+
+
+def _scaled_filter(log_initial, log_transition, log_likelihoods, length, keep, dense):
+    """Forward pass in linear space: alpha (T, K) (None unless ``keep``), log c_t (T,), and the
+    scaled emissions and transition matrix for the backward pass.
+
+    Step 0 runs in log space (``log_initial`` may hold ``-inf``); each later step is
+    :math:`u = (\\alpha_{t-1} A) \\odot \\tilde e_t`, :math:`\\alpha_t = u / \\sum u`,
+    :math:`\\log c_t = \\log \\sum u + m_t`.
+    """
+    T = log_likelihoods.shape[0]
+    valid = _valid(T, length)
+    m, e = _emission_scale(log_likelihoods, valid)
+    A = jnp.exp(log_transition)
+    log_alpha0, log_c0 = _normalise(log_initial + log_likelihoods[0])
+    alpha0 = jnp.exp(log_alpha0)
+
+    def step(alpha, e_t, ok):
+        new, s = _rescale(_row_times(alpha, A, dense) * e_t)
+        return _pick(ok, new, alpha), (new if keep else None, _pick(ok, jnp.log(s), 0.0))
+
+    _, (alpha, log_s) = _scan(step, alpha0, e[1:], None if valid is None else valid[1:])
+    log_c = jnp.concatenate([log_c0[None], log_s + m[1:]])
+    if keep:
+        alpha = jnp.concatenate([alpha0[None], alpha])
+    return alpha, log_c, e, A
+
+
+def _scaled_backward(A, e, valid, dense):
+    """Backward pass in linear space: beta (T, K), rescaled to sum 1 at each step; beta_t = 1
+    for t >= length - 1."""
+    K = A.shape[0]
+
+    def step(beta, e_t, ok):  # e_t of step t; beta is beta_t, we return beta_{t-1}
+        prev, _ = _rescale(_times_column(A, e_t * beta, dense))
+        return _pick(ok, prev, jnp.ones(K, A.dtype)), beta
+
+    _, beta = _scan(step, jnp.ones(K, A.dtype), e, valid, reverse=True)
+    return beta
+
+
+def _pair_factors(alpha, e, beta, A, valid):
+    """``(left, right)``, both (T-1, K), with :math:`\\sum_t \\xi_t = A \\odot (\\text{left}^\\top \\text{right})`.
+
+    :math:`\\xi_t(i, j) = \\alpha_{t-1}(i) A_{ij} r_t(j) / n_t` with :math:`r_t = \\tilde e_t \\odot \\beta_t`
+    and :math:`n_t = \\sum_j (\\alpha_{t-1} A)_j r_t(j)`, so that each :math:`\\xi_t` sums to one:
+    left is :math:`\\alpha_{t-1}`, right is :math:`r_t / n_t` (zero past the end).
+    """
+    r = e[1:] * beta[1:]
+    n = _row_sum((alpha[:-1] @ A) * r)
+    ok = n > 0 if valid is None else valid[1:] & (n > 0)
+    w = jnp.where(ok, 1.0 / jnp.where(n > 0, n, 1.0), 0.0)
+    return alpha[:-1], r * w[:, None]
+
+
+def _scaled_posteriors(log_initial, log_transition, log_likelihoods, length, pairs, dense):
+    """As :func:`_log_posteriors`, in linear space."""
+    T, K = log_likelihoods.shape
+    valid = _valid(T, length)
+    alpha, log_c, e, A = _scaled_filter(log_initial, log_transition, log_likelihoods, length, True, dense)
+    beta = _scaled_backward(A, e, valid, dense)
+    gamma, _ = _rescale(alpha * beta)
+    gamma = _pick(None if valid is None else valid[:, None], gamma, 0.0)
+    if pairs == "factors":  # the batch E-step contracts them over sequences and steps at once
+        return jnp.sum(log_c), gamma, _pair_factors(alpha, e, beta, A, valid), jnp.zeros((K, K), A.dtype)
+    if pairs:
+        left, right = _pair_factors(alpha, e, beta, A, valid)
+        xi = A * (left.T @ right)
+    else:
+        xi = jnp.zeros((K, K), log_likelihoods.dtype)
+    return jnp.sum(log_c), gamma, xi
+
+
+# ----------------------------------------------------------------------------- both arithmetics
+# ``arithmetic``: "linear" or "log" where the caller has checked log_transition on the host,
+# None to decide inside the compiled program (lax.cond).
+
+
+def _choose(arithmetic, scaled, logspace, log_initial, log_transition, log_likelihoods):
+    if arithmetic == "linear":
+        return scaled(log_initial, log_transition, log_likelihoods)
+    if arithmetic == "log":
+        return logspace(log_initial, log_transition, log_likelihoods)
+    return jax.lax.cond(_scaled_ok(log_transition), scaled, logspace, log_initial, log_transition, log_likelihoods)
+
+
+def _log_likelihood(log_initial, log_transition, log_likelihoods, length, dense=False, arithmetic=None):
+    """:math:`\\log p(x_{0:L-1})` alone: a forward pass that keeps only the normalisers."""
+
+    def scaled(li, lt, ll):
+        return jnp.sum(_scaled_filter(li, lt, ll, length, False, dense)[1])
+
+    def logspace(li, lt, ll):
+        return jnp.sum(_log_filter(li, lt, ll, length)[1])
+
+    return _choose(arithmetic, scaled, logspace, log_initial, log_transition, log_likelihoods)
+
+
+def _filtered(log_initial, log_transition, log_likelihoods, length, dense=False, arithmetic=None):
+    """``(log p(x), log alpha (T, K))``."""
+
+    def scaled(li, lt, ll):
+        alpha, log_c, _, _ = _scaled_filter(li, lt, ll, length, True, dense)
+        return jnp.sum(log_c), jnp.log(alpha)
+
+    def logspace(li, lt, ll):
+        log_alpha, log_c = _log_filter(li, lt, ll, length)
+        return jnp.sum(log_c), log_alpha
+
+    return _choose(arithmetic, scaled, logspace, log_initial, log_transition, log_likelihoods)
+
+
+def _posteriors(log_initial, log_transition, log_likelihoods, length, pairs, dense=False, arithmetic=None):
+    """``(log p(x), gamma (T, K), sum_t xi_t (K, K) if pairs else zeros)``."""
+
+    def scaled(li, lt, ll):
+        return _scaled_posteriors(li, lt, ll, length, pairs, dense)
+
+    def logspace(li, lt, ll):
+        return _log_posteriors(li, lt, ll, length, pairs)
+
+    return _choose(arithmetic, scaled, logspace, log_initial, log_transition, log_likelihoods)
+
+
+def _first_argmax(v):
+    """Index of the largest entry along the last axis, the lowest one on ties, as K unrolled
+    compare-and-selects (faster on CPU than XLA's variadic argmax reduction)."""
+    best, index = v[..., 0], jnp.zeros(v.shape[:-1], jnp.int32)
+    for i in range(1, v.shape[-1]):
+        better = v[..., i] > best
+        best, index = jnp.where(better, v[..., i], best), jnp.where(better, i, index)
+    return index
+
+
+def _max_product_step(delta, log_transition):
+    """:math:`\max_i \delta(i) + \log A_{ij}` and its first argmax :math:`i`, for every ``j``."""
+    best = delta[..., 0:1] + log_transition[0]
+    pointer = jnp.zeros(best.shape, jnp.int32)
+    for i in range(1, log_transition.shape[0]):
+        value = delta[..., i : i + 1] + log_transition[i]
+        better = value > best
+        best, pointer = jnp.where(better, value, best), jnp.where(better, i, pointer)
+    return best, pointer
+
+
+def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, arithmetic=None):
+    """Max-product in log space; see :func:`hmm_viterbi`."""
+    T, K = log_likelihoods.shape
+    valid = _valid(T, length)
+    stay = jnp.arange(K, dtype=jnp.int32)
+
+    def step(delta, ll, ok):
+        best, pointer = _max_product_step(delta, log_transition)
+        return _pick(ok, best + ll, delta), _pick(ok, pointer, stay)
+
+    delta0 = log_initial + log_likelihoods[0]
+    last_delta, pointers = _scan(step, delta0, log_likelihoods[1:], None if valid is None else valid[1:])
+    last = _first_argmax(last_delta)
+
+    def back(state, pointer, ok):  # pointer of step t; state is z_t
+        prev = pointer[state]
+        return prev, prev
+
+    _, path = _scan(back, last, pointers, None, reverse=True)
+    path = jnp.concatenate([path, last[None]])
+    return _pick(valid, path, -1), last_delta[last]
+
+
+def _sample(key, log_initial, log_transition, log_likelihoods, length, dense=False):
+    """Forward filtering, backward sampling; see :func:`hmm_posterior_sample`."""
+    T = log_likelihoods.shape[0]
+    valid = _valid(T, length)
+    _, log_alpha = _filtered(log_initial, log_transition, log_likelihoods, length, dense)
+    keys = jax.random.split(key, T)
+    last = jax.random.categorical(keys[T - 1], log_alpha[T - 1])
+
+    def step(z_next, inputs, ok):
+        k, la = inputs
+        logits = _pick(ok, la + log_transition[:, z_next], la)
+        z = jax.random.categorical(k, logits)
+        return z, z
+
+    _, path = _scan(step, last, (keys[:-1], log_alpha[:-1]), None if valid is None else valid[1:], reverse=True)
+    path = jnp.concatenate([path, last[None]])
+    return _pick(valid, path, -1)
+
+
+def _expected_counts(log_initial, log_transition, log_likelihoods, length, dense=False, arithmetic=None):
+    """``(log p(x), gamma (T, K), (left, right) (T-1, K) each, xi (K, K))`` for one sequence:
+    :math:`\\sum_t \\xi_t` is ``A * (left.T @ right) + xi`` (linear space: the factors, log space:
+    xi itself), so that a batch contracts its factors over sequences and steps in one product."""
+    T, K = log_likelihoods.shape
+
+    def scaled(li, lt, ll):
+        return _scaled_posteriors(li, lt, ll, length, "factors", dense)
+
+    def logspace(li, lt, ll):
+        log_z, gamma, xi = _log_posteriors(li, lt, ll, length, True)
+        none = jnp.zeros((T - 1, K), ll.dtype)
+        return log_z, gamma, (none, none), xi
+
+    return _choose(arithmetic, scaled, logspace, log_initial, log_transition, log_likelihoods)
+
+
+def _batch_counts(log_transition, outputs):
+    """``(log p(x_n) (N,), gamma (N, T, K), initial counts (K,), transition counts (K, K))``."""
+    log_z, gamma, (left, right), xi = outputs
+    pairs = jnp.einsum("ntk,ntj->kj", left, right)
+    return log_z, gamma, jnp.sum(gamma[:, 0], axis=0), jnp.exp(log_transition) * pairs + jnp.sum(xi, axis=0)
+
+
+# ----------------------------------------------------------------------------- public kernels
+
+
+@jax.jit
+def hmm_filter(log_initial, log_transition, log_likelihoods, length=None):
+    """Forward filtering, :math:`\\alpha_t(k) = p(z_t = k \\mid x_{0:t})`.
+
+    Args:
+        log_initial: (K,) :math:`\\log \\pi`.
+        log_transition: (K, K) :math:`\\log A`, rows the previous state.
+        log_likelihoods: (T, K) :math:`\\log p(x_t \\mid z_t = k)`.
+        length: number of valid steps (default T); later steps are ignored.
+
+    Returns:
+        ``(log_evidence, log_filtered)``: :math:`\\log p(x_{0:L-1})` and (T, K) normalised
+        :math:`\\log \\alpha_t` (rows at ``t >= length`` are meaningless).
+    """
+    return _filtered(log_initial, log_transition, log_likelihoods, length)
+
+
+@jax.jit
+def hmm_smoother(log_initial, log_transition, log_likelihoods, length=None):
+    """Forward-backward smoothing: :math:`\\gamma_t(k) = p(z_t = k \\mid x_{0:T-1})`.
+
+    Returns:
+        ``(log_evidence, smoothed)``: :math:`\\log p(x)` and (T, K) probabilities; rows at
+        ``t >= length`` are zero.
+    """
+    log_z, gamma, _ = _posteriors(log_initial, log_transition, log_likelihoods, length, False)
+    return log_z, gamma
 
 
 @jax.jit
@@ -197,49 +468,23 @@ def hmm_two_slice(log_initial, log_transition, log_likelihoods, length=None):
         :math:`\\gamma_t` (zero at ``t >= length``) and (K, K)
         :math:`\\sum_{t \\ge 1} \\xi_t(i, j) = \\sum_t p(z_{t-1} = i, z_t = j \\mid x)`.
     """
-    T = log_likelihoods.shape[0]
-    length = T if length is None else length
-    log_z, log_alpha, log_beta, log_gamma = _smoother(
-        log_initial, log_transition, log_likelihoods, length
-    )
-    xi = _expected_transitions(log_alpha, log_transition, log_likelihoods, log_beta, length)
-    gamma = jnp.where(_valid(T, length)[:, None], jnp.exp(log_gamma), 0.0)
-    return log_z, gamma, xi
+    return _posteriors(log_initial, log_transition, log_likelihoods, length, True)
 
 
 @jax.jit
 def hmm_viterbi(log_initial, log_transition, log_likelihoods, length=None):
     """The most probable state path :math:`\\arg\\max_z p(z \\mid x)` (max-product, log space).
 
+    The forward pass keeps the argmax pointers (T - 1, K) and backtracking follows them.
+    :math:`\\delta_t` is not shifted per step: it is the log-probability of the best path to each
+    state, so near-ties are resolved to the precision of the path scores themselves (as in
+    hmmlearn).
+
     Returns:
         ``(path, log_joint)``: (T,) int states (``-1`` at ``t >= length``) and
         :math:`\\log p(z^*, x)`. Ties go to the lowest state index.
     """
-    T, K = log_likelihoods.shape
-    length = T if length is None else length
-    valid = _valid(T, length)
-    delta0 = log_initial + log_likelihoods[0]
-    m0 = jnp.max(delta0)
-
-    def step(delta, inputs):
-        ll, ok = inputs
-        s = delta[:, None] + log_transition
-        pointer = jnp.argmax(s, axis=0)
-        new = jnp.max(s, axis=0) + ll
-        m = jnp.max(new)
-        new = jnp.where(ok, new - m, delta)
-        return new, (jnp.where(ok, pointer, jnp.arange(K)), jnp.where(ok, m, 0.0))
-
-    delta, (pointers, offsets) = jax.lax.scan(step, delta0 - m0, (log_likelihoods[1:], valid[1:]))
-    last = jnp.argmax(delta)
-
-    def back(state, pointer):
-        return pointer[state], state
-
-    first, path = jax.lax.scan(back, last, pointers, reverse=True)
-    path = jnp.concatenate([first[None], path])
-    log_joint = m0 + jnp.sum(offsets) + delta[last]
-    return jnp.where(valid, path, -1), log_joint
+    return _viterbi(log_initial, log_transition, log_likelihoods, length)
 
 
 @jax.jit
@@ -249,29 +494,59 @@ def hmm_posterior_sample(key, log_initial, log_transition, log_likelihoods, leng
     Returns:
         (T,) int states, ``-1`` at ``t >= length``.
     """
-    T = log_likelihoods.shape[0]
-    length = T if length is None else length
-    valid = _valid(T, length)
-    log_alpha, _ = _filter(log_initial, log_transition, log_likelihoods, length)
-    keys = jax.random.split(key, T)
-    last = jax.random.categorical(keys[T - 1], log_alpha[T - 1])
-
-    def step(z_next, inputs):
-        k, la, next_ok = inputs
-        logits = jnp.where(next_ok, la + log_transition[:, z_next], la)
-        z = jax.random.categorical(k, logits)
-        return z, z
-
-    _, path = jax.lax.scan(step, last, (keys[:-1], log_alpha[:-1], valid[1:]), reverse=True)
-    path = jnp.concatenate([path, last[None]])
-    return jnp.where(valid, path, -1)
+    return _sample(key, log_initial, log_transition, log_likelihoods, length)
 
 
-# Batched kernels: (N, T, K) log-likelihoods, (N,) lengths.
-_batch_filter = jax.jit(jax.vmap(hmm_filter, in_axes=(None, None, 0, 0)))
-_batch_smoother = jax.jit(jax.vmap(hmm_smoother, in_axes=(None, None, 0, 0)))
-_batch_two_slice = jax.jit(jax.vmap(hmm_two_slice, in_axes=(None, None, 0, 0)))
-_batch_viterbi = jax.jit(jax.vmap(hmm_viterbi, in_axes=(None, None, 0, 0)))
+# ----------------------------------------------------------------------------- batches
+# A batch is (N, T, K) log-likelihoods and (N,) lengths. Sequences that all fill T run without
+# masks; one sequence runs unbatched; many run vmapped, with dot products once rows are many.
+
+_KERNELS = {
+    "log_likelihood": _log_likelihood,
+    "filter": _filtered,
+    "smoother": lambda *a, dense, arithmetic: _posteriors(*a, False, dense, arithmetic)[:2],
+    "two_slice": functools.partial(_posteriors, pairs=True),
+    "expected_counts": _expected_counts,
+    "viterbi": _viterbi,
+}
+DENSE_ROWS = 64
+"""Batches of at least this many sequences use dot products in the linear-space steps."""
+
+
+@functools.lru_cache(maxsize=None)
+def _batched(name, masked, single, dense, arithmetic):
+    kernel = _KERNELS[name]
+
+    def one(li, lt, ll, length):
+        return kernel(li, lt, ll, length if masked else None, dense=dense, arithmetic=arithmetic)
+
+    def run(li, lt, ll, lengths):
+        if single:
+            out = jax.tree_util.tree_map(lambda a: a[None], one(li, lt, ll[0], lengths[0]))
+        else:
+            out = jax.vmap(one, in_axes=(None, None, 0, 0))(li, lt, ll, lengths)
+        return _batch_counts(lt, out) if name == "expected_counts" else out
+
+    return jax.jit(run)
+
+
+def run_batch(name, log_initial, log_transition, log_likelihoods, lengths):
+    """Run kernel ``name`` over a padded batch; outputs get a leading (N,) axis.
+
+    ``name``: ``"log_likelihood"``, ``"filter"``, ``"smoother"``, ``"two_slice"``, ``"viterbi"``
+    or ``"expected_counts"`` (summed over the batch: see :func:`batch_expected_counts`);
+    ``lengths`` (N,) host integers.
+    """
+    N, T, _ = np.shape(log_likelihoods)
+    lengths = np.asarray(lengths)
+    try:
+        arithmetic = "linear" if np.min(np.asarray(log_transition)) >= -SCALED_RANGE else "log"
+    except jax.errors.ConcretizationTypeError:  # traced: decided inside the program
+        arithmetic = None
+    fn = _batched(name, bool(np.any(lengths != T)), N == 1, N >= DENSE_ROWS, arithmetic)
+    return fn(log_initial, log_transition, log_likelihoods, jnp.asarray(lengths, dtype=jnp.int32))
+
+
 _batch_sample = jax.jit(
     jax.vmap(  # over draws
         jax.vmap(hmm_posterior_sample, in_axes=(0, None, None, 0, 0)),  # over sequences
@@ -280,17 +555,13 @@ _batch_sample = jax.jit(
 )
 
 
-@jax.jit
 def batch_expected_counts(log_initial, log_transition, log_likelihoods, lengths):
     """Baum-Welch E-step for a padded batch: summed over sequences where that is what EM needs.
 
     Returns:
         ``(log_evidence (N,), gamma (N, T, K), initial_counts (K,), transition_counts (K, K))``.
     """
-    log_z, gamma, xi = jax.vmap(hmm_two_slice, in_axes=(None, None, 0, 0))(
-        log_initial, log_transition, log_likelihoods, lengths
-    )
-    return log_z, gamma, jnp.sum(gamma[:, 0], axis=0), jnp.sum(xi, axis=0)
+    return run_batch("expected_counts", log_initial, log_transition, log_likelihoods, lengths)
 
 
 # ----------------------------------------------------------------------------- potentials
@@ -304,7 +575,7 @@ class ChainPotentials:
         log_initial: (K,) :math:`\\log p(z_0)`.
         log_transition: (K, K) :math:`\\log p(z_t = j \\mid z_{t-1} = i)` at ``[i, j]``.
         log_likelihoods: (N, T, K) :math:`\\log p(x_{n,t} \\mid z_{n,t} = k)`, padded past each length.
-        lengths: (N,) number of valid steps of each sequence.
+        lengths: (N,) number of valid steps of each sequence (host integers).
         batched: whether the caller gave a batch (results keep the N axis) or one sequence.
     """
 
@@ -327,7 +598,7 @@ class ChainPotentials:
         lengths = np.asarray(self.lengths)
         if lengths.shape != (N,) or np.any(lengths < 1) or np.any(lengths > T):
             raise DataError(f"lengths must be N = {N} integers in 1..{T}, got {lengths.tolist()}")
-        object.__setattr__(self, "lengths", jnp.asarray(lengths, dtype=jnp.int32))
+        object.__setattr__(self, "lengths", lengths.astype(np.int64))
         object.__setattr__(self, "log_likelihoods", ll)
 
     @property
@@ -348,6 +619,10 @@ def _potentials(model, evidence, lengths, model_args, model_kwargs) -> ChainPote
     if evidence is None:
         raise DataError("a chain model needs its observations x as the evidence argument")
     return model.chain(evidence, lengths=lengths)
+
+
+def _run(name, p: ChainPotentials):
+    return run_batch(name, p.log_initial, p.log_transition, p.log_likelihoods, p.lengths)
 
 
 def _check_evidence(log_z):
@@ -388,8 +663,7 @@ def log_evidence(model, evidence=None, *, lengths=None, model_args=(), model_kwa
     """
     start = time.perf_counter()
     p = _potentials(model, evidence, lengths, model_args, model_kwargs)
-    log_z, _ = _batch_filter(p.log_initial, p.log_transition, p.log_likelihoods, p.lengths)
-    log_z = np.asarray(log_z)
+    log_z = np.asarray(_run("log_likelihood", p))
     _check_evidence(log_z)
     return Result(
         method="forward",
@@ -407,7 +681,7 @@ def marginals(model, evidence=None, *, lengths=None, model_args=(), model_kwargs
     """
     start = time.perf_counter()
     p = _potentials(model, evidence, lengths, model_args, model_kwargs)
-    log_z, gamma = _batch_smoother(p.log_initial, p.log_transition, p.log_likelihoods, p.lengths)
+    log_z, gamma = _run("smoother", p)
     log_z = np.asarray(log_z)
     _check_evidence(log_z)
     return Result(
@@ -428,7 +702,7 @@ def map(model, evidence=None, *, lengths=None, model_args=(), model_kwargs=None,
     """
     start = time.perf_counter()
     p = _potentials(model, evidence, lengths, model_args, model_kwargs)
-    path, log_joint = _batch_viterbi(p.log_initial, p.log_transition, p.log_likelihoods, p.lengths)
+    path, log_joint = _run("viterbi", p)
     log_joint = np.asarray(log_joint)
     _check_evidence(log_joint)
     return Result(
@@ -451,7 +725,7 @@ def sample(model, key, n, evidence=None, *, lengths=None, model_args=(), model_k
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise DataError(f"n must be a positive integer number of draws, got {n!r}")
     p = _potentials(model, evidence, lengths, model_args, model_kwargs)
-    log_z, _ = _batch_filter(p.log_initial, p.log_transition, p.log_likelihoods, p.lengths)
+    log_z = np.asarray(_run("log_likelihood", p))
     _check_evidence(log_z)
     N = p.log_likelihoods.shape[0]
     keys = jax.random.split(key, n * N).reshape((n, N) + jax.random.split(key, 1).shape[1:])
@@ -474,6 +748,7 @@ __all__ = [
     "hmm_viterbi",
     "hmm_posterior_sample",
     "batch_expected_counts",
+    "run_batch",
     "log_evidence",
     "marginals",
     "map",

@@ -59,7 +59,7 @@ import numpyro.distributions as dist
 from jax.scipy.special import gammaln
 from numpyro.contrib.control_flow import scan
 
-from inference.chain import ChainPotentials, batch_expected_counts
+from inference.chain import ChainPotentials, batch_expected_counts, run_batch
 from inference.errors import DataError, ModelError
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -275,6 +275,10 @@ class GaussianEmission:
         x, lengths, batched = _as_batch(x, 1, lengths, float_data=True)
         if x.shape[-1] != self.dim:
             raise DataError(f"x has {x.shape[-1]} features per step, the means have D = {self.dim}")
+        if np.all(lengths == x.shape[1]):  # no padding
+            if np.isinf(x).any():
+                raise DataError("x holds infinite values (NaN marks a missing value; inf is not allowed)")
+            return x, lengths, batched
         valid = _valid_mask(lengths, x.shape[1])
         if np.any(np.isinf(x[valid])):
             raise DataError("x holds infinite values (NaN marks a missing value; inf is not allowed)")
@@ -283,10 +287,11 @@ class GaussianEmission:
 
     def component_log_density(self, x):
         """(N, T, C) :math:`\\log \\mathcal N(x_o; \\mu_{c,o}, \\Sigma_{c,oo})` over the observed entries."""
+        if self.covariance_type == "diag":
+            variances = jnp.asarray(self.covariances)
+            return _diag_loglik(jnp.asarray(self.means), 1.0 / variances, jnp.log(variances) + _LOG_2PI, x)
         observed = ~np.isnan(x)
         partial = observed.any(-1) & ~observed.all(-1)
-        if self.covariance_type == "diag":
-            return _diag_loglik(jnp.asarray(self.means), jnp.asarray(self.covariances), x)
         out = np.array(_full_loglik(jnp.asarray(self.means), jnp.asarray(self.covariances), x))
         if partial.any():
             idx = np.nonzero(partial)
@@ -343,11 +348,16 @@ class GaussianEmission:
 
 
 @jax.jit
-def _diag_loglik(means, variances, x):
-    observed = ~jnp.isnan(x)[..., None, :]  # (N, T, 1, D)
-    diff = jnp.nan_to_num(x)[..., None, :] - means  # (N, T, C, D)
-    terms = -0.5 * (diff**2 / variances + jnp.log(variances) + _LOG_2PI)
-    return jnp.sum(jnp.where(observed, terms, 0.0), axis=-1)
+def _diag_loglik(means, precisions, log_norms, x):
+    """(N, T, C) from ``precisions`` :math:`1 / \\sigma^2_{cd}` and ``log_norms``
+    :math:`\\log \\sigma^2_{cd} + \\log 2\\pi` (C, D); NaN entries of x are left out."""
+    observed = ~jnp.isnan(x)  # (N, T, D)
+    filled = jnp.where(observed, x, 0.0)
+    total = jnp.zeros(x.shape[:-1] + means.shape[:1], x.dtype)  # (N, T, C)
+    for d in range(x.shape[-1]):  # unrolled: XLA's CPU reduction over a short minor axis is slow
+        diff = filled[..., d : d + 1] - means[:, d]
+        total = total + jnp.where(observed[..., d : d + 1], diff * diff * precisions[:, d] + log_norms[:, d], 0.0)
+    return -0.5 * total
 
 
 @jax.jit
@@ -603,11 +613,8 @@ class HMM:
 
     def log_prob(self, x, lengths=None):
         """Exact :math:`\\log p(x)` by the forward algorithm: a float for one sequence, (N,) for a batch."""
-        from inference.chain import _batch_filter
-
         p = self.chain(x, lengths)
-        log_z, _ = _batch_filter(p.log_initial, p.log_transition, p.log_likelihoods, p.lengths)
-        log_z = np.asarray(log_z)
+        log_z = np.asarray(run_batch("log_likelihood", p.log_initial, p.log_transition, p.log_likelihoods, p.lengths))
         return log_z if p.batched else float(log_z[0])
 
     def log_joint(self, z, x, lengths=None):
@@ -772,7 +779,7 @@ class HMM:
         with np.errstate(divide="ignore"):
             log_pi, log_a = np.log(self.initial_probs), np.log(self.transition_matrix)
         ll = self.emission.log_likelihoods(xp)
-        log_z, gamma, initial, transition = batch_expected_counts(log_pi, log_a, ll, jnp.asarray(lengths))
+        log_z, gamma, initial, transition = batch_expected_counts(log_pi, log_a, ll, lengths)
         stats = {
             "initial": initial,
             "transition": transition,
