@@ -12,6 +12,10 @@ For continuous posteriors the error is the largest standardised error of a poste
 posterior means and standard deviations (a closed form where one exists, else a long NUTS run).
 A Result states its moments in ``diagnostics["posterior_mean"]`` / ``["posterior_sd"]`` (closed
 forms) or they are read off its samples.
+
+Where no exact answer exists but a method's own figures do (topic models: held-out perplexity, the
+error of its topics against the true ones, coherence), the Result states them in
+``diagnostics["scores"]`` (name -> number) and the table shows one column per name.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Row:
     log_evidence: float | None
     log_evidence_kind: str | None
     result: Result = dataclasses.field(repr=False, compare=False, default=None)
+    scores: dict = dataclasses.field(default_factory=dict)
 
     def metrics(self) -> dict:
         d = dataclasses.asdict(self)
@@ -128,8 +133,10 @@ def run_methods(
                 z = moment_errors(reference, result)
             if reference.log_evidence is not None and result.log_evidence is not None:
                 dlog = abs(float(result.log_evidence) - float(reference.log_evidence))
+        scores = {k: float(v) for k, v in result.diagnostics.get("scores", {}).items()}
         rows.append(
-            Row(name, seconds, first, max_abs, tv, z, dlog, result.log_evidence, result.log_evidence_kind, result)
+            Row(name, seconds, first, max_abs, tv, z, dlog, result.log_evidence, result.log_evidence_kind, result,
+                scores)
         )
     return rows
 
@@ -144,10 +151,12 @@ def _fmt(x, spec=".2e"):
 
 def format_table(rows: Sequence[Row], title: str = "") -> str:
     show_z = any(r.max_z_mean is not None for r in rows)
-    show_marg = any(r.max_abs_marginal is not None for r in rows) or not show_z
+    score_names = list(dict.fromkeys(name for r in rows for name in r.scores))
+    show_marg = any(r.max_abs_marginal is not None for r in rows) or not (show_z or score_names)
     header = ["method", "seconds", "first call (s)"]
     header += ["max |d marg|", "mean TV"] if show_marg else []
     header += ["max |d mean|/sd"] if show_z else []
+    header += score_names
     header += ["|d log Z|", "log Z", "kind"]
     body = [
         [
@@ -156,6 +165,7 @@ def format_table(rows: Sequence[Row], title: str = "") -> str:
             _fmt(r.first_seconds, ".3f"),
             *([_fmt(r.max_abs_marginal), _fmt(r.mean_tv)] if show_marg else []),
             *([_fmt(r.max_z_mean)] if show_z else []),
+            *(_fmt(r.scores.get(name), ".4g") for name in score_names),
             _fmt(r.abs_log_evidence),
             _fmt(r.log_evidence, ".6f"),
             r.log_evidence_kind or "-",
@@ -180,20 +190,29 @@ def plot(rows: Sequence[Row], title: str):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     floor = 1e-16
     moments = any(r.max_z_mean is not None for r in rows)
-    for ax, field, label in (
-        (axes[0], "max_z_mean", "max |Δ mean| / sd vs reference") if moments else
-        (axes[0], "max_abs_marginal", "max |Δ marginal| vs exact"),
-        (axes[1], "abs_log_evidence", "|Δ log evidence| vs exact"),
-    ):
+    errors = moments or any(r.max_abs_marginal is not None for r in rows)
+    score_names = list(dict.fromkeys(name for r in rows for name in r.scores))
+    if not errors and score_names:  # no exact answer: the methods' own scores, the first two
+        panels = [(axes[i], name, name) for i, name in enumerate(score_names[:2])]
+    else:
+        panels = [
+            (axes[0], "max_z_mean", "max |Δ mean| / sd vs reference") if moments else
+            (axes[0], "max_abs_marginal", "max |Δ marginal| vs exact"),
+            (axes[1], "abs_log_evidence", "|Δ log evidence| vs exact"),
+        ]
+    for ax, field, label in panels:
+        is_score = field in score_names
+        points = []
         for i, row in enumerate(rows):
-            value = getattr(row, field)
+            value = row.scores.get(field) if is_score else getattr(row, field)
             if value is None:
                 continue
-            ax.scatter(max(row.seconds, 1e-6), max(value, floor), s=40, color=f"C{i % 10}")
-            ax.annotate(row.method, (max(row.seconds, 1e-6), max(value, floor)),
-                        textcoords="offset points", xytext=(5, 4), fontsize=8)
+            x, y = max(row.seconds, 1e-6), value if is_score else max(value, floor)
+            points.append(y)
+            ax.scatter(x, y, s=40, color=f"C{i % 10}")
+            ax.annotate(row.method, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set_yscale("log" if all(y > 0 for y in points) else "linear")  # coherence scores are negative
         ax.set_xlabel("seconds (compiled)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)

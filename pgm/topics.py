@@ -486,14 +486,21 @@ def _online_vb_run(key, lam, gamma, batches, flat, alpha, eta, learning_offset, 
     return lam, gamma[:n_docs], history
 
 
+def _vb_start(key, shape):
+    """:math:`\\max(1 + 0.1\\,\\epsilon, 0.5)`, :math:`\\epsilon \\sim \\mathcal N(0, 1)`: the normal
+    approximation (mean 1, sd 0.1) of the :math:`\\mathrm{Gamma}(100, 1/100)` starting values of
+    Hoffman's and scikit-learn's code; JAX's gamma sampler takes seconds to compile on CPU."""
+    return jnp.maximum(1.0 + 0.1 * jax.random.normal(key, shape), 0.5)
+
+
 def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool = False, batch_size: int = 64,
                       learning_offset: float = 10.0, learning_decay: float = 0.7, tol: float = 1e-4,
                       e_step_iter: int = 100, e_step_tol: float = 1e-3, track_elbo: bool = True,
                       chunk_width: int = 16) -> Result:
     """Mean-field variational Bayes for LDA, batch or online (module docstring, method 2).
 
-    1. Start :math:`\\lambda \\sim \\mathrm{Gamma}(100, 1/100)` (as Hoffman's and scikit-learn's
-       code), :math:`\\gamma_d` likewise.
+    1. Start :math:`\\lambda` and :math:`\\gamma` near 1 (:func:`_vb_start`: the starting values of
+       Hoffman's and scikit-learn's code, up to a normal approximation).
     2. Batch: E-step on all documents (:func:`vb_e_step`, warm-started from the previous
        :math:`\\gamma`), then :math:`\\lambda = \\eta + \\bar s`; stop when the ELBO gains less
        than ``tol`` per token.
@@ -524,8 +531,7 @@ def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool
     start = time.perf_counter()
     k_lam, k_gamma, k_perm = jax.random.split(key, 3)
     k, v, d = lda.n_topics, bow.n_words, bow.n_docs
-    lam = jax.random.gamma(k_lam, 100.0, (k, v)) / 100.0
-    gamma = jax.random.gamma(k_gamma, 100.0, (d, k)) / 100.0
+    lam, gamma = _vb_start(k_lam, (k, v)), _vb_start(k_gamma, (d, k))
     flat = bow.arrays()
     n_tokens = float(bow.count.sum())
     if not online:
@@ -659,10 +665,12 @@ class PLSA:
 
     @classmethod
     def initialize(cls, key, n_docs: int, n_words: int, n_topics: int, *, beta: float = 1.0) -> "PLSA":
-        """Uniform-Dirichlet random starting point."""
+        """Uniform-Dirichlet random starting point (normalised standard exponentials, which are
+        :math:`\\mathrm{Dir}(\\mathbf 1)` exactly)."""
         k1, k2 = jax.random.split(key)
-        return cls(np.asarray(jax.random.dirichlet(k1, jnp.ones(n_topics), (n_docs,))),
-                   np.asarray(jax.random.dirichlet(k2, jnp.ones(n_words), (n_topics,))), beta=beta)
+        a = np.asarray(jax.random.exponential(k1, (n_docs, n_topics)))
+        b = np.asarray(jax.random.exponential(k2, (n_topics, n_words)))
+        return cls(a / a.sum(1, keepdims=True), b / b.sum(1, keepdims=True), beta=beta)
 
 
 def fit_plsa(key, counts, n_topics: int, *, max_iter: int = 100, tol: float = 1e-6, beta: float = 1.0) -> Result:

@@ -110,3 +110,20 @@ def test_bad_requests_fail_plainly(tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_compare_lda_reports_topic_errors_and_perplexity(tmp_path):
+    proc = genzoo("compare", "lda", "--docs", "100", "--length", "40", "--methods", "collapsed_gibbs,online_vb",
+                  "--steps", "20", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "perplexity" in proc.stdout and "topic TV mean" in proc.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    rows = {r["method"]: r for r in json.loads((folder / "metrics.json").read_text())["rows"]}
+    assert set(rows) == {"collapsed_gibbs", "online_vb"}
+    for row in rows.values():
+        scores = row["scores"]
+        # 25 words: a model that has learned nothing (uniform topics) has perplexity 25
+        assert 1.0 < scores["perplexity"] < 25.0
+        assert 0.0 <= scores["topic TV mean"] <= scores["topic TV max"] <= 1.0
+        assert row["log_evidence_kind"] == "estimate"
+    assert (folder / "compare.png").stat().st_size > 1000

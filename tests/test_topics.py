@@ -10,9 +10,9 @@ import pytest
 import inference  # noqa: F401  (float64)
 from genzoo import text
 from inference.errors import DataError
-from pgm.topics import (LDA, BagOfWords, _dirichlet_expectation, bars_topics, collapsed_gibbs, completion_perplexity,
-                        fit_plsa, fit_prodlda, match_topics, npmi_coherence, top_words, umass_coherence,
-                        variational_bayes, vb_e_step)
+from pgm.topics import (LDA, BagOfWords, _dirichlet_expectation, _vb_start, bars_topics, collapsed_gibbs,
+                        completion_perplexity, fit_plsa, fit_prodlda, match_topics, npmi_coherence, top_words,
+                        umass_coherence, variational_bayes, vb_e_step)
 
 BARS = bars_topics(5)  # 10 topics over 25 words
 
@@ -135,8 +135,7 @@ def test_online_vb_is_the_stepwise_algorithm():
     r = variational_bayes(key, counts, lda, max_iter=3, online=True, batch_size=4, e_step_iter=50,
                           learning_offset=5.0, learning_decay=0.8)
     k_lam, k_gamma, k_perm = jax.random.split(key, 3)
-    lam = jax.random.gamma(k_lam, 100.0, (3, 12)) / 100.0
-    gamma = jax.random.gamma(k_gamma, 100.0, (10, 3)) / 100.0
+    lam, gamma = _vb_start(k_lam, (3, 12)), _vb_start(k_gamma, (10, 3))
     bow = BagOfWords.from_counts(counts)
     batches = [np.arange(0, 4), np.arange(4, 8), np.arange(8, 10)]
     t = 0
