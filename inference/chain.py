@@ -219,8 +219,9 @@ def _log_posteriors(log_initial, log_transition, log_likelihoods, length, pairs)
 
 
 def _scaled_filter(log_initial, log_transition, log_likelihoods, length, keep, dense):
-    """Forward pass in linear space: alpha (T, K) (None unless ``keep``), log c_t (T,), and the
-    scaled emissions and transition matrix for the backward pass.
+    """Forward pass in linear space: alpha (T, K) (None unless ``keep``), log c_t (T,), the
+    scaled emissions and transition matrix for the backward pass, and the step sums
+    :math:`s_t = \\sum u` (T-1,) (1 past the end).
 
     Step 0 runs in log space (``log_initial`` may hold ``-inf``); each later step is
     :math:`u = (\\alpha_{t-1} A) \\odot \\tilde e_t`, :math:`\\alpha_t = u / \\sum u`,
@@ -235,13 +236,13 @@ def _scaled_filter(log_initial, log_transition, log_likelihoods, length, keep, d
 
     def step(alpha, e_t, ok):
         new, s = _rescale(_row_times(alpha, A, dense) * e_t)
-        return _pick(ok, new, alpha), (new if keep else None, _pick(ok, jnp.log(s), 0.0))
+        return _pick(ok, new, alpha), (new if keep else None, _pick(ok, s, 1.0))
 
-    _, (alpha, log_s) = _scan(step, alpha0, e[1:], None if valid is None else valid[1:])
-    log_c = jnp.concatenate([log_c0[None], log_s + m[1:]])
+    _, (alpha, s) = _scan(step, alpha0, e[1:], None if valid is None else valid[1:])
+    log_c = jnp.concatenate([log_c0[None], jnp.log(s) + m[1:]])
     if keep:
         alpha = jnp.concatenate([alpha0[None], alpha])
-    return alpha, log_c, e, A
+    return alpha, log_c, e, A, s
 
 
 def _scaled_backward(A, e, valid, dense):
@@ -257,15 +258,17 @@ def _scaled_backward(A, e, valid, dense):
     return beta
 
 
-def _pair_factors(alpha, e, beta, A, valid):
+def _pair_factors(alpha, e, beta, s, g, valid):
     """``(left, right)``, both (T-1, K), with :math:`\\sum_t \\xi_t = A \\odot (\\text{left}^\\top \\text{right})`.
 
     :math:`\\xi_t(i, j) = \\alpha_{t-1}(i) A_{ij} r_t(j) / n_t` with :math:`r_t = \\tilde e_t \\odot \\beta_t`
-    and :math:`n_t = \\sum_j (\\alpha_{t-1} A)_j r_t(j)`, so that each :math:`\\xi_t` sums to one:
-    left is :math:`\\alpha_{t-1}`, right is :math:`r_t / n_t` (zero past the end).
+    and :math:`n_t = \\sum_j (\\alpha_{t-1} A)_j r_t(j) = s_t \\sum_j \\alpha_t(j) \\beta_t(j)` (``s``
+    the forward step sums, ``g`` (T,) the sums of :math:`\\alpha_t \\beta_t`), so that each
+    :math:`\\xi_t` sums to one: left is :math:`\\alpha_{t-1}`, right is :math:`r_t / n_t` (zero past
+    the end).
     """
     r = e[1:] * beta[1:]
-    n = _row_sum((alpha[:-1] @ A) * r)
+    n = s * g[1:]
     ok = n > 0 if valid is None else valid[1:] & (n > 0)
     w = jnp.where(ok, 1.0 / jnp.where(n > 0, n, 1.0), 0.0)
     return alpha[:-1], r * w[:, None]
@@ -275,14 +278,14 @@ def _scaled_posteriors(log_initial, log_transition, log_likelihoods, length, pai
     """As :func:`_log_posteriors`, in linear space."""
     T, K = log_likelihoods.shape
     valid = _valid(T, length)
-    alpha, log_c, e, A = _scaled_filter(log_initial, log_transition, log_likelihoods, length, True, dense)
+    alpha, log_c, e, A, s = _scaled_filter(log_initial, log_transition, log_likelihoods, length, True, dense)
     beta = _scaled_backward(A, e, valid, dense)
-    gamma, _ = _rescale(alpha * beta)
+    gamma, g = _rescale(alpha * beta)
     gamma = _pick(None if valid is None else valid[:, None], gamma, 0.0)
     if pairs == "factors":  # the batch E-step contracts them over sequences and steps at once
-        return jnp.sum(log_c), gamma, _pair_factors(alpha, e, beta, A, valid), jnp.zeros((K, K), A.dtype)
+        return jnp.sum(log_c), gamma, _pair_factors(alpha, e, beta, s, g, valid), jnp.zeros((K, K), A.dtype)
     if pairs:
-        left, right = _pair_factors(alpha, e, beta, A, valid)
+        left, right = _pair_factors(alpha, e, beta, s, g, valid)
         xi = A * (left.T @ right)
     else:
         xi = jnp.zeros((K, K), log_likelihoods.dtype)
@@ -318,7 +321,7 @@ def _filtered(log_initial, log_transition, log_likelihoods, length, dense=False,
     """``(log p(x), log alpha (T, K))``."""
 
     def scaled(li, lt, ll):
-        alpha, log_c, _, _ = _scaled_filter(li, lt, ll, length, True, dense)
+        alpha, log_c = _scaled_filter(li, lt, ll, length, True, dense)[:2]
         return jnp.sum(log_c), jnp.log(alpha)
 
     def logspace(li, lt, ll):

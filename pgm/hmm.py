@@ -639,6 +639,9 @@ class HMM:
 
     # ------------------------------------------------------------------ the program
     def _program(self, params, x=None, T=None, lengths=None):
+        # jnp throughout: parameter values may arrive as NumPy arrays (init_to_value, substitute)
+        # and are indexed by the traced states inside scan
+        params = jax.tree_util.tree_map(jnp.asarray, params)
         initial, transition = params["initial_probs"], params["transition_matrix"]
         emission = _emission_args(self.emission, params)
         K = self.num_states
