@@ -39,15 +39,18 @@ def test_collapsed_gibbs_recovers_the_bars(bars):
     np.testing.assert_allclose(r.params["topic_word"].sum(1), 1.0)
 
 
-def test_batch_vb_recovers_most_bars_and_its_elbo_rises(bars):
+def test_batch_vb_elbo_rises_and_the_best_restart_finds_the_bars(bars):
     lda, counts = bars
-    r = variational_bayes(jax.random.PRNGKey(0), counts, lda, max_iter=100)
-    assert r.log_evidence_kind == "lower_bound"
-    assert np.all(np.diff(r.history) > -1e-6 * abs(r.history[-1]))  # coordinate ascent on the ELBO
-    _, tv = match_topics(r.params["topic_word"], BARS)
-    # Mean-field VB from a random start merges some bars (a local optimum; Gibbs does not):
-    # measured 7 of 10 bars within TV 0.1 at this seed.
-    assert np.sum(tv < 0.1) >= 7
+    fits = [variational_bayes(jax.random.PRNGKey(seed), counts, lda, max_iter=100) for seed in range(3)]
+    for r in fits:
+        assert r.log_evidence_kind == "lower_bound"
+        assert np.all(np.diff(r.history) > -1e-6 * abs(r.history[-1]))  # coordinate ascent on the ELBO
+    # Mean-field VB from a random start may merge bars (a local optimum; Gibbs does not): measured
+    # 4, 10 and 10 bars within TV 0.1 from these three starts. The ELBO tells the good optima apart:
+    # the restart with the highest bound recovers every bar.
+    best = max(fits, key=lambda r: r.log_evidence)
+    _, tv = match_topics(best.params["topic_word"], BARS)
+    assert tv.max() < 0.1
 
 
 def test_online_vb_learns_topics(bars):
