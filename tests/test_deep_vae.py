@@ -54,7 +54,7 @@ def test_linear_gaussian_vae_reaches_probabilistic_pca_closed_form():
         train(vae, {"x": x}, seed=seed, steps=steps, batch_size=n, learning_rate=lr, num_particles=4, num_threads=1)
     w = vae.decoder.body[0].weight.detach().double().numpy()
     b = vae.decoder.body[0].bias.detach().double().numpy()
-    s2 = math.exp(2 * float(vae.decoder.log_scale))
+    s2 = math.exp(2 * float(vae.decoder.log_scale.detach()))
     c = w @ w.T + s2 * np.eye(d)
     ll = _gaussian_loglik(x, b, c).sum()
     assert ll <= ll_ml + 1e-6 * abs(ll_ml)  # the closed form is the maximum
