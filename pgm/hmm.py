@@ -499,10 +499,10 @@ class GaussianMixtureEmission:
     def distribution(self, params, z, observed=None):
         weights, means, cov = params
         if self.covariance_type == "diag":
-            comp = dist.Normal(means[z], jnp.sqrt(cov[z])).to_event(1)
+            tril = jnp.sqrt(cov)[..., :, None] * jnp.eye(self.dim)
         else:
-            comp = dist.MultivariateNormal(means[z], covariance_matrix=cov[z])
-        return dist.MixtureSameFamily(dist.Categorical(probs=weights[z]), comp)
+            tril = jnp.linalg.cholesky(cov)
+        return _StateMixture(weights[z], means[z], tril[z])
 
     def expected_stats(self, x, gamma):
         joint = self._joint(x)
@@ -527,6 +527,51 @@ class GaussianMixtureEmission:
 
     def log_prior(self, pseudo_count=0.0, covariance_prior=0.0, **_):
         return _dirichlet_log_density(self.weights, pseudo_count) + self.components.log_prior(covariance_prior)
+
+
+class _StateMixture(dist.Distribution):
+    """:math:`\\sum_m w_m \\mathcal N(x; \\mu_m, L_m L_m^\\top)` with batched ``weights`` (..., M),
+    ``means`` (..., M, D) and ``scale_tril`` (..., M, D, D) (one state's mixture per batch entry).
+
+    ``MixtureSameFamily`` reshapes its component batch to a fixed shape and fails on the extra
+    leading dimensions that enumerating the state adds; this log-density only broadcasts.
+    """
+
+    arg_constraints = {
+        "weights": dist.constraints.simplex,
+        "means": dist.constraints.independent(dist.constraints.real_vector, 1),  # (M, D) per entry
+        "scale_tril": dist.constraints.independent(dist.constraints.lower_cholesky, 1),  # (M, D, D)
+    }
+    support = dist.constraints.real_vector
+
+    def __init__(self, weights, means, scale_tril, *, validate_args=None):
+        self.weights, self.means, self.scale_tril = weights, means, scale_tril
+        batch_shape = jnp.broadcast_shapes(
+            jnp.shape(weights)[:-1], jnp.shape(means)[:-2], jnp.shape(scale_tril)[:-3]
+        )
+        super().__init__(batch_shape=batch_shape, event_shape=jnp.shape(means)[-1:], validate_args=validate_args)
+
+    def log_prob(self, value):
+        D = self.means.shape[-1]
+        diff = value[..., None, :] - self.means  # (..., M, D)
+        tril = jnp.broadcast_to(self.scale_tril, diff.shape + (D,))
+        y = jax.scipy.linalg.solve_triangular(tril, diff[..., None], lower=True)[..., 0]
+        half_log_det = jnp.sum(jnp.log(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)), axis=-1)
+        comp = -0.5 * jnp.sum(y**2, axis=-1) - half_log_det - 0.5 * D * _LOG_2PI  # (..., M)
+        return jax.nn.logsumexp(comp + jnp.log(self.weights), axis=-1)
+
+    def sample(self, key, sample_shape=()):
+        k_mix, k_normal = jax.random.split(key)
+        shape = sample_shape + self.batch_shape
+        M, D = self.means.shape[-2:]
+        m = jax.random.categorical(k_mix, jnp.log(self.weights), shape=shape)
+        means = jnp.broadcast_to(self.means, shape + (M, D))
+        tril = jnp.broadcast_to(self.scale_tril, shape + (M, D, D))
+        pick = m[..., None, None]
+        mean = jnp.take_along_axis(means, pick, axis=-2)[..., 0, :]
+        scale = jnp.take_along_axis(tril, pick[..., None], axis=-3)[..., 0, :, :]
+        noise = jax.random.normal(k_normal, shape + (D,))
+        return mean + jnp.einsum("...de,...e->...d", scale, noise)
 
 
 # ----------------------------------------------------------------------------- the model

@@ -162,3 +162,45 @@ def test_zero_probability_evidence_and_bad_potentials():
         ChainPotentials(np.zeros(2), np.zeros((2, 2)), np.zeros((1, 4, 2)), np.array([5]))
     with pytest.raises(ModelError, match="chain"):
         chain.marginals(object(), np.zeros(3))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_linear_and_log_arithmetic_agree(masked):
+    """The linear-space kernels (every transition probability >= e^-200) and the log-space ones
+    compute the same numbers, with zero initial probabilities, impossible emissions, emissions
+    thousands of nats apart, and padding."""
+    rng = np.random.default_rng(11)
+    K, T = 4, 60
+    with np.errstate(divide="ignore"):
+        log_pi = np.log([0.0, 0.5, 0.3, 0.2])
+    log_a = np.log(rng.dirichlet(np.ones(K), K))
+    ll = rng.normal(size=(T, K)) * 3.0
+    ll[5] = [-3000.0, 0.0, -1500.0, -np.inf]
+    ll[6, 1] = -np.inf
+    length = 41 if masked else None
+    assert chain.SCALED_RANGE >= -log_a.min()
+    for pairs in (False, True):
+        linear = chain._posteriors(log_pi, log_a, ll, length, pairs, arithmetic="linear")
+        log = chain._posteriors(log_pi, log_a, ll, length, pairs, arithmetic="log")
+        for a, b in zip(linear, log):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(chain._log_likelihood(log_pi, log_a, ll, length, arithmetic="linear"),
+                               chain._log_likelihood(log_pi, log_a, ll, length, arithmetic="log"), rtol=1e-13)
+    lin_f = chain._filtered(log_pi, log_a, ll, length, arithmetic="linear")
+    log_f = chain._filtered(log_pi, log_a, ll, length, arithmetic="log")
+    upto = T if length is None else length
+    np.testing.assert_allclose(np.exp(lin_f[1][:upto]), np.exp(log_f[1][:upto]), rtol=1e-11, atol=1e-14)
+
+
+def test_linear_arithmetic_with_far_apart_likelihoods():
+    """Emissions 2,000 and 5,000 nats apart under a transition matrix whose smallest entry is
+    e^-150 (the linear-space kernels run): brute force agrees."""
+    log_pi = np.log([0.5, 0.5])
+    log_a = np.log([[0.5, 0.5], [np.exp(-150.0), 1 - np.exp(-150.0)]])
+    ll = np.array([[-2000.0, 0.0], [0.0, -5000.0]])
+    paths, score = _brute(log_pi, log_a, ll)
+    z, gamma = chain.hmm_smoother(log_pi, log_a, ll)
+    np.testing.assert_allclose(z, np.logaddexp.reduce(score), rtol=1e-14)
+    post = np.exp(score - np.logaddexp.reduce(score))
+    np.testing.assert_allclose(gamma, [[post[paths[:, 0] == 0].sum(), post[paths[:, 0] == 1].sum()],
+                                       [post[paths[:, 1] == 0].sum(), post[paths[:, 1] == 1].sum()]], atol=1e-300)
