@@ -19,7 +19,9 @@ Methods, each returning :class:`~inference.result.Result` with ``params["topic_w
    \\frac{n_{kw}^{-di} + \\eta}{n_k^{-di} + V\\eta}` (Griffiths and Steyvers 2004), vectorised in
    JAX: tokens are split into ``n_blocks`` random blocks, a block is resampled in parallel from the
    counts left by the previous block (AD-LDA, Newman et al. 2009, synchronised after every
-   block); ``n_blocks`` equal to the number of tokens is the sequential sampler.
+   block); ``n_blocks`` equal to the number of tokens is the sequential sampler. Counts are
+   integers, and a token's new topic is one uniform draw against the running sums of its
+   unnormalised conditional (inverse CDF), not :math:`K` Gumbel draws.
 2. :func:`variational_bayes`: mean-field :math:`q(\\theta_d) = \\mathrm{Dir}(\\gamma_d)`,
    :math:`q(\\phi_k) = \\mathrm{Dir}(\\lambda_k)`, batch or online (stochastic natural gradient on
    :math:`\\lambda` with step :math:`\\rho_t = (\\tau_0 + t)^{-\\kappa}`, Hoffman, Blei and Bach 2010).
