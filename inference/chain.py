@@ -11,7 +11,9 @@ Everything below works on three arrays only, in log space, and knows nothing of 
 ``log_initial`` :math:`\\log \\pi` (K,), ``log_transition`` :math:`\\log A` (K, K) and
 ``log_likelihoods`` :math:`\\log e_t(k)` (T, K). The kernels are jitted ``lax.scan``\\ s; a batch of
 sequences of different lengths is padded to a common ``T`` and run at once with ``vmap`` (steps at
-``t >= length`` neither emit nor move).
+``t >= length`` neither emit nor move). :func:`run_batch` picks, on the host, the variant that
+fits a batch: without masks when every sequence fills ``T``, unbatched for one sequence, dot
+products in the linear-space steps for many, and the arithmetic below.
 
 1. **Filter** (forward): :math:`\\alpha_t(k) = p(z_t = k \\mid x_{0:t})`, kept normalised, with
    :math:`c_t = p(x_t \\mid x_{0:t-1})` and :math:`\\log p(x) = \\sum_t \\log c_t`.
@@ -19,12 +21,28 @@ sequences of different lengths is padded to a common ``T`` and run at once with 
 3. **Smoother**: :math:`\\gamma_t(k) = p(z_t = k \\mid x) \\propto \\alpha_t(k) \\beta_t(k)` and the
    pair marginals :math:`\\xi_t(i, j) \\propto \\alpha_{t-1}(i) A_{ij} e_t(j) \\beta_t(j)`.
 4. **Viterbi**: max-product, :math:`\\delta_t(j) = \\max_i \\delta_{t-1}(i) + \\log A_{ij} + \\log e_t(j)`,
-   then backtracking through the argmax pointers.
+   then backtracking through the argmax pointers (always in log space: no exponential is taken).
 5. **Sampling**: forward filter, then :math:`z_{T-1} \\sim \\alpha_{T-1}` and
    :math:`z_t \\sim \\alpha_t(\\cdot) A_{\\cdot, z_{t+1}}` backwards.
 
-Each log-sum-exp subtracts the maximum of its own terms, so no step underflows however long the
-chain (tested at :math:`T = 10^6`).
+**Arithmetic.** Forward-backward runs in one of two arithmetics, with the same results:
+
+- *log space*: each log-sum-exp subtracts the maximum of its own terms, so nothing underflows
+  whatever the model (:math:`K^2` exponentials a step);
+- *linear space*, when every transition probability is at least :math:`a = e^{-R}`,
+  :math:`R` = :data:`SCALED_RANGE` = 200: step 0 in log space, then
+  :math:`\\alpha_t \\propto (\\alpha_{t-1} A) \\odot \\tilde e_t` with
+  :math:`\\tilde e_t = e_t / \\max_k e_t(k)` and one rescaling to sum 1 a step, the scales kept
+  in log space (:math:`K` exponentials a step, the products as dot products). The condition
+  makes it exact to rounding: every predicted probability :math:`(\\alpha_{t-1} A)_j \\ge a`
+  and :math:`\\max_k \\tilde e_t(k) = 1`, so each step's sum is at least :math:`a`; a term lost
+  to underflow (below :math:`2.2 \\cdot 10^{-308}`) is then below :math:`10^{-308} e^{R}` of its
+  step, and no later evidence can raise it by more than :math:`e^{R}`
+  (:math:`p(x_{t+1:} \\mid z_t = i) / p(x_{t+1:} \\mid z_t = j) \\le \\max A / \\min A`):
+  a relative error below :math:`T K 10^{-308 + 2R/\\ln 10} \\approx T K \\cdot 10^{-134}`. The
+  backward pass is bounded the same way. Transition matrices with smaller entries (exact zeros
+  of left-to-right chains, say) take the log-space kernels. Both are tested at
+  :math:`T = 10^6` and against each other.
 
 The public entry points ``log_evidence``, ``marginals``, ``map`` and ``sample`` take a model with
 a ``chain(x, lengths=None)`` method (``pgm.HMM``) or a :class:`ChainPotentials`, and return a
@@ -364,18 +382,42 @@ def _max_product_step(delta, log_transition):
     return best, pointer
 
 
-def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, arithmetic=None):
-    """Max-product in log space; see :func:`hmm_viterbi`."""
+def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, arithmetic=None, alone=False):
+    """Max-product in log space; see :func:`hmm_viterbi`.
+
+    ``alone``: one sequence, not vmapped. Its forward pass keeps only :math:`\\delta_t` (a fused
+    max-reduction, unrolled four steps a loop iteration) and the pointers are computed afterwards
+    for all steps at once from the stored :math:`\\delta_{t-1}` (the same sums, so the same
+    argmax); vmapped over many sequences, computing the pointers inside the loop is faster.
+    """
     T, K = log_likelihoods.shape
     valid = _valid(T, length)
     stay = jnp.arange(K, dtype=jnp.int32)
-
-    def step(delta, ll, ok):
-        best, pointer = _max_product_step(delta, log_transition)
-        return _pick(ok, best + ll, delta), _pick(ok, pointer, stay)
-
+    steps_valid = None if valid is None else valid[1:]
     delta0 = log_initial + log_likelihoods[0]
-    last_delta, pointers = _scan(step, delta0, log_likelihoods[1:], None if valid is None else valid[1:])
+
+    if alone:
+
+        def step(delta, ll, ok):
+            new = _pick(ok, jnp.max(delta[:, None] + log_transition, axis=0) + ll, delta)
+            return new, new
+
+        if valid is None:
+            last_delta, deltas = jax.lax.scan(lambda c, x: step(c, x, None), delta0, log_likelihoods[1:], unroll=4)
+        else:
+            last_delta, deltas = jax.lax.scan(lambda c, x: step(c, *x), delta0, (log_likelihoods[1:], steps_valid), unroll=4)
+        pointers = jnp.concatenate(  # for steps 1..T-1, from delta_0..delta_{T-2}
+            [_max_product_step(delta0[None], log_transition)[1], _max_product_step(deltas[:-1], log_transition)[1]]
+        )[: T - 1]
+        if steps_valid is not None:
+            pointers = jnp.where(steps_valid[:, None], pointers, stay)
+    else:
+
+        def step(delta, ll, ok):
+            best, pointer = _max_product_step(delta, log_transition)
+            return _pick(ok, best + ll, delta), _pick(ok, pointer, stay)
+
+        last_delta, pointers = _scan(step, delta0, log_likelihoods[1:], steps_valid)
     last = _first_argmax(last_delta)
 
     def back(state, pointer, ok):  # pointer of step t; state is z_t
@@ -487,7 +529,7 @@ def hmm_viterbi(log_initial, log_transition, log_likelihoods, length=None):
         ``(path, log_joint)``: (T,) int states (``-1`` at ``t >= length``) and
         :math:`\\log p(z^*, x)`. Ties go to the lowest state index.
     """
-    return _viterbi(log_initial, log_transition, log_likelihoods, length)
+    return _viterbi(log_initial, log_transition, log_likelihoods, length, alone=True)
 
 
 @jax.jit
@@ -512,6 +554,7 @@ _KERNELS = {
     "expected_counts": _expected_counts,
     "viterbi": _viterbi,
 }
+_ALONE = {"viterbi"}  # kernels with a faster form for one sequence that is not vmapped
 DENSE_ROWS = 64
 """Batches of at least this many sequences use dot products in the linear-space steps."""
 
@@ -520,8 +563,10 @@ DENSE_ROWS = 64
 def _batched(name, masked, single, dense, arithmetic):
     kernel = _KERNELS[name]
 
+    options = {"alone": True} if single and name in _ALONE else {}
+
     def one(li, lt, ll, length):
-        return kernel(li, lt, ll, length if masked else None, dense=dense, arithmetic=arithmetic)
+        return kernel(li, lt, ll, length if masked else None, dense=dense, arithmetic=arithmetic, **options)
 
     def run(li, lt, ll, lengths):
         if single:

@@ -133,6 +133,10 @@ def test_million_steps_do_not_underflow():
     np.testing.assert_allclose(np.asarray(gamma).sum(1), 1.0, rtol=1e-12)
     z_filter, _ = chain.hmm_filter(log_pi, log_a, ll)
     np.testing.assert_allclose(z_filter, z, rtol=1e-12)
+    # the positive transition matrix took the linear-space kernels; the log-space ones agree
+    z_log, gamma_log, _ = chain._posteriors(log_pi, log_a, ll, None, False, arithmetic="log")
+    np.testing.assert_allclose(z_log, z, rtol=1e-12)
+    np.testing.assert_allclose(gamma_log, gamma, rtol=1e-9, atol=1e-14)
 
 
 def test_far_apart_likelihoods_stay_exact():
