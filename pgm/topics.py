@@ -287,74 +287,96 @@ def _collapsed_log_likelihood(n_wk, eta, log_gamma_ratio=None):
     return jnp.sum(gammaln(v * eta) - gammaln(n_k + v * eta)) + jnp.sum(cells)
 
 
-@partial(jax.jit, static_argnames=("n_docs", "n_words", "n_topics", "num_sweeps", "burn_in", "thin"))
-def _gibbs_run(key, docs, words, valid, z0, alpha, eta, n_docs, n_words, n_topics, num_sweeps, burn_in, thin):
-    """All sweeps in one scan. ``docs``, ``words``, ``valid``, ``z0`` are ``(n_blocks, B)``
-    (padding tokens have ``valid == 0``). Counts are integers. Returns the sums of the
-    :math:`\\Phi` and :math:`\\theta` estimates over the kept sweeps and the log-likelihood per sweep."""
+@partial(jax.jit, static_argnames=("n_docs", "n_words", "n_topics", "n_sweeps", "thin", "keep"))
+def _gibbs_sweeps(key, state, docs, words, valid, alpha, eta, n_docs, n_words, n_topics, n_sweeps, thin, keep):
+    """``n_sweeps`` sweeps in one scan from ``state = (n_dk, n_wk, z, phi_sum, theta_sum)``.
+    ``docs``, ``words``, ``valid``, ``z`` are ``(n_blocks, B)`` (padding tokens have ``valid == 0``);
+    counts are integers, the conditionals float32 (exact counts, a 2^-24 relative error in the
+    probabilities of a draw). With ``keep``, every ``thin``-th sweep's :math:`\\Phi` and
+    :math:`\\theta` estimates are added to the sums. Returns the new state and
+    :math:`\\log p(w \\mid z)` per sweep."""
     v = valid.astype(jnp.int32)
-    n_dk = jnp.zeros((n_docs, n_topics), jnp.int32).at[docs, z0].add(v)
-    n_wk = jnp.zeros((n_words, n_topics), jnp.int32).at[words, z0].add(v)
     log_gamma_ratio = gammaln(jnp.arange(docs.size + 1) + eta) - gammaln(eta)
-    upper = jnp.triu(jnp.ones((n_topics, n_topics)))  # p @ upper: running sums over topics
+    topic_ids = jnp.arange(n_topics, dtype=jnp.int32)
+    upper = jnp.triu(jnp.ones((n_topics, n_topics), jnp.float32))  # p @ upper: running sums over topics
+    a, e, ve = jnp.float32(alpha), jnp.float32(eta), jnp.float32(n_words * eta)
 
     def block(carry, inputs):
-        n_dk, n_wk, n_k = carry
+        n_dk, n_wk, n_k = carry  # n_dk, n_wk flattened: cell (d, k) is d * K + k
         d, w, v, z_old, key = inputs
-        own = ((z_old[:, None] == jnp.arange(n_topics)) & (v[:, None] > 0)).astype(jnp.float64)  # (B, K)
+        old = (z_old[:, None] == topic_ids) & (v[:, None] > 0)  # (B, K) the token's own count
+        own = old.astype(jnp.float32)
         # 1. the conditional of each token of the block given every other token's topic, unnormalised
-        p = ((n_dk[d] - own + alpha) * (n_wk[w] - own + eta)) / (n_k - own + n_words * eta)
+        rows_d = n_dk.reshape(n_docs, n_topics)[d].astype(jnp.float32)  # (B, K)
+        rows_w = n_wk.reshape(n_words, n_topics)[w].astype(jnp.float32)
+        p = ((rows_d - own + a) * (rows_w - own + e)
+             / (n_k.astype(jnp.float32) - own + ve))
         # 2. resample the block in parallel by inverting the cumulative sums with one uniform per token
         cdf = p @ upper
-        u = jax.random.uniform(key, d.shape, cdf.dtype) * cdf[:, -1]
-        z_new = jnp.minimum(jnp.sum(cdf < u[:, None], axis=1), n_topics - 1)
+        u = jax.random.uniform(key, d.shape, jnp.float32) * cdf[:, -1]
+        z_new = jnp.minimum(jnp.sum(cdf < u[:, None], axis=1, dtype=jnp.int32), n_topics - 1)
         z_new = jnp.where(v > 0, z_new, z_old)
-        # 3. move the counts (padding tokens move nothing)
-        topics, moves = jnp.concatenate([z_old, z_new]), jnp.concatenate([-v, v])
-        n_dk = n_dk.at[jnp.concatenate([d, d]), topics].add(moves)
-        n_wk = n_wk.at[jnp.concatenate([w, w]), topics].add(moves)
-        return (n_dk, n_wk, n_k.at[topics].add(moves)), z_new
+        # 3. move the counts (padding tokens move nothing): one scatter per matrix, the topic
+        #    totals from the one-hot differences
+        new = (z_new[:, None] == topic_ids) & (v[:, None] > 0)
+        moves = jnp.concatenate([-v, v])
+        n_dk = n_dk.at[jnp.concatenate([d * n_topics + z_old, d * n_topics + z_new])].add(moves)
+        n_wk = n_wk.at[jnp.concatenate([w * n_topics + z_old, w * n_topics + z_new])].add(moves)
+        n_k = n_k + jnp.sum(new.astype(jnp.int32) - old.astype(jnp.int32), axis=0)
+        return (n_dk, n_wk, n_k), z_new
 
     def sweep(carry, inputs):
         n_dk, n_wk, z, phi_sum, theta_sum = carry
         i, key = inputs
         keys = jax.random.split(key, docs.shape[0])
-        (n_dk, n_wk, _), z = jax.lax.scan(block, (n_dk, n_wk, n_wk.sum(0)), (docs, words, v, z, keys))
-        keep = (i >= burn_in) & ((i - burn_in) % thin == thin - 1)
-        phi = ((n_wk + eta) / (n_wk.sum(0) + n_words * eta)).T
-        theta = (n_dk + alpha) / (n_dk.sum(1, keepdims=True) + n_topics * alpha)
-        phi_sum = jnp.where(keep, phi_sum + phi, phi_sum)
-        theta_sum = jnp.where(keep, theta_sum + theta, theta_sum)
+        (n_dk, n_wk, _), z = jax.lax.scan(block, (n_dk.ravel(), n_wk.ravel(), n_wk.sum(0)), (docs, words, v, z, keys))
+        n_dk, n_wk = n_dk.reshape(n_docs, n_topics), n_wk.reshape(n_words, n_topics)
+        if keep:
+            kept = i % thin == thin - 1
+            phi = ((n_wk + eta) / (n_wk.sum(0) + n_words * eta)).T
+            theta = (n_dk + alpha) / (n_dk.sum(1, keepdims=True) + n_topics * alpha)
+            phi_sum = jnp.where(kept, phi_sum + phi, phi_sum)
+            theta_sum = jnp.where(kept, theta_sum + theta, theta_sum)
         return (n_dk, n_wk, z, phi_sum, theta_sum), _collapsed_log_likelihood(n_wk, eta, log_gamma_ratio)
 
-    init = (n_dk, n_wk, z0, jnp.zeros((n_topics, n_words)), jnp.zeros((n_docs, n_topics)))
-    (_, _, _, phi_sum, theta_sum), loglik = jax.lax.scan(
-        sweep, init, (jnp.arange(num_sweeps), jax.random.split(key, num_sweeps)))
-    return phi_sum, theta_sum, loglik
+    return jax.lax.scan(sweep, state, (jnp.arange(n_sweeps), jax.random.split(key, n_sweeps)))
 
 
-def collapsed_gibbs(key, counts, lda: LDA, *, num_sweeps: int = 300, burn_in: int = 200, n_blocks: int = 64,
-                    thin: int = 10) -> Result:
+def collapsed_gibbs(key, counts, lda: LDA, *, num_sweeps: int = 100, burn_in: int | str = "auto",
+                    n_blocks: int = 64, thin: int = 10, window: int = 10, burn_in_tol: float = 1e-3,
+                    max_burn_in: int = 1000) -> Result:
     """Collapsed Gibbs sampling for LDA (see the module docstring, method 1).
 
     Args:
         key: JAX PRNG key (initial topics and every draw).
         counts: ``(D, V)`` integer counts or a :class:`BagOfWords`.
-        num_sweeps: sweeps after ``burn_in``; ``thin``: keep every ``thin``-th sweep's estimate.
+        num_sweeps: sweeps after the burn-in; ``thin``: keep every ``thin``-th sweep's estimate.
+        burn_in: a number of sweeps, or ``"auto"``: sweeps in windows of ``window`` until the mean
+            :math:`\\log p(w \\mid z)` per token of a window differs from the previous window's by
+            less than ``burn_in_tol`` per sweep (``window * burn_in_tol`` nats per token), at most
+            ``max_burn_in`` sweeps. The criterion is per token and per sweep, so the same setting
+            serves corpora of any size.
         n_blocks: tokens updated together per block are ``#tokens / n_blocks``.
 
     Returns:
         ``Result(method="collapsed_gibbs", params={"topic_word": (K, V), "doc_topic": (D, K)})``,
         the posterior-mean estimates :math:`\\hat\\phi_{kw} = (n_{kw} + \\eta) / (n_k + V\\eta)`,
         :math:`\\hat\\theta_{dk} = (n_{dk} + \\alpha) / (L_d + K\\alpha)` averaged over the kept sweeps;
-        ``history``: :math:`\\log p(w \\mid z)` per sweep (burn-in included).
+        ``history``: :math:`\\log p(w \\mid z)` per sweep (burn-in included); ``diagnostics["burn_in"]``
+        the burn-in sweeps run.
     """
     bow = _bow(counts)
     _check_topics(lda.n_topics, bow)
     if bow.n_words != lda.n_words:
         raise DataError(f"counts have {bow.n_words} words, the model {lda.n_words}")
-    if num_sweeps < 1 or burn_in < 0 or thin < 1:
+    auto = isinstance(burn_in, str)
+    if auto and burn_in != "auto":
+        raise DataError(f"burn_in must be a number of sweeps or 'auto', got {burn_in!r}")
+    if num_sweeps < 1 or thin < 1 or (not auto and burn_in < 0):
         raise DataError(f"need num_sweeps >= 1, burn_in >= 0, thin >= 1; got {num_sweeps}, {burn_in}, {thin}")
+    if auto and (window < 1 or burn_in_tol <= 0 or max_burn_in < window):
+        raise DataError(f"need window >= 1, burn_in_tol > 0, max_burn_in >= window; got {window}, {burn_in_tol}, "
+                        f"{max_burn_in}")
     if num_sweeps < thin:
         raise DataError(f"num_sweeps={num_sweeps} keeps no sweep at thin={thin}")
     start = time.perf_counter()
@@ -366,19 +388,41 @@ def collapsed_gibbs(key, counts, lda: LDA, *, num_sweeps: int = 300, burn_in: in
     perm = np.asarray(jax.random.permutation(k_perm, n_tokens))
     pad = n_blocks * size - n_tokens
     shape = (n_blocks, size)
-    d = np.concatenate([docs[perm], np.zeros(pad, np.int64)]).reshape(shape)
-    w = np.concatenate([words[perm], np.zeros(pad, np.int64)]).reshape(shape)
-    valid = np.concatenate([np.ones(n_tokens), np.zeros(pad)]).reshape(shape)
-    z0 = jax.random.randint(k_init, shape, 0, lda.n_topics)
-    phi_sum, theta_sum, loglik = _gibbs_run(
-        k_run, jnp.asarray(d, jnp.int32), jnp.asarray(w, jnp.int32), jnp.asarray(valid), z0, lda.alpha, lda.eta,
-        bow.n_docs, bow.n_words, lda.n_topics, burn_in + num_sweeps, burn_in, thin)
+    d = jnp.asarray(np.concatenate([docs[perm], np.zeros(pad, np.int64)]).reshape(shape), jnp.int32)
+    w = jnp.asarray(np.concatenate([words[perm], np.zeros(pad, np.int64)]).reshape(shape), jnp.int32)
+    valid = jnp.asarray(np.concatenate([np.ones(n_tokens), np.zeros(pad)]).reshape(shape))
+    z = jax.random.randint(k_init, shape, 0, lda.n_topics, dtype=jnp.int32)
+    k, n_d, n_w = lda.n_topics, bow.n_docs, bow.n_words
+    vi = valid.astype(jnp.int32)
+    state = (jnp.zeros((n_d, k), jnp.int32).at[d, z].add(vi), jnp.zeros((n_w, k), jnp.int32).at[w, z].add(vi), z,
+             jnp.zeros((k, n_w)), jnp.zeros((n_d, k)))
+    run = partial(_gibbs_sweeps, docs=d, words=w, valid=valid, alpha=lda.alpha, eta=lda.eta, n_docs=n_d,
+                  n_words=n_w, n_topics=k, thin=thin)
+    history = []
+    # 1. burn-in: a fixed number of sweeps, or windows until the log-likelihood per token settles
+    if not auto:
+        if burn_in:
+            state, loglik = run(jax.random.fold_in(k_run, 0), state, n_sweeps=int(burn_in), keep=False)
+            history.append(np.asarray(loglik))
+    else:
+        previous = None
+        while sum(len(h) for h in history) + window <= max_burn_in:
+            state, loglik = run(jax.random.fold_in(k_run, len(history)), state, n_sweeps=int(window), keep=False)
+            history.append(np.asarray(loglik))
+            mean = float(np.mean(history[-1])) / n_tokens
+            if previous is not None and abs(mean - previous) < burn_in_tol * window:
+                break
+            previous = mean
+    burned = sum(len(h) for h in history)
+    # 2. the kept sweeps
+    state, loglik = run(jax.random.fold_in(k_run, len(history) + 1), state, n_sweeps=int(num_sweeps), keep=True)
+    history.append(np.asarray(loglik))
     kept = num_sweeps // thin
-    topic_word = np.asarray(phi_sum) / kept
-    doc_topic = np.asarray(theta_sum) / kept
+    topic_word = np.asarray(state[3]) / kept
+    doc_topic = np.asarray(state[4]) / kept
     return Result(method="collapsed_gibbs", params={"topic_word": topic_word, "doc_topic": doc_topic},
-                  history=np.asarray(loglik), seconds=time.perf_counter() - start,
-                  diagnostics={"n_blocks": n_blocks, "block_size": size, "tokens": n_tokens, "burn_in": burn_in,
+                  history=np.concatenate(history), seconds=time.perf_counter() - start,
+                  diagnostics={"n_blocks": n_blocks, "block_size": size, "tokens": n_tokens, "burn_in": burned,
                                "kept_sweeps": kept})
 
 
