@@ -352,19 +352,26 @@ def _align_states(draws, reference):
 
 
 def _hmm_nuts(problem, config):
-    """NUTS over the parameters (states enumerated out); the state marginals averaged over draws."""
+    """NUTS over the parameters (states enumerated out), started at Baum-Welch's estimate (moved
+    off the simplex boundary, where the Dirichlet's unconstrained coordinates are infinite); the
+    state marginals averaged over draws aligned to that estimate's labelling."""
     import time
 
     import jax
+    from numpyro.infer.initialization import init_to_value
 
-    from inference import chain, mcmc
+    from inference import chain, em, mcmc
 
     start_time = time.perf_counter()
     start = _hmm_start()
     x = np.asarray(problem.data)
+    estimate = em.fit(start, x, max_iter=200).params.params
+    interior = {name: (np.asarray(v) + 1e-3) / np.sum(np.asarray(v) + 1e-3, axis=-1, keepdims=True)
+                for name, v in estimate.items()}
     draws = mcmc.nuts(start.bayesian_model, {"x": x}, key=_key(config), num_samples=config.steps or 200,
-                      num_warmup=config.steps or 200, progress=config.progress)
-    pi, a, b = _align_states(draws.samples, np.asarray(start.emission.probs))
+                      num_warmup=config.steps or 200, init_strategy=init_to_value(values=interior),
+                      progress=config.progress)
+    pi, a, b = _align_states(draws.samples, interior["emission_probs"])
 
     def smooth(pi, a, b):
         log_lik = jax.numpy.log(b)[:, x].T  # (T, K)
