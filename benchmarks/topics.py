@@ -13,7 +13,9 @@ gensim's ``alpha="symmetric"`` and ``eta=None``); ProdLDA its logistic-normal ap
 :math:`\\mathrm{Dir}(1)` (Srivastava and Sutton's choice); PLSA has no prior. Iterations: scikit-learn
 and online VB 10 passes (online minibatches: scikit-learn's 128 documents, ours 64), gensim 10 passes,
 batch VB until the ELBO gains less than 1e-4 per token (at most 50 iterations), collapsed Gibbs
-50 (``--quick``) or 200 sweeps of burn-in and as many kept. E-steps stop per document at a mean
+a burn-in until the log-likelihood per token of a window of 10 sweeps changes by less than 1e-3
+per sweep (``burn_in="auto"``, the same rule on every corpus), then 50 (``--quick``) or 200 sweeps
+kept at thinning 10. E-steps stop per document at a mean
 change of 1e-3 or 100 updates (scikit-learn's defaults; gensim: 50 updates). No method evaluates
 its bound while fitting (scikit-learn's ``evaluate_every=-1``; ours ``track_elbo=False``).
 
@@ -79,7 +81,7 @@ def methods(train, k, seed, quick):
 
     return {
         "genzoo collapsed Gibbs": lambda: collapsed_gibbs(key, train.counts, lda, num_sweeps=sweeps // 2,
-                                                          burn_in=sweeps // 2).params["topic_word"],
+                                                          burn_in="auto").params["topic_word"],
         "genzoo VB (batch)": lambda: variational_bayes(key, train.counts, lda, max_iter=50).params["topic_word"],
         "genzoo VB (online)": lambda: variational_bayes(key, train.counts, lda, max_iter=10, online=True,
                                                         batch_size=64, track_elbo=False).params["topic_word"],

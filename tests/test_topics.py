@@ -39,6 +39,21 @@ def test_collapsed_gibbs_recovers_the_bars(bars):
     np.testing.assert_allclose(r.params["topic_word"].sum(1), 1.0)
 
 
+
+def test_collapsed_gibbs_automatic_burn_in_stops_by_its_rule(bars):
+    """burn_in="auto": the history shows the stop where the rule says, and the bars are found."""
+    lda, counts = bars
+    r = collapsed_gibbs(jax.random.PRNGKey(0), counts, lda, num_sweeps=100, burn_in="auto", n_blocks=32,
+                        window=10, burn_in_tol=1e-3)
+    burned = r.diagnostics["burn_in"]
+    assert burned % 10 == 0 and 20 <= burned < 1000
+    means = r.history[:burned].reshape(-1, 10).mean(1) / counts.sum()  # per window, per token
+    changes = np.abs(np.diff(means))
+    assert changes[-1] < 1e-3 * 10  # stopped after the first window that changed less than the tolerance
+    assert np.all(changes[:-1] >= 1e-3 * 10)
+    _, tv = match_topics(r.params["topic_word"], BARS)
+    assert tv.max() < 0.1  # the bound of the fixed burn-in test above
+
 def test_batch_vb_elbo_rises_and_the_best_restart_finds_the_bars(bars):
     lda, counts = bars
     fits = [variational_bayes(jax.random.PRNGKey(seed), counts, lda, max_iter=100) for seed in range(3)]
@@ -208,6 +223,8 @@ def test_bad_counts_get_typed_errors():
         BagOfWords.from_counts(np.array([[1.0, np.nan]]))
     with pytest.raises(DataError, match="exceeds the vocabulary size 2"):
         collapsed_gibbs(jax.random.PRNGKey(0), np.array([[1, 2]]), LDA(3, 2))
+    with pytest.raises(DataError, match="burn_in must be a number of sweeps or 'auto'"):
+        collapsed_gibbs(jax.random.PRNGKey(0), np.array([[1, 2]]), LDA(2, 2), burn_in="soon")
 
 
 def test_tempered_plsa_runs_without_the_monotonicity_check():
