@@ -175,7 +175,7 @@ def make_elbo(elbo: str = "trace", num_particles: int = 1, *, backend: str = "nu
         if elbo == "trace":
             return infer.Trace_ELBO(num_particles=num_particles)
         if elbo == "trace_enum":
-            return infer.TraceEnum_ELBO(num_particles=num_particles, max_plate_nesting=max_plate_nesting or float("inf"))
+            return EnumELBO(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
         if elbo == "iwae":
             return IWAE(num_particles=num_particles, dreg=dreg)
         return infer.RenyiELBO(alpha=alpha, num_particles=num_particles)
@@ -186,6 +186,68 @@ def make_elbo(elbo: str = "trace", num_particles: int = 1, *, backend: str = "nu
     if elbo == "trace_enum":
         return infer.TraceEnum_ELBO(num_particles=num_particles, max_plate_nesting=max_plate_nesting or float("inf"))
     return infer.RenyiELBO(alpha=0.0 if elbo == "iwae" else alpha, num_particles=num_particles)
+
+
+# --------------------------------------------------------------------------- TraceEnum (NumPyro)
+class EnumELBO:
+    """ELBO with the model's enumerated discrete sites summed out by funsor's contraction, which
+    knows ``scan``'s Markov structure: :math:`\\mathcal L = \\mathbb E_q[\\log \\sum_{z_d} p_\\theta(x,
+    z_c, z_d) - \\log q_\\phi(z_c)]`, estimated with reparameterised (or point-mass) draws of
+    :math:`z_c` from the guide.
+
+    NumPyro's own ``TraceEnum_ELBO`` (0.22) builds its sum-product from the trace's dependency
+    graph without the Markov dimensions that ``numpyro.contrib.control_flow.scan`` introduces, and
+    returns a wrong value for a hidden Markov chain written with ``scan`` (for a 5-step two-state
+    chain, -7.631 against the forward algorithm's -5.606); ``numpyro.contrib.funsor.log_density``
+    returns the forward algorithm's value, so the model term is computed with it. Guide-side
+    enumeration is not supported: every latent site of the guide must be reparameterised or a
+    point mass (a typed error names the site otherwise).
+    """
+
+    can_infer_discrete = True
+
+    def __init__(self, num_particles: int = 1, max_plate_nesting: int | None = None):
+        self.num_particles = num_particles
+        self.max_plate_nesting = max_plate_nesting
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        return {"loss": self.loss(rng_key, param_map, model, guide, *args, **kwargs), "mutable_state": None}
+
+    def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
+        from numpyro import handlers
+        from numpyro.contrib.funsor import enum
+        from numpyro.contrib.funsor import log_density as enum_log_density
+        from numpyro.infer.util import _guess_max_plate_nesting
+
+        def particle(key):
+            model_key, guide_key = jax.random.split(key)  # NumPyro's own order: same draws as its ELBOs
+            g_tr = handlers.trace(handlers.substitute(handlers.seed(guide, guide_key), data=param_map)).get_trace(
+                *args, **kwargs)
+            log_q = jnp.zeros(())
+            z = {}
+            for name, site in g_tr.items():
+                if site["type"] != "sample" or site["is_observed"]:
+                    continue
+                fn = site["fn"]
+                if not getattr(fn, "has_rsample", False) and type(fn).__name__ != "Delta":
+                    raise ModelError(f"trace_enum needs a reparameterised guide; guide site {name!r} "
+                                     f"({type(fn).__name__}) is not (enumerate it in the model instead)")
+                lp = fn.log_prob(site["value"])
+                if site["scale"] is not None:
+                    lp = lp * site["scale"]
+                log_q = log_q + jnp.sum(lp)
+                z[name] = site["value"]
+            seeded = handlers.seed(model, model_key)
+            nesting = self.max_plate_nesting
+            if nesting is None:
+                tr = handlers.trace(handlers.substitute(seeded, data={**param_map, **z})).get_trace(*args, **kwargs)
+                nesting = _guess_max_plate_nesting(tr)
+            with enum(first_available_dim=-nesting - 1):
+                log_p, _ = enum_log_density(seeded, args, kwargs, {**param_map, **z})
+            return log_p - log_q
+
+        keys = jax.random.split(rng_key, self.num_particles)
+        return -jnp.mean(jax.vmap(particle)(keys))
 
 
 # --------------------------------------------------------------------------- IWAE with DReG
