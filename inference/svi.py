@@ -214,6 +214,7 @@ class EnumELBO:
         return {"loss": self.loss(rng_key, param_map, model, guide, *args, **kwargs), "mutable_state": None}
 
     def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
+        import numpyro.distributions as dist
         from numpyro import handlers
         from numpyro.contrib.funsor import enum
         from numpyro.contrib.funsor import log_density as enum_log_density
@@ -229,7 +230,7 @@ class EnumELBO:
                 if site["type"] != "sample" or site["is_observed"]:
                     continue
                 fn = site["fn"]
-                if not getattr(fn, "has_rsample", False) and type(fn).__name__ != "Delta":
+                if not getattr(fn, "has_rsample", False) and not isinstance(fn, dist.Delta):
                     raise ModelError(f"trace_enum needs a reparameterised guide; guide site {name!r} "
                                      f"({type(fn).__name__}) is not (enumerate it in the model instead)")
                 lp = fn.log_prob(site["value"])
@@ -239,9 +240,9 @@ class EnumELBO:
                 z[name] = site["value"]
             seeded = handlers.seed(model, model_key)
             nesting = self.max_plate_nesting
-            if nesting is None:
+            if nesting is None:  # guessed once, from one trace, as NumPyro's own ELBOs do
                 tr = handlers.trace(handlers.substitute(seeded, data={**param_map, **z})).get_trace(*args, **kwargs)
-                nesting = _guess_max_plate_nesting(tr)
+                nesting = self.max_plate_nesting = _guess_max_plate_nesting(tr)
             with enum(first_available_dim=-nesting - 1):
                 log_p, _ = enum_log_density(seeded, args, kwargs, {**param_map, **z})
             return log_p - log_q

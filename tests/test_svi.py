@@ -127,6 +127,11 @@ def test_trace_enum_sums_a_scanned_markov_chain_exactly():
         loss = svi.make_elbo("trace_enum").loss(jax.random.PRNGKey(0), {}, hmm.model, no_guide, x)
         expected = np.sum(chain.log_evidence(hmm, x).log_evidence)
         assert -float(loss) == pytest.approx(float(expected), rel=1e-12)
+    # a guide site that can be neither reparameterised nor enumerated is refused by name
+    poisson_model = lambda: numpyro.sample("k", dist.Poisson(3.0))  # noqa: E731
+    poisson_guide = lambda: numpyro.sample("k", dist.Poisson(2.0))  # noqa: E731
+    with pytest.raises(ModelError, match="'k'"):
+        svi.make_elbo("trace_enum").loss(jax.random.PRNGKey(0), {}, poisson_model, poisson_guide)
 
 
 def test_minibatch_losses_average_to_the_full_loss():
