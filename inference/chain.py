@@ -382,13 +382,73 @@ def _max_product_step(delta, log_transition):
     return best, pointer
 
 
+def _max_product_columns(delta, log_transition, dtype):
+    """:func:`_max_product_step` with the states on the first axis: ``delta`` (K, n) holds ``n``
+    chains side by side; returns ``best`` (K, n) and ``pointer`` (K, n) of ``dtype``."""
+    best = delta[0:1] + log_transition[0][:, None]
+    pointer = jnp.zeros(best.shape, dtype)
+    for i in range(1, log_transition.shape[0]):
+        value = delta[i : i + 1] + log_transition[i][:, None]
+        better = value > best
+        best, pointer = jnp.where(better, value, best), jnp.where(better, jnp.asarray(i, dtype), pointer)
+    return best, pointer
+
+
+VITERBI_BLOCK = 2048
+"""One unmasked sequence of at least twice this many steps is decoded in blocks of this many
+steps by :func:`_viterbi_blocked`."""
+
+
+def _viterbi_blocked(log_initial, log_transition, log_likelihoods, block):
+    """The forward pass of :func:`_viterbi` for one unmasked sequence, in two passes.
+
+    Writing a (K,) row of pointers or scores at every step of a sequential loop costs XLA on CPU
+    more than the step itself. Pass 1 therefore runs the recursion with nothing but
+    :math:`\delta` in the carry and keeps :math:`\delta` at the start of every block of ``block``
+    steps; pass 2 recomputes every block from its start, all blocks side by side (states x blocks,
+    so each step is one vector operation over the blocks), and keeps the argmax pointers (int8 for
+    up to 127 states). The steps left over after the last whole block run as in the plain pass.
+    Both passes form the same sums in the same order as the step-by-step pass (a maximum is exact),
+    so the scores, pointers and path are identical to it.
+
+    Returns ``(last_delta (K,), pointers (T - 1, K))``.
+    """
+    T, K = log_likelihoods.shape
+    n_blocks = (T - 1) // block
+    dtype = jnp.int8 if K <= 127 else jnp.int32
+
+    def advance(t, delta):
+        return jnp.max(delta[:, None] + log_transition, axis=0) + log_likelihoods[t]
+
+    def run_block(delta, b):
+        return jax.lax.fori_loop(1 + b * block, 1 + (b + 1) * block, advance, delta), delta
+
+    middle, starts = jax.lax.scan(run_block, log_initial + log_likelihoods[0], jnp.arange(n_blocks))
+    steps = jnp.transpose(log_likelihoods[1 : 1 + n_blocks * block].reshape(n_blocks, block, K), (1, 2, 0))
+
+    def again(delta, ll):  # delta, ll: (K, n_blocks)
+        best, pointer = _max_product_columns(delta, log_transition, dtype)
+        return best + ll, pointer
+
+    _, pointers = jax.lax.scan(again, starts.T, steps)  # (block, K, n_blocks)
+
+    def rest(delta, ll):
+        best, pointer = _max_product_step(delta, log_transition)
+        return best + ll, pointer.astype(dtype)
+
+    last_delta, tail = jax.lax.scan(rest, middle, log_likelihoods[1 + n_blocks * block :])
+    pointers = jnp.transpose(pointers, (2, 0, 1)).reshape(n_blocks * block, K)
+    return last_delta, jnp.concatenate([pointers, tail])
+
+
 def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, arithmetic=None, alone=False):
     """Max-product in log space; see :func:`hmm_viterbi`.
 
-    ``alone``: one sequence, not vmapped. Its forward pass keeps only :math:`\\delta_t` (a fused
+    ``alone``: one sequence, not vmapped. Its forward pass keeps only :math:`\delta_t` (a fused
     max-reduction, unrolled four steps a loop iteration) and the pointers are computed afterwards
-    for all steps at once from the stored :math:`\\delta_{t-1}` (the same sums, so the same
-    argmax); vmapped over many sequences, computing the pointers inside the loop is faster.
+    for all steps at once from the stored :math:`\delta_{t-1}` (the same sums, so the same
+    argmax); a long unmasked one goes through :func:`_viterbi_blocked`. Vmapped over many
+    sequences, computing the pointers inside the loop is faster.
     """
     T, K = log_likelihoods.shape
     valid = _valid(T, length)
@@ -396,7 +456,9 @@ def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, 
     steps_valid = None if valid is None else valid[1:]
     delta0 = log_initial + log_likelihoods[0]
 
-    if alone:
+    if alone and valid is None and T - 1 >= 2 * VITERBI_BLOCK:
+        last_delta, pointers = _viterbi_blocked(log_initial, log_transition, log_likelihoods, VITERBI_BLOCK)
+    elif alone:
 
         def step(delta, ll, ok):
             new = _pick(ok, jnp.max(delta[:, None] + log_transition, axis=0) + ll, delta)
@@ -421,7 +483,7 @@ def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, 
     last = _first_argmax(last_delta)
 
     def back(state, pointer, ok):  # pointer of step t; state is z_t
-        prev = pointer[state]
+        prev = pointer[state].astype(jnp.int32)
         return prev, prev
 
     _, path = _scan(back, last, pointers, None, reverse=True)

@@ -208,3 +208,43 @@ def test_linear_arithmetic_with_far_apart_likelihoods():
     post = np.exp(score - np.logaddexp.reduce(score))
     np.testing.assert_allclose(gamma, [[post[paths[:, 0] == 0].sum(), post[paths[:, 0] == 1].sum()],
                                        [post[paths[:, 1] == 0].sum(), post[paths[:, 1] == 1].sum()]], atol=1e-300)
+
+
+@pytest.mark.parametrize("block,T,sparse,ties", [(7, 53, False, False), (5, 40, True, False), (4, 33, False, True)])
+def test_blocked_viterbi_equals_the_step_by_step_pass(block, T, sparse, ties, monkeypatch):
+    """Two-pass Viterbi (scores at block starts, pointers recomputed per block): the same deltas,
+    pointers (ties to the lowest state) and path as the pass that keeps pointers at every step;
+    the path also beats every single-state change (the brute-force check of a long chain)."""
+    rng = np.random.default_rng(block + T)
+    K = 4
+    log_pi, log_a, ll = _random_chain(rng, K, T, sparse)
+    if ties:  # integer scores: many exact ties between paths
+        log_pi, ll = np.round(log_pi), np.round(ll)
+        log_a = np.where(np.isfinite(log_a), np.round(log_a), -np.inf)
+    last, pointers = jax.jit(chain._viterbi_blocked, static_argnums=3)(log_pi, log_a, ll, block)
+    stepwise = jax.jit(lambda a, b, c: chain._viterbi(a, b, c, None))
+    path, score = stepwise(log_pi, log_a, ll)
+
+    def forward(log_pi, log_a, ll):  # the plain recursion in NumPy, first argmax on ties
+        delta, ptrs = log_pi + ll[0], []
+        for t in range(1, len(ll)):
+            s = delta[:, None] + log_a
+            ptrs.append(np.argmax(s, axis=0))
+            delta = s.max(0) + ll[t]
+        return delta, np.array(ptrs)
+
+    ref_last, ref_ptrs = forward(log_pi, log_a, ll)
+    np.testing.assert_array_equal(np.asarray(last), ref_last)
+    np.testing.assert_array_equal(np.asarray(pointers), ref_ptrs)
+    # the public single-sequence kernel takes the blocked pass above 2 * VITERBI_BLOCK steps
+    monkeypatch.setattr(chain, "VITERBI_BLOCK", block)
+    blocked_path, blocked_score = jax.jit(lambda a, b, c: chain._viterbi(a, b, c, None, alone=True))(log_pi, log_a, ll)
+    np.testing.assert_array_equal(blocked_path, path)
+    assert float(blocked_score) == float(score)
+    joint = lambda z: log_pi[z[0]] + ll[np.arange(T), z].sum() + log_a[z[:-1], z[1:]].sum()
+    assert joint(np.asarray(path)) == pytest.approx(float(score), rel=1e-12)
+    for t in range(T):
+        for k in range(K):
+            other = np.array(path)
+            other[t] = k
+            assert joint(other) <= float(score) + 1e-9
