@@ -188,14 +188,16 @@ class CategoricalEmission:
                 raise DataError("x must hold integer symbols for a categorical HMM")
         if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
             raise DataError(f"x must hold integer symbols, got dtype {x.dtype}")
-        valid = _valid_mask(lengths, x.shape[1])
-        bad = np.argwhere(valid & ((x < 0) | (x >= self.num_symbols)))
-        if bad.size:
-            n, t = (int(i) for i in bad[0])
+        full = bool(np.all(lengths == x.shape[1]))
+        valid = None if full else _valid_mask(lengths, x.shape[1])
+        observed = x if full else x[valid]
+        if observed.min() < 0 or observed.max() >= self.num_symbols:
+            outside = (x < 0) | (x >= self.num_symbols)
+            n, t = (int(i) for i in np.argwhere(outside if full else valid & outside)[0])
             raise DataError(
                 f"x[{n}, {t}] = {x[n, t]} is not a symbol of the emission_probs (0..{self.num_symbols - 1})"
             )
-        return np.where(valid, x, 0).astype(np.int64), lengths, batched
+        return (x if full else np.where(valid, x, 0)).astype(np.int32, copy=False), lengths, batched
 
     def log_likelihoods(self, x):
         return _categorical_loglik(jnp.log(self.probs), x)
