@@ -71,6 +71,7 @@ __all__ = ["fit", "make_guide", "make_elbo", "IWAE", "mean_field", "GUIDES", "EL
 
 GUIDES = ("normal", "mvn", "lowrank", "delta")
 ELBOS = ("trace", "trace_enum", "iwae", "renyi")
+_LARGE = 4096  # data arrays with at least this many entries are passed to compiled code, not baked in
 
 
 def __getattr__(name):
@@ -570,12 +571,16 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
     def update(st, batch):
         return svi.update(st, **batch)
 
-    # The full data enter as constants of the compiled chunk, as in NumPyro's SVI.run: programs
-    # may check their data with NumPy (they see concrete arrays, never tracers).
-    def run_chunk(st, n):
-        return jax.lax.scan(lambda s, _: svi.update(s, **data), st, None, length=n)
+    # Large arrays of the full data enter the compiled chunk as arguments (as constants XLA would
+    # spend seconds folding them); the rest, and everything when the program needs concrete data
+    # (it checks its data with NumPy, say), as constants, as in NumPyro's SVI.run.
+    large = {k for k, v in data.items() if isinstance(v, (np.ndarray, jax.Array)) and np.size(v) >= _LARGE}
 
-    run_chunk = jax.jit(run_chunk, static_argnums=1)
+    def run_chunk(st, passed, n):
+        fixed = {k: v for k, v in data.items() if k not in passed}
+        return jax.lax.scan(lambda s, _: svi.update(s, **fixed, **passed), st, None, length=n)
+
+    run_chunk = jax.jit(run_chunk, static_argnums=2)
     hint = "lower learning_rate or check the model's support and initial values"
     with tqdm(total=steps, initial=done, disable=not progress, desc="svi") as bar:
         for lo, hi in _chunks(done, steps, progress, checkpoint, checkpoint_every):
@@ -586,7 +591,13 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
                     chunk.append(value)
                 chunk = np.asarray(jax.device_get(chunk))
             else:
-                state, chunk = run_chunk(state, hi - lo)
+                try:
+                    state, chunk = run_chunk(state, {k: data[k] for k in large}, hi - lo)
+                except jax.errors.JAXTypeError:  # the program needs these arrays concrete
+                    if not large:
+                        raise
+                    large = set()
+                    state, chunk = run_chunk(state, {}, hi - lo)
                 chunk = np.asarray(chunk)
             _check_losses(chunk, lo, hint)
             history.extend(chunk.tolist())
@@ -602,8 +613,12 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
         bound = -float(np.mean(tail))
     else:
         keys = jax.random.split(eval_key, 16)
-        values = jax.vmap(lambda k: loss.loss(k, params, prog, guide_fn, **data))(keys)
-        bound = -float(jnp.mean(values))
+
+        def bound_at(keys, passed):
+            fixed = {k: v for k, v in data.items() if k not in passed}
+            return jnp.mean(jax.vmap(lambda k: loss.loss(k, params, prog, guide_fn, **fixed, **passed))(keys))
+
+        bound = -float(jax.jit(bound_at)(keys, {k: data[k] for k in large}))
     samples = {}
     if num_samples:
         samples = _numpyro_guide_draws(guide_fn, params, sample_key, num_samples, first)

@@ -100,6 +100,7 @@ class BagOfWords:
     count: np.ndarray
     n_docs: int
     n_words: int
+    _device: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_counts(cls, counts, *, integer: bool = True, allow_empty: bool = False) -> "BagOfWords":
@@ -136,7 +137,16 @@ class BagOfWords:
         return np.bincount(self.doc, weights=self.count, minlength=self.n_docs)
 
     def arrays(self):
-        return jnp.asarray(self.doc), jnp.asarray(self.word), jnp.asarray(self.count)
+        """``(doc, word, count)`` as device arrays (made once, then kept)."""
+        if "arrays" not in self._device:
+            self._device["arrays"] = jnp.asarray(self.doc), jnp.asarray(self.word), jnp.asarray(self.count)
+        return self._device["arrays"]
+
+    def dense_device(self):
+        """The ``(D, V)`` count matrix as a device array (made once, then kept)."""
+        if "dense" not in self._device:
+            self._device["dense"] = jnp.asarray(self.dense())
+        return self._device["dense"]
 
     def chunked(self, rows=None, width: int = 16):
         """``(owner, words, counts)``: the entries of the documents ``rows`` (all by default, in that
@@ -651,6 +661,25 @@ def plsa_e_step(doc, word, count, doc_topic, topic_word, beta):
     return (n_dk, n_kw), loglik
 
 
+@partial(jax.jit, static_argnames="tempered")
+def plsa_e_step_dense(counts, doc, word, count, doc_topic, topic_word, beta, tempered: bool):
+    """:func:`plsa_e_step` with the (D, V) count matrix ``counts`` held dense: the expected counts
+    are two matrix products, :math:`n_{dk} = a_{dk} \sum_w r_{dw} b_{kw}` and
+    :math:`n_{kw} = b_{kw} \sum_d a_{dk} r_{dw}` with :math:`a = \theta^\beta`, :math:`b = \phi^\beta`,
+    :math:`r = n / (a b)` (0 where :math:`n_{dw} = 0`), instead of scatters over the entries."""
+    a, b = (doc_topic**beta, topic_word**beta) if tempered else (doc_topic, topic_word)
+    p = a @ b
+    ratio = counts / jnp.where(counts > 0, p, 1.0)
+    n_dk = a * (ratio @ b.T)
+    n_kw = b * (a.T @ ratio)
+    p_observed = jnp.sum(doc_topic[doc] * topic_word.T[word], axis=1) if tempered else p[doc, word]
+    return (n_dk, n_kw), jnp.sum(count * jnp.log(p_observed))
+
+
+PLSA_DENSE_CELLS = 2**22
+"""Corpora with at most this many document-word cells take :func:`plsa_e_step_dense`."""
+
+
 class PLSA:
     """Probabilistic latent semantic analysis, :math:`p(w \\mid d) = \\sum_k \\theta_{dk}\\phi_{kw}`,
     fitted by EM (:func:`fit_plsa`, or :func:`inference.em.fit` on a :class:`PLSA`).
@@ -697,8 +726,12 @@ class PLSA:
     def expected_stats(self, counts):
         bow = _bow(counts, integer=False)
         self._check(bow)
-        stats, loglik = plsa_e_step(*bow.arrays(), jnp.asarray(self.doc_topic), jnp.asarray(self.topic_word),
-                                    self.beta)
+        theta, phi = jnp.asarray(self.doc_topic), jnp.asarray(self.topic_word)
+        if bow.n_docs * bow.n_words <= PLSA_DENSE_CELLS:
+            stats, loglik = plsa_e_step_dense(bow.dense_device(), *bow.arrays(), theta, phi, self.beta,
+                                              tempered=self.beta != 1.0)
+        else:
+            stats, loglik = plsa_e_step(*bow.arrays(), theta, phi, self.beta)
         return stats, float(loglik)
 
     def from_stats(self, stats) -> "PLSA":

@@ -9,6 +9,7 @@ import pytest
 
 import inference  # noqa: F401  (float64)
 from genzoo import text
+from pgm import topics
 from inference.errors import DataError
 from pgm.topics import (LDA, BagOfWords, _dirichlet_expectation, _vb_start, bars_topics, collapsed_gibbs,
                         completion_perplexity, fit_plsa, fit_prodlda, match_topics, npmi_coherence, top_words,
@@ -232,6 +233,31 @@ def test_tempered_plsa_runs_without_the_monotonicity_check():
     r = fit_plsa(jax.random.PRNGKey(0), counts, 2, max_iter=30, beta=0.8)
     assert np.isfinite(r.log_evidence)
     assert r.diagnostics["iterations"] >= 1  # tempered EM may lower the likelihood, so it is not checked
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.8])
+def test_plsa_e_step_dense_and_sparse_equal_the_explicit_posterior(beta, monkeypatch):
+    """Both E-steps against p_beta(z | d, w) formed cell by cell in NumPy."""
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(1.0, (6, 9)) * (rng.uniform(size=(6, 9)) < 0.6)
+    counts[:, 0] += 1  # no empty document
+    theta, phi = rng.dirichlet(np.ones(3), 6), rng.dirichlet(np.ones(9), 3)
+    joint = (theta[:, :, None] * phi[None]) ** beta  # (D, K, V)
+    resp = counts[:, None, :] * joint / joint.sum(1, keepdims=True)
+    loglik = np.sum(counts * np.log(theta @ phi))
+    bow = topics.BagOfWords.from_counts(counts)
+    sparse, ll_sparse = topics.plsa_e_step(*bow.arrays(), theta, phi, beta)
+    dense, ll_dense = topics.plsa_e_step_dense(bow.dense_device(), *bow.arrays(), theta, phi, beta,
+                                               tempered=beta != 1.0)
+    for (n_dk, n_kw), ll in ((sparse, ll_sparse), (dense, ll_dense)):
+        np.testing.assert_allclose(n_dk, resp.sum(2), rtol=1e-12)
+        np.testing.assert_allclose(n_kw, resp.sum(0), rtol=1e-12, atol=1e-15)
+        assert float(ll) == pytest.approx(loglik, rel=1e-13)
+    # fit_plsa takes the sparse E-step above PLSA_DENSE_CELLS: the same fit
+    dense_fit = fit_plsa(jax.random.PRNGKey(0), counts, 3, max_iter=20, beta=beta)
+    monkeypatch.setattr(topics, "PLSA_DENSE_CELLS", 0)
+    sparse_fit = fit_plsa(jax.random.PRNGKey(0), counts, 3, max_iter=20, beta=beta)
+    np.testing.assert_allclose(dense_fit.history, sparse_fit.history, rtol=1e-11)
 
 
 def test_text_pipeline():
