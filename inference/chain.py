@@ -377,15 +377,21 @@ def _pointer_dtype(K):
 
 
 def _max_product_step(delta, log_transition):
-    """:math:`\max_i \delta(i) + \log A_{ij}` and its first argmax :math:`i`, for every ``j``."""
+    """:math:`\max_i \delta(i) + \log A_{ij}` and its first argmax :math:`i`, for every ``j``
+    (``delta`` (..., K)). A pairwise tournament over ``i`` (the lower index wins ties, so the
+    winner is the first argmax): half the dependent compare-and-selects of a running maximum."""
     dtype = _pointer_dtype(log_transition.shape[0])
-    best = delta[..., 0:1] + log_transition[0]
-    pointer = jnp.zeros(best.shape, dtype)
-    for i in range(1, log_transition.shape[0]):
-        value = delta[..., i : i + 1] + log_transition[i]
-        better = value > best
-        best, pointer = jnp.where(better, value, best), jnp.where(better, jnp.asarray(i, dtype), pointer)
-    return best, pointer
+    values = [delta[..., i : i + 1] + log_transition[i] for i in range(log_transition.shape[0])]
+    index = [jnp.asarray(i, dtype) for i in range(len(values))]
+    while len(values) > 1:
+        pairs = range(0, len(values) - 1, 2)
+        better = [values[a + 1] > values[a] for a in pairs]
+        odd = len(values) % 2
+        values, index = (
+            [jnp.where(b, values[a + 1], values[a]) for a, b in zip(pairs, better)] + values[len(values) - odd:],
+            [jnp.where(b, index[a + 1], index[a]) for a, b in zip(pairs, better)] + index[len(index) - odd:],
+        )
+    return values[0], jnp.broadcast_to(index[0], values[0].shape)
 
 
 def _max_product_columns(delta, log_transition, dtype):
@@ -447,24 +453,22 @@ def _viterbi_blocked(log_initial, log_transition, log_likelihoods, block):
     return last_delta, jnp.concatenate([pointers, tail])
 
 
-def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, arithmetic=None, alone=False):
-    """Max-product in log space; see :func:`hmm_viterbi`.
+def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, arithmetic=None):
+    """Max-product in log space for one sequence; see :func:`hmm_viterbi`.
 
-    ``alone``: one sequence, not vmapped. Its forward pass keeps only :math:`\delta_t` (a fused
-    max-reduction, unrolled four steps a loop iteration) and the pointers are computed afterwards
-    for all steps at once from the stored :math:`\delta_{t-1}` (the same sums, so the same
-    argmax); a long unmasked one goes through :func:`_viterbi_blocked`. Vmapped over many
-    sequences, computing the pointers inside the loop is faster.
+    The forward pass keeps only :math:`\delta_t` (a fused max-reduction, unrolled four steps a
+    loop iteration) and the pointers are computed afterwards for all steps at once from the stored
+    :math:`\delta_{t-1}` (the same sums, so the same argmax); a long unmasked sequence goes through
+    :func:`_viterbi_blocked`. (Batches: :func:`_viterbi_batch`.)
     """
     T, K = log_likelihoods.shape
     valid = _valid(T, length)
-    stay = jnp.arange(K, dtype=_pointer_dtype(K))
     steps_valid = None if valid is None else valid[1:]
     delta0 = log_initial + log_likelihoods[0]
 
-    if alone and valid is None and T - 1 >= 2 * VITERBI_BLOCK:
+    if valid is None and T - 1 >= 2 * VITERBI_BLOCK:
         last_delta, pointers = _viterbi_blocked(log_initial, log_transition, log_likelihoods, VITERBI_BLOCK)
-    elif alone:
+    else:
 
         def step(delta, ll, ok):
             new = _pick(ok, jnp.max(delta[:, None] + log_transition, axis=0) + ll, delta)
@@ -477,15 +481,8 @@ def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, 
         pointers = jnp.concatenate(  # for steps 1..T-1, from delta_0..delta_{T-2}
             [_max_product_step(delta0[None], log_transition)[1], _max_product_step(deltas[:-1], log_transition)[1]]
         )[: T - 1]
-        if steps_valid is not None:
-            pointers = jnp.where(steps_valid[:, None], pointers, stay)
-    else:
-
-        def step(delta, ll, ok):
-            best, pointer = _max_product_step(delta, log_transition)
-            return _pick(ok, best + ll, delta), _pick(ok, pointer, stay)
-
-        last_delta, pointers = _scan(step, delta0, log_likelihoods[1:], steps_valid)
+        if steps_valid is not None:  # past the end: z_{t-1} = z_t
+            pointers = jnp.where(steps_valid[:, None], pointers, jnp.arange(K, dtype=pointers.dtype))
     last = _first_argmax(last_delta)
 
     def back(state, pointer, ok):  # pointer of step t; state is z_t
@@ -495,6 +492,38 @@ def _viterbi(log_initial, log_transition, log_likelihoods, length, dense=False, 
     _, path = _scan(back, last, pointers, None, reverse=True)
     path = jnp.concatenate([path, last[None]])
     return _pick(valid, path, -1), last_delta[last]
+
+
+def _viterbi_batch(log_initial, log_transition, log_likelihoods, lengths):
+    """:func:`_viterbi` for a batch ``log_likelihoods`` (N, T, K) written for the batch rather than
+    vmapped: the scan runs over time with the (N, K) scores of all sequences in its carry and keeps
+    int8 pointers (N, K) a step; backtracking gathers each sequence's pointer. ``lengths`` (N,)
+    or None (every sequence fills T). The same steps as the vmapped kernel, so the same path."""
+    N, T, K = log_likelihoods.shape
+    steps = jnp.swapaxes(log_likelihoods, 0, 1)  # (T, N, K)
+    stay = jnp.arange(K, dtype=_pointer_dtype(K))
+    valid = None if lengths is None else jnp.arange(T)[:, None] < lengths[None, :]  # (T, N)
+
+    def step(delta, inputs):
+        ll, ok = inputs if valid is not None else (inputs, None)
+        best, pointer = _max_product_step(delta, log_transition)
+        if ok is None:
+            return best + ll, pointer
+        return jnp.where(ok[:, None], best + ll, delta), jnp.where(ok[:, None], pointer, stay)
+
+    xs = steps[1:] if valid is None else (steps[1:], valid[1:])
+    last_delta, pointers = jax.lax.scan(step, log_initial + steps[0], xs)
+    last = _first_argmax(last_delta)
+
+    def back(state, pointer):  # pointer (N, K) of step t; state (N,) is z_t
+        prev = jnp.take_along_axis(pointer, state[:, None], axis=1)[:, 0].astype(jnp.int32)
+        return prev, prev
+
+    _, path = jax.lax.scan(back, last, pointers, reverse=True)
+    path = jnp.concatenate([path, last[None]]).T  # (N, T)
+    if valid is not None:
+        path = jnp.where(valid.T, path, -1)
+    return path, jnp.take_along_axis(last_delta, last[:, None], axis=1)[:, 0]
 
 
 def _sample(key, log_initial, log_transition, log_likelihoods, length, dense=False):
@@ -597,7 +626,7 @@ def hmm_viterbi(log_initial, log_transition, log_likelihoods, length=None):
         ``(path, log_joint)``: (T,) int states (``-1`` at ``t >= length``) and
         :math:`\\log p(z^*, x)`. Ties go to the lowest state index.
     """
-    return _viterbi(log_initial, log_transition, log_likelihoods, length, alone=True)
+    return _viterbi(log_initial, log_transition, log_likelihoods, length)
 
 
 @jax.jit
@@ -622,7 +651,6 @@ _KERNELS = {
     "expected_counts": _expected_counts,
     "viterbi": _viterbi,
 }
-_ALONE = {"viterbi"}  # kernels with a faster form for one sequence that is not vmapped
 DENSE_ROWS = 64
 """Batches of at least this many sequences use dot products in the linear-space steps."""
 
@@ -631,12 +659,12 @@ DENSE_ROWS = 64
 def _batched(name, masked, single, dense, arithmetic):
     kernel = _KERNELS[name]
 
-    options = {"alone": True} if single and name in _ALONE else {}
-
     def one(li, lt, ll, length):
-        return kernel(li, lt, ll, length if masked else None, dense=dense, arithmetic=arithmetic, **options)
+        return kernel(li, lt, ll, length if masked else None, dense=dense, arithmetic=arithmetic)
 
     def run(li, lt, ll, lengths):
+        if name == "viterbi" and not single:  # written for the batch: faster than vmapping one sequence's
+            return _viterbi_batch(li, lt, ll, lengths if masked else None)
         if single:
             out = jax.tree_util.tree_map(lambda a: a[None], one(li, lt, ll[0], lengths[0]))
         else:

@@ -210,20 +210,23 @@ def test_linear_arithmetic_with_far_apart_likelihoods():
                                        [post[paths[:, 1] == 0].sum(), post[paths[:, 1] == 1].sum()]], atol=1e-300)
 
 
-@pytest.mark.parametrize("block,T,sparse,ties", [(7, 53, False, False), (5, 40, True, False), (4, 33, False, True)])
-def test_blocked_viterbi_equals_the_step_by_step_pass(block, T, sparse, ties, monkeypatch):
-    """Two-pass Viterbi (scores at block starts, pointers recomputed per block): the same deltas,
-    pointers (ties to the lowest state) and path as the pass that keeps pointers at every step;
-    the path also beats every single-state change (the brute-force check of a long chain)."""
+@pytest.mark.parametrize("block,T,K,sparse,ties", [(7, 53, 4, False, False), (5, 40, 4, True, False),
+                                                   (4, 33, 4, False, True), (3, 29, 5, False, True)])
+def test_blocked_viterbi_equals_the_step_by_step_pass(block, T, K, sparse, ties, monkeypatch):
+    """Two-pass Viterbi (scores at block starts, pointers recomputed per block): the same deltas and
+    pointers (ties to the lowest state) as the plain recursion in NumPy, and the same path and score
+    as the one-pass kernel and the batch kernel (pointers kept at every step); the path also beats
+    every single-state change (the brute-force check of a long chain)."""
     rng = np.random.default_rng(block + T)
-    K = 4
     log_pi, log_a, ll = _random_chain(rng, K, T, sparse)
     if ties:  # integer scores: many exact ties between paths
         log_pi, ll = np.round(log_pi), np.round(ll)
         log_a = np.where(np.isfinite(log_a), np.round(log_a), -np.inf)
     last, pointers = jax.jit(chain._viterbi_blocked, static_argnums=3)(log_pi, log_a, ll, block)
-    stepwise = jax.jit(lambda a, b, c: chain._viterbi(a, b, c, None))
-    path, score = stepwise(log_pi, log_a, ll)
+    path, score = jax.jit(lambda a, b, c: chain._viterbi(a, b, c, None))(log_pi, log_a, ll)
+    batch_path, batch_score = jax.jit(chain._viterbi_batch, static_argnums=3)(log_pi, log_a, np.stack([ll, ll]), None)
+    np.testing.assert_array_equal(batch_path, [path, path])
+    assert float(batch_score[0]) == float(score)
 
     def forward(log_pi, log_a, ll):  # the plain recursion in NumPy, first argmax on ties
         delta, ptrs = log_pi + ll[0], []
@@ -238,7 +241,7 @@ def test_blocked_viterbi_equals_the_step_by_step_pass(block, T, sparse, ties, mo
     np.testing.assert_array_equal(np.asarray(pointers), ref_ptrs)
     # the public single-sequence kernel takes the blocked pass above 2 * VITERBI_BLOCK steps
     monkeypatch.setattr(chain, "VITERBI_BLOCK", block)
-    blocked_path, blocked_score = jax.jit(lambda a, b, c: chain._viterbi(a, b, c, None, alone=True))(log_pi, log_a, ll)
+    blocked_path, blocked_score = jax.jit(lambda a, b, c: chain._viterbi(a, b, c, None))(log_pi, log_a, ll)
     np.testing.assert_array_equal(blocked_path, path)
     assert float(blocked_score) == float(score)
     joint = lambda z: log_pi[z[0]] + ll[np.arange(T), z].sum() + log_a[z[:-1], z[1:]].sum()
