@@ -498,7 +498,8 @@ def _viterbi_batch(log_initial, log_transition, log_likelihoods, lengths):
     """:func:`_viterbi` for a batch ``log_likelihoods`` (N, T, K) written for the batch rather than
     vmapped: the scan runs over time with the (N, K) scores of all sequences in its carry and keeps
     int8 pointers (N, K) a step; backtracking gathers each sequence's pointer. ``lengths`` (N,)
-    or None (every sequence fills T). The same steps as the vmapped kernel, so the same path."""
+    or None (every sequence fills T). The same sums and first-argmax rule as :func:`_viterbi`, so
+    the same path (tested)."""
     N, T, K = log_likelihoods.shape
     steps = jnp.swapaxes(log_likelihoods, 0, 1)  # (T, N, K)
     stay = jnp.arange(K, dtype=_pointer_dtype(K))
