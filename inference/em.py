@@ -21,6 +21,9 @@ The model contract (methods looked up on the model, no base class needed):
   ``from_stats`` maximises with (a Dirichlet smoothing, say); 0 when absent.
 - ``model.data_is_complete(data) -> bool`` (optional): with complete data one M-step gives the
   maximum-likelihood estimate and the loop stops there.
+- ``model.prepare_data(data)`` (optional): checks and converts the data once, before the loop
+  (a device copy, say); every E-step then receives what it returns. The models that
+  ``from_stats`` returns must accept it too.
 
 References:
     Dempster, Laird and Rubin (1977). Maximum likelihood from incomplete data via the EM algorithm.
@@ -77,6 +80,9 @@ def fit(
                 f"EM needs model.{name}(...)"
             )
     start = time.perf_counter()
+    prepare = getattr(model, "prepare_data", None)
+    if callable(prepare):
+        data = prepare(data)
     try:
         scale = max(1, len(data))
     except TypeError:

@@ -111,28 +111,53 @@ def gmm_log_joint(x, log_weights, means, prec_chol, covariance_type: str):
     return log_weights + log_det - 0.5 * (d * _LOG_2PI + jnp.sum(y * y, axis=-1))
 
 
+E_STEP_CHUNK = 4096
+"""The E-step runs over the points in chunks of this many rows (a scan): the (chunk, K, D)
+intermediates stay in cache, which on a CPU more than halves the time of one pass over them all."""
+
+
+def _chunk_moments(xc, shift, log_weights, means, prec_chol, covariance_type):
+    """``(N_k, S_k, S2_k, log p)`` of the rows ``xc`` (centred at ``shift``) as sums over the rows."""
+    joint = gmm_log_joint(xc + shift, log_weights, means, prec_chol, covariance_type)
+    loglik = logsumexp(joint, axis=1)
+    resp = jnp.exp(joint - loglik[:, None])  # (n, K)
+    n, d = xc.shape
+    if covariance_type == "full":
+        weighted = (resp[:, :, None] * xc[:, None, :]).reshape(n, -1)  # (n, K*D)
+        sxx = (weighted.T @ xc).reshape(-1, d, d)  # (K, D, D)
+    else:
+        sxx = resp.T @ (xc * xc)  # (K, D)
+    return jnp.sum(resp, axis=0), resp.T @ xc, sxx, jnp.sum(loglik)
+
+
 @partial(jax.jit, static_argnames="covariance_type")
 def gmm_e_step(x, log_weights, means, prec_chol, covariance_type: str):
     """The E-step: ``((N_k, S_k, S2_k, shift), log p(x))``.
 
     Moments are taken about ``shift`` (the data mean), which keeps
-    :math:`S^{(2)}_k / N_k - \\bar x_k \\bar x_k^\\top` accurate when the data sit far from the origin.
-    ``S2_k`` is ``(K, D, D)`` for full covariances, its diagonal ``(K, D)`` otherwise.
+    :math:`S^{(2)}_k / N_k - \bar x_k \bar x_k^\top` accurate when the data sit far from the origin.
+    ``S2_k`` is ``(K, D, D)`` for full covariances, its diagonal ``(K, D)`` otherwise. The points
+    are taken :data:`E_STEP_CHUNK` rows at a time and the sums accumulated.
     """
-    joint = gmm_log_joint(x, log_weights, means, prec_chol, covariance_type)
-    loglik = logsumexp(joint, axis=1)
-    resp = jnp.exp(joint - loglik[:, None])  # (N, K)
     shift = jnp.mean(x, axis=0)
     xc = x - shift  # (N, D)
     n, d = xc.shape
-    nk = jnp.sum(resp, axis=0)
-    sx = resp.T @ xc  # (K, D)
-    if covariance_type == "full":
-        weighted = (resp[:, :, None] * xc[:, None, :]).reshape(n, -1)  # (N, K*D)
-        sxx = (weighted.T @ xc).reshape(-1, d, d)  # (K, D, D)
+    args = (shift, log_weights, means, prec_chol, covariance_type)
+    n_chunks = n // E_STEP_CHUNK
+    if n_chunks < 2:
+        nk, sx, sxx, loglik = _chunk_moments(xc, *args)
     else:
-        sxx = resp.T @ (xc * xc)  # (K, D)
-    return (nk, sx, sxx, shift), jnp.sum(loglik)
+        def add(total, rows):
+            return jax.tree_util.tree_map(jnp.add, total, _chunk_moments(rows, *args)), None
+
+        whole = n_chunks * E_STEP_CHUNK
+        first = _chunk_moments(xc[:E_STEP_CHUNK], *args)
+        rest = xc[E_STEP_CHUNK:whole].reshape(n_chunks - 1, E_STEP_CHUNK, d)
+        (nk, sx, sxx, loglik), _ = jax.lax.scan(add, first, rest)
+        if whole < n:
+            nk, sx, sxx, loglik = jax.tree_util.tree_map(jnp.add, (nk, sx, sxx, loglik),
+                                                         _chunk_moments(xc[whole:], *args))
+    return (nk, sx, sxx, shift), loglik
 
 
 @partial(jax.jit, static_argnames="covariance_type")
@@ -158,6 +183,13 @@ def gmm_m_step(nk, sx, sxx, shift, reg_covar, covariance_type: str):
 
 # --------------------------------------------------------------------------- checks
 def _check_data(x, dim: int | None = None) -> jnp.ndarray:
+    """``x`` as a float64 device array, checked: (N, D), N >= 1, finite, D = ``dim``. A float64
+    device array is checked where it lies (no copy to the host unless a value is bad)."""
+    on_device = isinstance(x, jax.Array) and x.dtype == jnp.float64
+    if on_device and x.ndim == 2 and x.shape[0] > 0 and bool(jnp.all(jnp.isfinite(x))):
+        if dim is not None and x.shape[1] != dim:
+            raise DataError(f"x has {x.shape[1]} columns but the mixture has dimension {dim}")
+        return x
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise DataError(f"x must be an (N, D) array of points, got shape {x.shape}")
@@ -314,6 +346,10 @@ class GaussianMixture:
         return float(-2 * np.sum(self.log_prob(x)) + 2 * self.n_parameters())
 
     # ------------------------------------------------------------------ EM hooks
+    def prepare_data(self, x):
+        """The checked device copy of ``x`` that :func:`inference.em.fit` hands every E-step."""
+        return _check_data(x, self.dim)
+
     def expected_stats(self, x):
         """E-step for :func:`inference.em.fit`: moments under the responsibilities, and log p(x)."""
         x = _check_data(x, self.dim)

@@ -52,6 +52,35 @@ def test_em_equals_sklearn_from_the_same_start_and_is_monotone(covariance_type):
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_chunked_e_step_equals_the_moments_in_numpy(covariance_type, monkeypatch):
+    """The E-step over chunks of rows (6 whole chunks of 8 and 2 rows left) against the
+    responsibilities and moments formed directly with SciPy's multivariate normal."""
+    import jax.numpy as jnp
+    import scipy.stats
+
+    from pgm import mixture
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(50, 3)) * 2 + 10.0
+    model = GaussianMixture.initialize(jax.random.PRNGKey(4), x, 3, covariance_type)
+    cov = model.full_covariances()
+    joint = np.stack([np.log(w) + scipy.stats.multivariate_normal(m, c).logpdf(x)
+                      for w, m, c in zip(model.weights, model.means, cov)], axis=1)
+    resp = np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+    xc = x - x.mean(0)
+    second = np.einsum("nk,nd,ne->kde", resp, xc, xc)
+    monkeypatch.setattr(mixture, "E_STEP_CHUNK", 8)
+    e_step = jax.jit(mixture.gmm_e_step.__wrapped__, static_argnames="covariance_type")  # traced afresh
+    (nk, sx, sxx, shift), loglik = e_step(jnp.asarray(x), *model._args(), covariance_type=covariance_type)
+    np.testing.assert_allclose(nk, resp.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(sx, resp.T @ xc, rtol=1e-10, atol=1e-12)
+    expected = second if covariance_type == "full" else np.diagonal(second, axis1=1, axis2=2)
+    np.testing.assert_allclose(sxx, expected, rtol=1e-10)
+    np.testing.assert_allclose(shift, x.mean(0), rtol=1e-14)
+    assert float(loglik) == pytest.approx(logsumexp(joint, axis=1).sum(), rel=1e-13)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_log_prob_equals_enumerating_the_program(covariance_type, points):
     start = GaussianMixture.initialize(jax.random.PRNGKey(3), points, 3, covariance_type)
     per_class = []
@@ -73,6 +102,10 @@ def test_bad_input_gets_typed_errors(points):
     bad[4, 1] = np.nan
     with pytest.raises(DataError, match="row 4, column 1"):
         TRUTH.log_prob(bad)
+    with pytest.raises(DataError, match="row 4, column 1"):  # a device array is checked where it lies
+        em.fit(TRUTH, jax.numpy.asarray(bad), max_iter=2)
+    with pytest.raises(DataError, match="3 columns"):
+        TRUTH.prepare_data(jax.numpy.zeros((2, 3)))
     with pytest.raises(DataError, match="exceeds the 3 distinct points"):
         GaussianMixture.initialize(jax.random.PRNGKey(0), np.repeat(points[:3], 5, axis=0), 4)
     with pytest.raises(ModelError, match="component 1 is not positive definite"):
