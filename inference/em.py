@@ -80,13 +80,13 @@ def fit(
                 f"EM needs model.{name}(...)"
             )
     start = time.perf_counter()
-    prepare = getattr(model, "prepare_data", None)
-    if callable(prepare):
-        data = prepare(data)
     try:
         scale = max(1, len(data))
     except TypeError:
         scale = 1
+    prepare = getattr(model, "prepare_data", None)
+    if callable(prepare):
+        data = prepare(data)
     complete = bool(getattr(model, "data_is_complete", lambda d: False)(data))
 
     stats, loglik = model.expected_stats(data)

@@ -723,6 +723,13 @@ class PLSA:
             raise DataError(f"counts are {bow.n_docs} x {bow.n_words}, the model "
                             f"{self.doc_topic.shape[0]} x {self.topic_word.shape[1]}")
 
+    def prepare_data(self, counts) -> BagOfWords:
+        """The checked :class:`BagOfWords` that :func:`inference.em.fit` hands every E-step (its
+        device copies are made once)."""
+        bow = _bow(counts, integer=False)
+        self._check(bow)
+        return bow
+
     def expected_stats(self, counts):
         bow = _bow(counts, integer=False)
         self._check(bow)

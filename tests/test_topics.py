@@ -260,6 +260,20 @@ def test_plsa_e_step_dense_and_sparse_equal_the_explicit_posterior(beta, monkeyp
     np.testing.assert_allclose(dense_fit.history, sparse_fit.history, rtol=1e-11)
 
 
+def test_em_fit_prepares_plsa_data_once():
+    """em.fit turns a count matrix into the checked BagOfWords once (prepare_data); the fit equals
+    the one given that BagOfWords directly, and bad counts are still refused by name."""
+    from inference import em
+
+    counts = np.array([[3, 1, 0, 0], [2, 2, 0, 1], [0, 0, 4, 2], [0, 1, 3, 3]])
+    start = topics.PLSA.initialize(jax.random.PRNGKey(0), 4, 4, 2)
+    from_matrix = em.fit(start, counts, max_iter=15, tol=-np.inf)
+    from_bow = em.fit(start, BagOfWords.from_counts(counts), max_iter=15, tol=-np.inf)
+    np.testing.assert_array_equal(from_matrix.history, from_bow.history)
+    with pytest.raises(DataError, match="negative"):
+        em.fit(start, -counts, max_iter=2)
+
+
 def test_text_pipeline():
     assert text.tokenize("The cats, the DOGS & 42 birds!") == ["cats", "dogs", "birds"]
     vocab = text.build_vocabulary([["a", "b"], ["a", "c"], ["a", "b"], ["d"]], min_df=2, max_df=0.6)
