@@ -22,6 +22,8 @@ products in the linear-space steps for many, and the arithmetic below.
    pair marginals :math:`\\xi_t(i, j) \\propto \\alpha_{t-1}(i) A_{ij} e_t(j) \\beta_t(j)`.
 4. **Viterbi**: max-product, :math:`\\delta_t(j) = \\max_i \\delta_{t-1}(i) + \\log A_{ij} + \\log e_t(j)`,
    then backtracking through the argmax pointers (always in log space: no exponential is taken).
+   One long sequence runs in two passes (:func:`_viterbi_blocked`), a batch in one scan over time
+   (:func:`_viterbi_batch`); every variant forms the same sums, so all give the same path.
 5. **Sampling**: forward filter, then :math:`z_{T-1} \\sim \\alpha_{T-1}` and
    :math:`z_t \\sim \\alpha_t(\\cdot) A_{\\cdot, z_{t+1}}` backwards.
 
