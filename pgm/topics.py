@@ -505,13 +505,15 @@ def vb_elbo(doc, word, count, gamma, lam, alpha, eta, n_docs: int, scale: float 
     return scale * (words + docs) + topics
 
 
-@partial(jax.jit, static_argnames=("e_step_iter", "n_docs"))
-def _batch_vb_step(lam, gamma, chunks, flat, alpha, eta, e_step_tol, e_step_iter: int, n_docs: int):
-    """One batch iteration: E-step on every document, :math:`\\lambda = \\eta + \\bar s`, the ELBO."""
+@partial(jax.jit, static_argnames=("e_step_iter", "n_docs", "track_elbo"))
+def _batch_vb_step(lam, gamma, chunks, flat, alpha, eta, e_step_tol, e_step_iter: int, n_docs: int,
+                   track_elbo: bool = True):
+    """One batch iteration: E-step on every document, :math:`\\lambda = \\eta + \\bar s`, the ELBO
+    (NaN without ``track_elbo``)."""
     gamma, sstats = vb_e_step(*chunks, jnp.exp(_dirichlet_expectation(lam)).T, alpha, gamma, max_iter=e_step_iter,
                               tol=e_step_tol)
     lam = eta + sstats
-    return lam, gamma, vb_elbo(*flat, gamma, lam, alpha, eta, n_docs=n_docs)
+    return lam, gamma, vb_elbo(*flat, gamma, lam, alpha, eta, n_docs=n_docs) if track_elbo else jnp.nan
 
 
 @partial(jax.jit, static_argnames=("n_passes", "e_step_iter", "track_elbo", "n_docs"))
@@ -568,8 +570,9 @@ def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool
 
     The E-step of a document stops when the mean absolute change of :math:`\\gamma_d` is below
     ``e_step_tol`` or after ``e_step_iter`` updates (scikit-learn's ``mean_change_tol`` and
-    ``max_doc_update_iter``). ``track_elbo=False`` skips the online ELBO of every pass (the
-    history is then empty; the final ELBO is still reported). ``chunk_width``: see
+    ``max_doc_update_iter``). ``track_elbo=False`` skips the ELBO of every iteration (batch: then
+    ``max_iter`` iterations run, ``tol`` unused, as with scikit-learn's ``evaluate_every=-1``) or
+    pass (online); the history is then empty, the final ELBO is still reported. ``chunk_width``: see
     :meth:`BagOfWords.chunked`.
 
     Returns:
@@ -595,7 +598,9 @@ def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool
         history = []
         for _ in range(max_iter):
             lam, gamma, elbo = _batch_vb_step(lam, gamma, chunks, flat, lda.alpha, lda.eta, e_step_tol,
-                                              e_step_iter=e_step_iter, n_docs=d)
+                                              e_step_iter=e_step_iter, n_docs=d, track_elbo=bool(track_elbo))
+            if not track_elbo:  # a fixed number of iterations
+                continue
             history.append(float(elbo))
             if len(history) > 1 and abs(history[-1] - history[-2]) < tol * n_tokens:
                 break
@@ -615,7 +620,8 @@ def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool
         params={"topic_word": lam_np / lam_np.sum(1, keepdims=True),
                 "doc_topic": gamma_np / gamma_np.sum(1, keepdims=True), "lambda": lam_np, "gamma": gamma_np},
         log_evidence=elbo, log_evidence_kind="lower_bound", history=history,
-        seconds=time.perf_counter() - start, diagnostics={"passes": int(max_iter) if online else len(history)},
+        seconds=time.perf_counter() - start,
+        diagnostics={"passes": int(max_iter) if online or not track_elbo else len(history)},
     )
 
 

@@ -69,6 +69,16 @@ def test_batch_vb_elbo_rises_and_the_best_restart_finds_the_bars(bars):
     assert tv.max() < 0.1
 
 
+def test_batch_vb_without_the_elbo_runs_max_iter_of_the_same_updates(bars):
+    lda, counts = bars
+    tracked = variational_bayes(jax.random.PRNGKey(0), counts, lda, max_iter=6, tol=-np.inf)
+    untracked = variational_bayes(jax.random.PRNGKey(0), counts, lda, max_iter=6, track_elbo=False)
+    assert len(tracked.history) == 6 and len(untracked.history) == 0
+    assert untracked.diagnostics["passes"] == 6
+    np.testing.assert_array_equal(untracked.params["lambda"], tracked.params["lambda"])
+    assert untracked.log_evidence == tracked.log_evidence  # the final bound is still reported
+
+
 def test_online_vb_learns_topics(bars):
     lda, counts = bars
     r = variational_bayes(jax.random.PRNGKey(0), counts, lda, max_iter=30, online=True, batch_size=50)
