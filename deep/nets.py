@@ -10,7 +10,6 @@ Shapes: ``B`` data points, ``D`` pixels (flattened), ``Z`` latent dimensions, ``
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 
 from inference.errors import DataError
 from inference.likelihood import seeded
+from inference.train import isolated
 
 __all__ = ["MLP", "Encoder", "Decoder", "isolated", "seeded"]
 
@@ -84,19 +84,3 @@ class Decoder(nn.Module):
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
 
-@contextlib.contextmanager
-def isolated(seed=None):
-    """A private Pyro parameter store (and, with ``seed``, a private torch random state) for a block.
-
-    Pyro programs that call ``pyro.module`` add their networks to Pyro's parameter store; inside
-    this scope that store is a fresh one, discarded on exit, so two models never share names and
-    nothing global is left behind. The networks' weights stay in their modules.
-    """
-    import pyro
-
-    with pyro.get_param_store().scope():
-        if seed is None:
-            yield
-        else:
-            with seeded(seed):
-                yield

@@ -75,6 +75,7 @@ class VAE(nn.Module):
     """
 
     objective = "elbo"
+    recordable = True  # static programs, every weight through pyro.module: deep.train records the loss
 
     def __init__(self, image_shape: Sequence[int] = (8, 8), z_dim: int = 2, hidden: Sequence[int] = (128,),
                  likelihood: str = "bernoulli", *, data_range=(0.0, 1.0), name: str = "vae"):

@@ -64,3 +64,13 @@ class CheckpointError(GenzooError, ValueError):
 
 class MonotonicityError(GenzooError, ArithmeticError):
     """An algorithm that must never decrease its objective (EM) decreased it."""
+
+
+class TrainingError(GenzooError, ArithmeticError):
+    """A training run produced a non-finite loss. ``step`` (1-based) and ``rows`` (the minibatch's
+    rows of the training data) locate it; the last good checkpoint, if any, is kept."""
+
+    def __init__(self, message: str, step: int | None = None, rows: list | None = None):
+        super().__init__(message)
+        self.step = step
+        self.rows = rows

@@ -56,7 +56,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import types
 from typing import Any, Callable
 
 import jax
@@ -66,6 +65,7 @@ import numpy as np
 from inference.errors import CheckpointError, DataError, ModelError, UnknownNameError
 from inference.io import atomic_write
 from inference.result import Result
+from inference.rng import as_key
 
 __all__ = ["fit", "make_guide", "make_elbo", "IWAE", "mean_field", "GUIDES", "ELBOS"]
 
@@ -84,44 +84,29 @@ def __getattr__(name):
 
 
 # =========================================================================== backend
-def _module_roots(fn) -> set:
-    """Top-level packages (``pyro``, ``numpyro``) of the modules a function's code names."""
-    fn = getattr(fn, "__func__", fn)
-    if not isinstance(fn, types.FunctionType):
-        fn = getattr(type(fn), "__call__", None)
-        if not isinstance(fn, types.FunctionType):
-            return set()
-    roots = set()
-    for name in fn.__code__.co_names:
-        value = fn.__globals__.get(name)
-        if isinstance(value, types.ModuleType):
-            roots.add(value.__name__.split(".")[0])
-        elif value is not None and getattr(value, "__module__", None):
-            roots.add(str(value.__module__).split(".")[0])
-    return roots & {"pyro", "numpyro"}
-
-
 def backend_of(model: Callable, data: dict | None = None) -> str:
-    """``"numpyro"`` or ``"pyro"``: the library whose primitives a program calls.
+    """``"numpyro"`` or ``"pyro"``: the library a program is run with, by one documented rule.
 
-    A bound method of a ``torch.nn.Module`` is Pyro; otherwise the modules named by the
-    program's code decide; failing that, the program is run once on ``data`` under NumPyro's
-    handlers and is NumPyro if that records a site, Pyro otherwise.
+    1. A bound method of a ``torch.nn.Module`` (a deep model's ``model`` / ``guide``) is Pyro.
+    2. A program given torch tensors as data is Pyro.
+    3. Everything else is NumPyro.
+
+    A Pyro program with NumPy data (or none) is named with ``fit(..., backend="pyro")``. Nothing is
+    guessed by running the program or reading its code.
     """
     owner = getattr(model, "__self__", None)
-    if owner is not None and any(c.__module__.startswith("torch.nn") for c in type(owner).__mro__):
+    if owner is not None and isinstance(owner, _torch_module_type()):
         return "pyro"
-    roots = _module_roots(model)
-    if len(roots) == 1:
-        return roots.pop()
-    from numpyro import handlers
+    if data and any(type(v).__module__.split(".")[0] == "torch" for v in data.values()):
+        return "pyro"
+    return "numpyro"
 
-    try:
-        with handlers.trace() as tr, handlers.seed(rng_seed=0):
-            model(**(data or {}))
-    except Exception:
-        tr = {}
-    return "numpyro" if tr else "pyro"
+
+def _torch_module_type():
+    import sys
+
+    torch = sys.modules.get("torch")  # a module object exists only where torch was imported
+    return torch.nn.Module if torch is not None else ()
 
 
 # =========================================================================== guides and ELBOs
@@ -397,22 +382,6 @@ def _numpyro_scaled(fn, plate: str, factor: float, seen: set):
     return _ScaleInPlate(fn)
 
 
-def _pyro_scaled(fn, plate: str, factor: float, seen: set):
-    from pyro.poutine.messenger import Messenger
-
-    class _ScaleInPlate(Messenger):
-        def _process_message(self, msg):
-            if msg["type"] == "sample" and any(f.name == plate for f in msg["cond_indep_stack"]):
-                seen.add(msg["name"])
-                msg["scale"] = factor * msg["scale"]
-
-    def scaled(*args, **kwargs):
-        with _ScaleInPlate():
-            return fn(*args, **kwargs)
-
-    return scaled
-
-
 # =========================================================================== checkpoints
 def _signature(leaves, extra: dict) -> str:
     return json.dumps({"shapes": [list(np.shape(x)) for x in leaves],
@@ -456,7 +425,7 @@ def fit(model: Callable, data: dict | None = None, *, key, guide: str | Callable
         model: a NumPyro or Pyro program (recognised by :func:`backend_of`, or say ``backend``);
             data enter as keyword arguments.
         data: the keyword arguments of ``model`` (and of a guide program).
-        key: a JAX PRNG key (NumPyro) or an int seed (Pyro; a JAX key is folded to one).
+        key: a JAX PRNG key or an int seed (for a Pyro program, a key is turned into an int seed).
         guide: ``"normal"``, ``"mvn"``, ``"lowrank"`` (``rank``), ``"delta"`` or a guide program.
         elbo: ``"trace"``, ``"trace_enum"``, ``"iwae"`` (DReG unless ``dreg=False``; NumPyro) or
             ``"renyi"`` (order ``alpha``).
@@ -489,8 +458,11 @@ def fit(model: Callable, data: dict | None = None, *, key, guide: str | Callable
                    checkpoint=None if checkpoint is None else os.fspath(checkpoint),
                    checkpoint_every=checkpoint_every, batch_plate=batch_plate, alpha=alpha, dreg=dreg, rank=rank,
                    max_plate_nesting=max_plate_nesting)
-    run = _fit_numpyro if backend == "numpyro" else _fit_pyro
-    return run(model, dict(data or {}), key, **options)
+    if backend == "numpyro":
+        return _fit_numpyro(model, dict(data or {}), key, **options)
+    from inference.svi_pyro import fit_pyro
+
+    return fit_pyro(model, dict(data or {}), key, make_guide=make_guide, make_elbo=make_elbo, **options)
 
 
 def _chunks(start, steps, progress, checkpoint, checkpoint_every):
@@ -529,7 +501,7 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
     from inference.mcmc import check_model
 
     start_time = time.perf_counter()
-    key = _raw_key(key)
+    key = _raw_key(as_key(key))
     check_key, init_key, batch_key, eval_key, sample_key = jax.random.split(key, 5)
 
     # 1. data, minibatches and the scaled program
@@ -641,140 +613,3 @@ def _numpyro_guide_draws(guide_fn, params, key, n, data):
     else:
         draws = Predictive(guide_fn, params=params, num_samples=n)(key, **data)
     return {k: np.asarray(v) for k, v in draws.items() if not k.startswith("_")}
-
-
-# --------------------------------------------------------------------------- Pyro
-def _int_seed(key) -> int:
-    if isinstance(key, (int, np.integer)):
-        return int(key)
-    raw = np.asarray(_raw_key(key)).ravel()
-    return int(raw[-1]) ^ (int(raw[0]) << 16)
-
-
-def _fit_pyro(model, data, key, *, guide, elbo, num_particles, steps, learning_rate, optimizer, batch_size,
-              num_samples, progress, checkpoint, checkpoint_every, batch_plate, alpha, dreg, rank,
-              max_plate_nesting):
-    import pyro
-    import torch
-    from tqdm.auto import tqdm
-
-    start_time = time.perf_counter()
-    seed = _int_seed(key)
-    batch_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-    batches = _Batches(data, batch_size, batch_key) if batch_size is not None else None
-    # 1. a private parameter store and random state: nothing global is left changed
-    with torch.random.fork_rng(), pyro.get_param_store().scope():
-        torch.manual_seed(seed)
-        prog = model
-        scaled_sites: set = set()
-        if batches:
-            prog = _pyro_scaled(model, batch_plate, batches.scale, scaled_sites)
-        guide_fn = make_guide(prog, guide, backend="pyro", rank=rank)
-        if batches and callable(guide):
-            guide_fn = _pyro_scaled(guide, batch_plate, batches.scale, set())
-        loss = make_elbo(elbo, num_particles, backend="pyro", alpha=alpha, max_plate_nesting=max_plate_nesting)
-        optim = optimizer if optimizer is not None else pyro.optim.Adam({"lr": learning_rate})
-        svi = pyro.infer.SVI(prog, guide_fn, optim, loss)
-        batch = (lambda t: _as_torch(batches(t))) if batches else (lambda t, d=_as_torch(data): d)
-
-        # 2. build the parameters (one loss evaluation), then resume
-        svi.evaluate_loss(**batch(0))
-        if batches and not scaled_sites:
-            raise ModelError(f"batch_size: no sample site lies inside a plate named {batch_plate!r}")
-        store = pyro.get_param_store()
-        meta = {"guide": guide if isinstance(guide, str) else getattr(guide, "__name__", "guide"), "elbo": elbo,
-                "params": {n: list(p.shape) for n, p in sorted(store.named_parameters())}}
-        history, done = [], 0
-        if checkpoint and os.path.exists(checkpoint):
-            done, history = _load_pyro(checkpoint, store, optim, meta)
-            if done > steps:
-                raise CheckpointError(f"{checkpoint}: holds {done} steps, more than steps={steps}")
-        resumed_from = done
-
-        # 3. optimise
-        with tqdm(total=steps, initial=done, disable=not progress, desc="svi") as bar:
-            for lo, hi in _chunks(done, steps, progress, checkpoint, checkpoint_every):
-                chunk = [svi.step(**batch(t)) for t in range(lo, hi)]
-                _check_losses(chunk, lo, "lower learning_rate or check the model")
-                history.extend(float(v) for v in chunk)
-                if checkpoint:
-                    _save_pyro(checkpoint, store, optim, hi, history, meta)
-                bar.update(hi - lo)
-                bar.set_postfix(loss=f"{history[-1]:.4g}")
-
-        # 4. the bound at the final parameters, guide draws
-        with torch.no_grad():
-            if batches:
-                bound = -float(np.mean(history[-max(1, len(history) // 10):]))
-            else:
-                bound = -float(np.mean([svi.evaluate_loss(**batch(0)) for _ in range(16)]))
-            params = {n: pyro.param(n).detach().cpu().numpy().copy() for n in store.keys()}
-            samples = _pyro_guide_draws(guide_fn, num_samples, batch(0)) if num_samples else {}
-    is_delta = guide == "delta"
-    diagnostics = {"guide": meta["guide"], "elbo": elbo, "num_particles": num_particles, "steps": steps,
-                   "resumed_from": resumed_from, "backend": "pyro"}
-    if elbo == "iwae" and dreg:
-        diagnostics["dreg"] = False  # Pyro's RenyiELBO(alpha=0): plain IWAE gradients
-    if is_delta:
-        diagnostics["log_joint"] = bound
-    return Result(method="svi", params=params, samples=samples, history=np.asarray(history),
-                  log_evidence=None if is_delta else bound, log_evidence_kind=None if is_delta else "lower_bound",
-                  seconds=time.perf_counter() - start_time, diagnostics=diagnostics)
-
-
-def _as_torch(data: dict) -> dict:
-    import torch
-
-    out = {}
-    for k, v in data.items():
-        if isinstance(v, np.ndarray) or (hasattr(v, "shape") and not isinstance(v, torch.Tensor)):
-            v = torch.as_tensor(np.asarray(v))
-            if v.dtype == torch.float64 and torch.get_default_dtype() == torch.float32:
-                v = v.float()
-        out[k] = v
-    return out
-
-
-def _pyro_guide_draws(guide_fn, n, data):
-    from pyro import poutine
-
-    draws = {}
-    for _ in range(n):
-        tr = poutine.trace(guide_fn).get_trace(**data)
-        for name, site in tr.nodes.items():
-            if site["type"] == "sample" and not site["is_observed"] and not name.startswith("_"):
-                draws.setdefault(name, []).append(site["value"].detach().cpu().numpy())
-    return {k: np.stack(v) for k, v in draws.items()}
-
-
-def _save_pyro(path, store, optim, step, history, meta):
-    import torch
-
-    payload = {
-        "params": {n: p.detach().clone() for n, p in store.named_parameters()},  # unconstrained
-        "optim": optim.get_state(),
-        "rng": torch.get_rng_state(),
-        "step": step,
-        "history": torch.tensor(history, dtype=torch.float64),
-        "signature": json.dumps(meta, sort_keys=True),
-    }
-    atomic_write(path, lambda f: torch.save(payload, f))
-
-
-def _load_pyro(path, store, optim, meta):
-    import torch
-
-    try:
-        payload = torch.load(path, weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: not a readable SVI checkpoint ({err})") from err
-    expected = json.dumps(meta, sort_keys=True)
-    if payload.get("signature") != expected:
-        raise CheckpointError(f"{path}: the checkpoint belongs to another model, guide or objective "
-                              f"(stored {str(payload.get('signature'))[:200]}, expected {expected[:200]})")
-    with torch.no_grad():
-        for name, p in store.named_parameters():
-            p.copy_(payload["params"][name])
-    optim.set_state(payload["optim"])
-    torch.set_rng_state(payload["rng"])
-    return int(payload["step"]), payload["history"].tolist()
