@@ -45,6 +45,15 @@ It needs programs of static structure (no branch on the values of the data; the 
 programs qualify) and cannot record DReG's gradient hook (``"iwae_dreg"``) or a callable
 objective.
 
+The IWAE bound of a whole Pyro program (:class:`DRegIWAE`, used by :func:`inference.svi.fit`):
+the same DReG construction on the program's joint weight :math:`w_k = p_\\theta(x, z_k) /
+q_\\phi(z_k)` over all of its sites, with a hook on every reparameterised draw of the guide.
+
+Reads of Pyro's private attributes, kept because no public route exists: ``MaskedDistribution._mask``
+(to rebuild a masked guide site with its parameters held fixed) and, for recorded steps,
+``JitTrace_ELBO._loss_and_surrogate_loss`` and the recorded graph's ``_param_names`` (to find
+weights a recording would freeze as constants and name them).
+
 References:
     Tucker, Lawson, Gu and Maddison (2019). Doubly reparameterized gradient estimators for Monte
         Carlo objectives. ICLR.
@@ -62,7 +71,7 @@ from inference.errors import DataError, ModelError
 from inference.likelihood import log_weights
 from inference.train import LossStep
 
-__all__ = ["ObjectiveStep", "loss_function", "OBJECTIVES", "COMPILABLE"]
+__all__ = ["ObjectiveStep", "DRegIWAE", "loss_function", "OBJECTIVES", "COMPILABLE"]
 
 OBJECTIVES = ("elbo", "iwae", "iwae_dreg", "renyi")
 COMPILABLE = ("elbo", "iwae", "renyi")
@@ -118,21 +127,6 @@ def _dreg_loss(obj, batch, num_particles, alpha):
     surrogate = -(w * lw).sum(0).mean()
     bound = -(torch.logsumexp(lw.detach(), 0) - math.log(k)).mean()
     return surrogate - surrogate.detach() + bound
-
-
-def _detached(fn):
-    """The same distribution with its parameters cut from the graph (Normal / Independent)."""
-    import pyro.distributions as dist
-
-    if isinstance(fn, dist.Independent):
-        return dist.Independent(_detached(fn.base_dist), fn.reinterpreted_batch_ndims)
-    if isinstance(fn, dist.Normal):
-        return dist.Normal(fn.loc.detach(), fn.scale.detach())
-    if isinstance(fn, dist.MaskedDistribution):
-        return _detached(fn.base_dist).mask(fn._mask)
-    if isinstance(fn, dist.ExpandedDistribution):
-        return _detached(fn.base_dist).expand(fn.batch_shape)
-    raise ModelError(f"DReG: cannot hold the parameters of a {type(fn).__name__} guide fixed; use objective='iwae'")
 
 
 _LOSSES = {"elbo": _elbo_loss, "iwae": _iwae_loss, "iwae_dreg": _dreg_loss, "renyi": _renyi_loss}
@@ -306,3 +300,75 @@ class ObjectiveStep(LossStep):
     def setup(self, data):
         if self.jit:
             _check_data(self.module, self._loss, data, self._augment, self._chunk)
+
+
+# =========================================================================== IWAE with DReG on a whole program
+def _detached(fn):
+    """The same guide distribution with its parameters cut from the graph (DReG's log q)."""
+    import pyro.distributions as dist
+
+    if isinstance(fn, dist.Delta):  # a point mass: its log-density is a function of the draw only
+        return fn
+    if isinstance(fn, dist.Independent):
+        return dist.Independent(_detached(fn.base_dist), fn.reinterpreted_batch_ndims)
+    if isinstance(fn, dist.MaskedDistribution):
+        return _detached(fn.base_dist).mask(fn._mask)
+    if isinstance(fn, dist.ExpandedDistribution):
+        return _detached(fn.base_dist).expand(fn.batch_shape)
+    if isinstance(fn, dist.Normal):
+        return dist.Normal(fn.loc.detach(), fn.scale.detach())
+    if isinstance(fn, dist.LowRankMultivariateNormal):
+        return dist.LowRankMultivariateNormal(fn.loc.detach(), fn.cov_factor.detach(), fn.cov_diag.detach())
+    if isinstance(fn, dist.MultivariateNormal):
+        return dist.MultivariateNormal(fn.loc.detach(), scale_tril=fn.scale_tril.detach())
+    raise ModelError(f"DReG cannot hold the parameters of a {type(fn).__name__} guide site fixed; "
+                     "pass dreg=False for the plain IWAE gradient")
+
+
+def _log_density(trace) -> torch.Tensor:
+    total = torch.zeros(())
+    for site in trace.nodes.values():
+        if site["type"] == "sample":
+            lp = site["fn"].log_prob(site["value"])
+            if site["scale"] is not None:
+                lp = lp * site["scale"]
+            total = total + lp.sum()
+    return total
+
+
+class DRegIWAE:
+    """The IWAE bound of a Pyro program's joint weight with DReG guide gradients (module docstring).
+
+    A callable ``loss(model, guide, **kwargs) -> tensor`` in the form ``pyro.infer.SVI`` takes:
+    the value is :math:`-\\mathcal L_K`, the gradient DReG's.
+    """
+
+    def __init__(self, num_particles: int):
+        self.num_particles = int(num_particles)
+
+    def __call__(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        import pyro.distributions as dist
+        from pyro import poutine
+
+        weights: dict[str, torch.Tensor] = {}
+        log_w = []
+        for k in range(self.num_particles):
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            for name, site in guide_trace.nodes.items():
+                if site["type"] != "sample" or site["is_observed"]:
+                    continue
+                if not site["fn"].has_rsample:
+                    raise ModelError(f"iwae needs a reparameterised guide; site {name!r} "
+                                     f"({type(site['fn']).__name__}) is not")
+                site["fn"] = _detached(site["fn"])  # log q with phi held fixed
+                z = site["value"]
+                if z.requires_grad and not isinstance(site["fn"], dist.Delta):
+                    z.register_hook(lambda g, k=k: g * weights["w"][k])
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+            log_w.append(_log_density(model_trace) - _log_density(guide_trace))
+        lw = torch.stack(log_w)  # (K,)
+        w = torch.softmax(lw.detach(), 0)
+        weights["w"] = w
+        surrogate = -(w * lw).sum()
+        bound = -(torch.logsumexp(lw.detach(), 0) - math.log(self.num_particles))
+        return surrogate - surrogate.detach() + bound

@@ -6,121 +6,32 @@ parameter store (a private scope per run); :class:`PyroSVIStep` makes them the l
 the progress bar, checkpoints (atomic, hashed, ``weights_only=True``, resumed bit for bit) and the
 non-finite guard are the loop's, as for every torch model of the zoo.
 
-Objectives: Pyro's ``Trace_ELBO``, ``TraceEnum_ELBO`` and ``RenyiELBO``, and the IWAE bound
-
-.. math::
-    \\mathcal L_K = \\log \\frac1K \\sum_{k=1}^K w_k, \\qquad
-    \\log w_k = \\log p_\\theta(x, z_k) - \\log q_\\phi(z_k), \\quad z_k = g_\\phi(\\epsilon_k),
-
-over the program's joint weight (all of its sites), with the doubly reparameterised gradient for
-the guide (DReG, Tucker et al. 2019) unless ``dreg=False``: with normalised weights
-:math:`\\tilde w_k`, the guide's gradient is :math:`\\sum_k \\tilde w_k^2 \\, \\partial_{z_k} \\log w_k
-\\, \\partial_\\phi z_k` and the model's the usual :math:`\\sum_k \\tilde w_k \\nabla_\\theta \\log w_k`.
-One backward pass gives both: the surrogate :math:`-\\sum_k \\mathrm{sg}(\\tilde w_k) \\log w_k` with
-:math:`\\log q` evaluated at parameters held fixed, and a hook that multiplies the gradient reaching
-each reparameterised draw :math:`z_k` by :math:`\\tilde w_k`. A guide site whose parameters cannot
-be held fixed (a family other than Normal, multivariate Normal, low-rank multivariate Normal, or a
-point mass carrying a log-density) raises :class:`~inference.errors.ModelError`: DReG is never
-dropped silently.
+Objectives: Pyro's ``Trace_ELBO``, ``TraceEnum_ELBO`` and ``RenyiELBO``, and the IWAE bound of the
+program's joint weight with DReG gradients for the guide unless ``dreg=False``
+(:class:`inference.objectives.DRegIWAE`; a guide it cannot serve raises, DReG is never dropped
+silently).
 
 Minibatches: every sample site inside the plate named ``batch_plate`` has its log-density scaled
 by :math:`N / B` for a minibatch of :math:`B` of the :math:`N` rows (an unbiased estimate of the
 full-data bound).
-
-References:
-    Tucker, Lawson, Gu and Maddison (2019). Doubly reparameterized gradient estimators for Monte
-        Carlo objectives. ICLR.
-    Burda, Grosse and Salakhutdinov (2016). Importance weighted autoencoders. ICLR.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
 from inference.errors import DataError, ModelError
+from inference.objectives import DRegIWAE
 from inference.likelihood import seeded
 from inference.result import Result
 from inference.rng import int_seed
 from inference.train import TrainStep, fit as train_fit
 
-__all__ = ["fit_pyro", "PyroSVIStep", "DRegIWAE"]
-
-
-# =========================================================================== objectives
-def _detached(fn):
-    """The same guide distribution with its parameters cut from the graph (DReG's log q)."""
-    import pyro.distributions as dist
-
-    if isinstance(fn, dist.Delta):  # a point mass: its log-density is a function of the draw only
-        return fn
-    if isinstance(fn, dist.Independent):
-        return dist.Independent(_detached(fn.base_dist), fn.reinterpreted_batch_ndims)
-    if isinstance(fn, dist.MaskedDistribution):
-        return _detached(fn.base_dist).mask(fn._mask)
-    if isinstance(fn, dist.ExpandedDistribution):
-        return _detached(fn.base_dist).expand(fn.batch_shape)
-    if isinstance(fn, dist.Normal):
-        return dist.Normal(fn.loc.detach(), fn.scale.detach())
-    if isinstance(fn, dist.LowRankMultivariateNormal):
-        return dist.LowRankMultivariateNormal(fn.loc.detach(), fn.cov_factor.detach(), fn.cov_diag.detach())
-    if isinstance(fn, dist.MultivariateNormal):
-        return dist.MultivariateNormal(fn.loc.detach(), scale_tril=fn.scale_tril.detach())
-    raise ModelError(f"DReG cannot hold the parameters of a {type(fn).__name__} guide site fixed; "
-                     "pass dreg=False for the plain IWAE gradient")
-
-
-def _log_density(trace) -> torch.Tensor:
-    total = torch.zeros(())
-    for site in trace.nodes.values():
-        if site["type"] == "sample":
-            lp = site["fn"].log_prob(site["value"])
-            if site["scale"] is not None:
-                lp = lp * site["scale"]
-            total = total + lp.sum()
-    return total
-
-
-class DRegIWAE:
-    """The IWAE bound of a Pyro program's joint weight with DReG guide gradients (module docstring).
-
-    A callable ``loss(model, guide, **kwargs) -> tensor`` in the form ``pyro.infer.SVI`` takes:
-    the value is :math:`-\\mathcal L_K`, the gradient DReG's.
-    """
-
-    def __init__(self, num_particles: int):
-        self.num_particles = int(num_particles)
-
-    def __call__(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        import pyro.distributions as dist
-        from pyro import poutine
-
-        weights: dict[str, torch.Tensor] = {}
-        log_w = []
-        for k in range(self.num_particles):
-            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-            for name, site in guide_trace.nodes.items():
-                if site["type"] != "sample" or site["is_observed"]:
-                    continue
-                if not site["fn"].has_rsample:
-                    raise ModelError(f"iwae needs a reparameterised guide; site {name!r} "
-                                     f"({type(site['fn']).__name__}) is not")
-                site["fn"] = _detached(site["fn"])  # log q with phi held fixed
-                z = site["value"]
-                if z.requires_grad and not isinstance(site["fn"], dist.Delta):
-                    z.register_hook(lambda g, k=k: g * weights["w"][k])
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-            log_w.append(_log_density(model_trace) - _log_density(guide_trace))
-        lw = torch.stack(log_w)  # (K,)
-        w = torch.softmax(lw.detach(), 0)
-        weights["w"] = w
-        surrogate = -(w * lw).sum()
-        bound = -(torch.logsumexp(lw.detach(), 0) - math.log(self.num_particles))
-        return surrogate - surrogate.detach() + bound
+__all__ = ["fit_pyro", "PyroSVIStep"]
 
 
 def _scaled(fn, plate: str, factor: dict, seen: set):
