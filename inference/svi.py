@@ -42,6 +42,15 @@ Example:
     >>> abs(float(r.params["mu_auto_loc"]) - float(m.posterior(x)["mu"].loc)) < 0.05
     True
 
+Which library runs a program is one rule (:func:`backend_of`): a deep model's bound method or torch
+data means Pyro, anything else NumPyro; ``backend=`` says it outright. Pyro programs train through
+the zoo's one loop (:mod:`inference.svi_pyro` on :mod:`inference.train`), NumPyro programs in
+compiled chunks of steps here.
+
+A private name of NumPyro still read: ``numpyro.infer.util._guess_max_plate_nesting`` (TraceEnum
+needs the model's plate depth; NumPyro's own ``TraceEnum_ELBO`` calls the same function and has no
+public equivalent).
+
 References:
     Hoffman, Blei, Wang and Paisley (2013). Stochastic variational inference. JMLR.
     Kingma and Welling (2014). Auto-encoding variational Bayes. ICLR.
@@ -175,7 +184,14 @@ def make_elbo(elbo: str = "trace", num_particles: int = 1, *, backend: str = "nu
 
 
 # --------------------------------------------------------------------------- TraceEnum (NumPyro)
-class EnumELBO:
+class _StatelessELBO:
+    """A NumPyro ELBO with no mutable state: ``loss_with_mutable_state`` is ``loss``."""
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        return {"loss": self.loss(rng_key, param_map, model, guide, *args, **kwargs), "mutable_state": None}
+
+
+class EnumELBO(_StatelessELBO):
     """ELBO with the model's enumerated discrete sites summed out by funsor's contraction, which
     knows ``scan``'s Markov structure: :math:`\\mathcal L = \\mathbb E_q[\\log \\sum_{z_d} p_\\theta(x,
     z_c, z_d) - \\log q_\\phi(z_c)]`, estimated with reparameterised (or point-mass) draws of
@@ -195,9 +211,6 @@ class EnumELBO:
     def __init__(self, num_particles: int = 1, max_plate_nesting: int | None = None):
         self.num_particles = num_particles
         self.max_plate_nesting = max_plate_nesting
-
-    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
-        return {"loss": self.loss(rng_key, param_map, model, guide, *args, **kwargs), "mutable_state": None}
 
     def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
         import numpyro.distributions as dist
@@ -258,7 +271,7 @@ def _log_density(trace, indep_dims, use_scale):
     return total
 
 
-class IWAE:
+class IWAE(_StatelessELBO):
     """Importance-weighted bound :math:`\\log \\frac1K \\sum_k w_k` as a NumPyro ELBO, with DReG
     gradients for the guide.
 
@@ -280,9 +293,6 @@ class IWAE:
     def __init__(self, num_particles: int = 8, dreg: bool = True):
         self.num_particles = num_particles
         self.dreg = dreg
-
-    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
-        return {"loss": self.loss(rng_key, param_map, model, guide, *args, **kwargs), "mutable_state": None}
 
     def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
         from jax.lax import stop_gradient as sg
