@@ -15,6 +15,8 @@ import torch
 from deep.train import load_checkpoint, save_checkpoint, train
 from deep.vae import VAE
 from inference.errors import CheckpointError, DataError
+from inference.likelihood import seeded
+from inference.train import checkpoint_state
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -24,8 +26,9 @@ def _data(n=48):
     return {"x": (rng.random((n, 4, 4)) > 0.5).astype(np.float32)}
 
 
-def _model():
-    return VAE((4, 4), z_dim=2, hidden=(8,))
+def _model(seed=0):
+    with seeded(seed):  # initial weights from a seeded generator, not the caller's global state
+        return VAE((4, 4), z_dim=2, hidden=(8,))
 
 
 def _state(model):
@@ -62,18 +65,29 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
         model = VAE((4, 4), z_dim=2, hidden=(8,))
         load_checkpoint({str(init)!r}, model)
         x = np.load({str(tmp_path / 'x.npy')!r})
+
+        def hold(step, loss):  # past the checkpoint of step {2 * every}: wait there to be killed
+            if step == {2 * every + 1}:
+                time.sleep(600)
+
         train(model, {{"x": x}}, seed=3, steps={steps}, batch_size=16, checkpoint={str(ckpt)!r},
-              checkpoint_every={every}, num_threads=1, callback=lambda step, loss: time.sleep(0.05))
+              checkpoint_every={every}, num_threads=1, callback=hold)
     """)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT)
     try:
-        deadline = time.time() + 120
-        while not ckpt.exists():
-            assert proc.poll() is None, "the training process ended before writing a checkpoint"
-            assert time.time() < deadline, "no checkpoint within 120 s"
+        # Wait on the run's own signal (its checkpoint of step 2 * every, after which it holds one step
+        # further: that step is lost), not on a clock. The deadline only guards against a hang.
+        deadline = time.time() + 600
+        while True:
+            assert proc.poll() is None, "the training process ended before writing its checkpoint"
+            assert time.time() < deadline, "the training process hung"
+            try:
+                if ckpt.exists() and checkpoint_state(ckpt)["step"] == 2 * every:
+                    break
+            except CheckpointError:
+                pass  # a newer checkpoint is being renamed into place
             time.sleep(0.05)
-        time.sleep(0.3)  # let it run past the checkpoint: the steps after it are lost
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()

@@ -148,7 +148,7 @@ def test_torch_mala_and_ula_match_the_same_answers():
     assert_moments(r.samples["x"], np.zeros(1), np.array([ula_stationary_variance(sigma2, eps)]), num_chains=8)
 
 
-def test_torch_sgld_and_annealed_run():
+def test_torch_sgld_matches_its_closed_form_stationary_law():
     g = torch.Generator().manual_seed(1)
     data = torch.randn(200, generator=g, dtype=torch.float64) + 3.0
 
@@ -156,15 +156,33 @@ def test_torch_sgld_and_annealed_run():
         idx = torch.randint(0, 200, (20,), generator=gen)
         return -mu / 100.0 + 200 / 20 * (data[idx] - mu).sum()
 
-    r = langevin.run_torch(langevin.sgld_torch(grad_estimator, 1e-4), g, torch.zeros(()), 3000, burn_in=500)
-    post_mean = data.sum().item() / (200 + 1 / 100)
-    post_sd = (200 + 1 / 100) ** -0.5
-    assert abs(r.samples["x"].mean() - post_mean) < 0.5 * post_sd + Z * post_sd / np.sqrt(r.diagnostics["ess"]["x"])
-    kernel = langevin.annealed_langevin_torch(lambda x, s: -x / (1 + s**2), [2.0, 0.5], 0.05, 10)
-    state = kernel.init(torch.zeros(3, dtype=torch.float64))
-    for _ in range(25):
+    eps = 1e-4
+    r = langevin.run_torch(langevin.sgld_torch(grad_estimator, eps), g, torch.zeros(()), 3000, burn_in=500)
+    # The estimate is -P mu + 10 S with P = 200 + 1/100 and S a with-replacement sum of 20 data points:
+    # linear in mu, so x' = (1 - eps P) x + eps (sum(d) + eta) + sqrt(2 eps) xi with eta of mean 0 and
+    # variance 100 * 20 * var_pop(d). Its stationary law has the posterior's mean sum(d) / P exactly and
+    # variance (2 eps + eps^2 var(eta)) / (1 - (1 - eps P)^2) (the minibatch noise inflates it).
+    precision = 200 + 1 / 100
+    post_mean = data.sum().item() / precision
+    var_eta = 100 * 20 * data.var(unbiased=False).item()
+    v = (2 * eps + eps**2 * var_eta) / (1 - (1 - eps * precision) ** 2)
+    assert_moments(r.samples["x"][:, None], np.array([post_mean]), np.array([v]))
+
+
+def test_torch_annealed_langevin_ends_at_the_last_level():
+    # The torch twin of the JAX test above: data N(0, s^2), exact noisy score -x / (s^2 + sigma^2).
+    s2, sigmas, eps, steps, chains = 1.0, [3.0, 1.0, 0.3], 0.02, 300, 4000
+    kernel = langevin.annealed_langevin_torch(lambda x, sig: -x / (s2 + sig**2), sigmas, eps, steps)
+    g = torch.Generator().manual_seed(4)
+    state = kernel.init(5.0 * torch.randn(chains, generator=g, dtype=torch.float64))
+    for _ in range(3 * steps):
         state, info = kernel.step(g, state)
-    assert state.iteration == 25 and torch.isfinite(state.position).all()
+    assert state.iteration == 3 * steps
+    v = ula_stationary_variance(s2 + 0.3**2, eps)  # the last level's step is eps * sigma_L^2 / sigma_L^2
+    # 300 steps at the last level forget the previous one ((1 - eps / 1.09)^300 = 4e-3); independent
+    # chains: the variance's standard error is v sqrt(2 / n), its mean's sqrt(v / n).
+    assert float(state.position.var()) == pytest.approx(v, abs=Z * v * np.sqrt(2 / chains))
+    assert abs(float(state.position.mean())) < Z * np.sqrt(v / chains)
 
 
 def test_bad_arguments_are_named():
