@@ -55,6 +55,7 @@ References:
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -63,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inference.errors import DataError, ModelError
+from inference.rng import as_generator, as_key
 from inference.result import Result
 
 __all__ = [
@@ -151,8 +153,29 @@ def _log_proposal(to, frm, frm_grad, step_size):
 def _check_step(step_size):
     if callable(step_size) or isinstance(step_size, jax.core.Tracer):
         return
-    if not float(step_size) > 0:
-        raise DataError(f"step_size must be positive, got {step_size}")
+    if isinstance(step_size, (str, bytes, bool)) or step_size is None or np.ndim(step_size) != 0:
+        raise DataError(f"step_size must be a positive finite number or a schedule, got {step_size!r}")
+    value = float(step_size)
+    if not (math.isfinite(value) and value > 0):
+        raise DataError(f"step_size must be a positive finite number, got {step_size}")
+
+
+def _check_steps(num_steps, burn_in, num_chains):
+    for value, name, low in ((num_steps, "num_steps", 1), (burn_in, "burn_in", 0), (num_chains, "num_chains", 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise DataError(f"{name} must be an integer >= {low}, got {value!r}")
+    if num_steps <= burn_in:
+        raise DataError(f"num_steps ({num_steps}) must exceed burn_in ({burn_in})")
+
+
+def _check_finite(name, xs):
+    for site, v in xs.items():
+        bad = ~np.isfinite(v)
+        if bad.any():
+            chain, draw = np.argwhere(bad.reshape(v.shape[0], v.shape[1], -1).any(-1))[0]
+            raise ModelError(f"{name}: the chain left the finite numbers at site {site!r} (chain {chain}, kept draw "
+                             f"{draw}): the log-density or its gradient returned NaN or infinity there, or the step "
+                             "size is too large")
 
 
 # --------------------------------------------------------------------------- JAX kernels
@@ -313,8 +336,8 @@ def run(kernel: Kernel, key, position, num_steps: int, *, num_chains: int = 1, b
     ``Result(method=kernel.name, samples={name: (num_chains * kept, ...)} chain-major,
     diagnostics={"acceptance_rate", "num_chains", "ess", "r_hat" (several chains)})``.
     """
-    if num_steps <= burn_in:
-        raise DataError(f"num_steps ({num_steps}) must exceed burn_in ({burn_in})")
+    _check_steps(num_steps, burn_in, num_chains)
+    key = as_key(key)
     start = time.perf_counter()
 
     def one_chain(chain_key, x0):
@@ -336,13 +359,15 @@ def run(kernel: Kernel, key, position, num_steps: int, *, num_chains: int = 1, b
 
 
 def _chain_result(name, xs, acc, num_chains, seconds):
-    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+    from inference.mcmc import convergence
 
     grouped = {k: np.asarray(v) for k, v in _samples_dict(xs).items()}  # (C, S, ...)
+    _check_finite(name, grouped)
+    checks = convergence(grouped)
     diagnostics = {"acceptance_rate": float(np.mean(np.asarray(acc))), "num_chains": num_chains,
-                   "ess": {k: np.asarray(effective_sample_size(v)) for k, v in grouped.items()}}
+                   "ess": checks["ess"], "warnings": checks["warnings"]}
     if num_chains > 1:
-        diagnostics["r_hat"] = {k: np.asarray(split_gelman_rubin(v)) for k, v in grouped.items()}
+        diagnostics["r_hat"] = checks["r_hat"]
     samples = {k: v.reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}
     return Result(method=name, samples=samples, seconds=seconds, diagnostics=diagnostics)
 
@@ -476,8 +501,8 @@ def run_torch(kernel: Kernel, generator, position, num_steps: int, *, num_chains
     """
     import torch
 
-    if num_steps <= burn_in:
-        raise DataError(f"num_steps ({num_steps}) must exceed burn_in ({burn_in})")
+    _check_steps(num_steps, burn_in, num_chains)
+    generator = as_generator(generator, getattr(position, "device", "cpu"))
     start = time.perf_counter()
     state = kernel.init(position)
     kept, acc = [], []

@@ -50,8 +50,12 @@ import numpy as np
 
 from inference.errors import DataError, ModelError
 from inference.result import Result
+from inference.rng import as_key
 
-__all__ = ["nuts", "hmc", "check_model", "gibbs"]
+__all__ = ["nuts", "hmc", "check_model", "gibbs", "convergence", "RHAT_LIMIT", "ESS_LIMIT"]
+
+RHAT_LIMIT = 1.01  # Vehtari et al. (2021): chains mixed when the rank-normalised R-hat is below it
+ESS_LIMIT = 100  # and the bulk effective sample size above it (per site, over all chains)
 
 
 def __getattr__(name):
@@ -170,9 +174,11 @@ def _run(kernel, name, model, data, key, num_samples, num_warmup, num_chains, pr
     from numpyro.infer import MCMC
 
     data = dict(data or {})
-    if num_samples < 1 or num_warmup < 0 or num_chains < 1:
-        raise DataError(f"need num_samples >= 1, num_warmup >= 0, num_chains >= 1; got {num_samples}, "
-                        f"{num_warmup}, {num_chains}")
+    for value, arg, low in ((num_samples, "num_samples", 1), (num_warmup, "num_warmup", 0),
+                            (num_chains, "num_chains", 1), (thinning, "thinning", 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise DataError(f"{arg} must be an integer >= {low}, got {value!r}")
+    key = as_key(key)
     start = time.perf_counter()
     check_key, run_key = jax.random.split(key)
     if check:
@@ -193,14 +199,36 @@ def _run(kernel, name, model, data, key, num_samples, num_warmup, num_chains, pr
                   seconds=seconds, diagnostics=_diagnostics(grouped, extra, num_chains))
 
 
-def _diagnostics(grouped, extra, num_chains):
-    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+def convergence(grouped: dict) -> dict:
+    """Rank-normalised split R-hat and bulk ESS per site (ArviZ; Vehtari et al. 2021) of draws
+    ``{site: (chains, draws, ...)}``, and the warnings a person should read before trusting them.
 
-    floats = {k: v.astype(float) for k, v in grouped.items() if v.shape[1] >= 4}
+    Returns ``{"r_hat": {site: array}, "ess": {site: array}, "warnings": [str]}``: a warning names
+    every site whose largest R-hat exceeds :data:`RHAT_LIMIT` (only with two or more chains) or
+    whose smallest ESS is below :data:`ESS_LIMIT`. Sites with fewer than 4 draws per chain are left out.
+    """
+    import arviz as az
+
+    floats = {k: np.asarray(v, dtype=float) for k, v in grouped.items() if np.shape(v)[1] >= 4}
+    if not floats:
+        return {"r_hat": {}, "ess": {}, "warnings": []}
+    data = az.convert_to_dataset({k: v for k, v in floats.items()})
+    r_hat = {k: np.asarray(v) for k, v in az.rhat(data).data_vars.items()}
+    ess = {k: np.asarray(v) for k, v in az.ess(data, method="bulk").data_vars.items()}
+    warnings = []
+    for k in floats:
+        chains = floats[k].shape[0]
+        if chains > 1 and np.nanmax(r_hat[k]) > RHAT_LIMIT:
+            warnings.append(f"{k}: R-hat {np.nanmax(r_hat[k]):.3f} > {RHAT_LIMIT} (the chains have not mixed)")
+        if np.nanmin(ess[k]) < ESS_LIMIT:
+            warnings.append(f"{k}: ESS {np.nanmin(ess[k]):.0f} < {ESS_LIMIT} (too few effective draws)")
+    return {"r_hat": r_hat, "ess": ess, "warnings": warnings}
+
+
+def _diagnostics(grouped, extra, num_chains):
     return {
         "num_chains": num_chains,
-        "r_hat": {k: np.asarray(split_gelman_rubin(v)) for k, v in floats.items()},
-        "ess": {k: np.asarray(effective_sample_size(v)) for k, v in floats.items()},
+        **convergence(grouped),
         "divergences": int(np.sum(np.asarray(extra["diverging"]))),
         "accept_prob": float(np.mean(np.asarray(extra["accept_prob"]))),
     }
@@ -215,7 +243,7 @@ def nuts(model: Callable, data: dict | None = None, *, key, num_samples: int = 1
     Args:
         model: a NumPyro program; data enter as keyword arguments.
         data: the keyword arguments (observations, covariates).
-        key: a JAX PRNG key.
+        key: a JAX PRNG key or an int seed.
         num_samples, num_warmup: draws kept and adaptation steps, per chain.
         num_chains: independent chains; ``chain_method`` defaults to ``"parallel"`` when there
             are enough devices, else ``"vectorized"``.
@@ -226,7 +254,8 @@ def nuts(model: Callable, data: dict | None = None, *, key, num_samples: int = 1
 
     Returns:
         ``Result(method="nuts", samples={site: (num_chains * num_samples, ...)} chain-major,
-        diagnostics={"r_hat", "ess" (per site), "num_chains", "divergences", "accept_prob"})``.
+        diagnostics={"r_hat", "ess" (per site, rank-normalised, ArviZ), "warnings" (sites whose chains
+        have not mixed: see :func:`convergence`), "num_chains", "divergences", "accept_prob"})``.
     """
     from numpyro.infer import NUTS
     from numpyro.infer.initialization import init_to_uniform
@@ -251,6 +280,10 @@ def hmc(model: Callable, data: dict | None = None, *, key, num_samples: int = 10
 
     if num_steps is not None and num_steps < 1:
         raise DataError(f"num_steps must be >= 1, got {num_steps}")
+    if not (isinstance(step_size, (int, float)) and np.isfinite(step_size) and step_size > 0):
+        raise DataError(f"step_size must be a positive finite number, got {step_size!r}")
+    if trajectory_length is not None and not (np.isfinite(trajectory_length) and trajectory_length > 0):
+        raise DataError(f"trajectory_length must be a positive finite number, got {trajectory_length!r}")
     kernel = HMC(model, step_size=step_size, num_steps=num_steps,
                  trajectory_length=trajectory_length if trajectory_length is not None or num_steps else 2 * np.pi,
                  adapt_step_size=adapt_step_size, target_accept_prob=target_accept_prob,

@@ -456,10 +456,15 @@ def fit(model: Callable, data: dict | None = None, *, key, guide: str | Callable
         parameters (mean of 16 fresh estimates; with minibatches the mean of the last tenth of the
         history), log_evidence_kind="lower_bound", samples=num_samples guide draws)``.
     """
-    if steps < 1:
-        raise DataError(f"steps must be >= 1, got {steps}")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise DataError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    for value, name, low in ((steps, "steps", 1), (num_particles, "num_particles", 1), (num_samples, "num_samples", 0),
+                             (checkpoint_every, "checkpoint_every", 1), (batch_size, "batch_size", 1)):
+        if value is None and name in ("checkpoint_every", "batch_size"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise DataError(f"{name} must be an integer >= {low}, got {value!r}")
+    if optimizer is None and not (isinstance(learning_rate, (int, float)) and np.isfinite(learning_rate)
+                                  and learning_rate > 0):
+        raise DataError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
     backend = backend or backend_of(model, data)
     if backend not in ("numpyro", "pyro"):
         raise UnknownNameError(f"unknown backend {backend!r}: 'numpyro' or 'pyro'")
