@@ -12,7 +12,11 @@ A latent Markov chain with neural transitions and emissions over 88-key piano ro
 .. math::
 
     z_t \\mid z_{t-1} \\sim \\mathcal N(\\mu_\\theta(z_{t-1}), \\mathrm{diag}\\,\\sigma_\\theta(z_{t-1})^2),
-    \\qquad x_{t,k} \\mid z_t \\sim \\mathrm{Bernoulli}(\\pi_\\theta(z_t)_k),
+    \\qquad x_{t,k} \\mid z_t \\sim \\mathrm{Bernoulli}(\\pi_\\theta(z_t)_k)
+
+(or, with ``likelihood="gaussian"``, :math:`x_t \\mid z_t \\sim \\mathcal N(m_\\theta(z_t), \\mathrm{diag}\\,
+s^2)`; with linear networks that model is a linear dynamical system, whose likelihood a Kalman
+filter gives exactly: the tests use it as the oracle),
 
 with the gated transition of the paper (``GatedTransition``: a gate mixes a linear and a
 non-linear proposal of the mean) and an MLP ``Emitter``. The structured inference network
@@ -60,15 +64,27 @@ __all__ = ["DMM", "Emitter", "GatedTransition", "Combiner", "pad_rolls"]
 
 
 class Emitter(nn.Module):
-    """:math:`\\pi_\\theta(z_t)`: (..., Z) -> key probabilities (..., 88)."""
+    """:math:`p(x_t \\mid z_t)`: an MLP from (..., Z) to the logits of 88 keys (``"bernoulli"``) or to
+    the means of a Gaussian with a learned scale per dimension (``"gaussian"``)."""
 
-    def __init__(self, x_dim: int, z_dim: int, emission_dim: int):
+    def __init__(self, x_dim: int, z_dim: int, emission_dim: int, likelihood: str = "bernoulli"):
         super().__init__()
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise DataError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+        self.likelihood = likelihood
         self.net = nn.Sequential(nn.Linear(z_dim, emission_dim), nn.ReLU(), nn.Linear(emission_dim, emission_dim),
                                  nn.ReLU(), nn.Linear(emission_dim, x_dim))
+        if likelihood == "gaussian":
+            self.log_scale = nn.Parameter(torch.zeros(x_dim))
 
     def forward(self, z):
-        return self.net(z)  # logits (..., 88)
+        return self.net(z)  # logits or means (..., X)
+
+    def distribution(self, z):
+        out = self(z)
+        if self.likelihood == "bernoulli":
+            return dist.Bernoulli(logits=out).to_event(1)
+        return dist.Normal(out, self.log_scale.exp().expand(out.shape)).to_event(1)
 
 
 class GatedTransition(nn.Module):
@@ -139,10 +155,10 @@ class DMM(nn.Module):
     objective = "elbo"
 
     def __init__(self, x_dim: int = NUM_KEYS, z_dim: int = 32, transition_dim: int = 64, emission_dim: int = 64,
-                 rnn_dim: int = 128, *, name: str = "dmm"):
+                 rnn_dim: int = 128, *, likelihood: str = "bernoulli", name: str = "dmm"):
         super().__init__()
-        self.x_dim, self.z_dim, self.name = int(x_dim), int(z_dim), name
-        self.emitter = Emitter(self.x_dim, self.z_dim, emission_dim)
+        self.x_dim, self.z_dim, self.name, self.likelihood = int(x_dim), int(z_dim), name, likelihood
+        self.emitter = Emitter(self.x_dim, self.z_dim, emission_dim, likelihood)
         self.transition = GatedTransition(self.z_dim, transition_dim)
         self.combiner = Combiner(self.z_dim, rnn_dim)
         self.rnn = nn.GRU(self.x_dim, rnn_dim, batch_first=True)
@@ -150,15 +166,19 @@ class DMM(nn.Module):
         self.z_q_0 = nn.Parameter(torch.zeros(self.z_dim))
         self.config = {"x_dim": self.x_dim, "z_dim": self.z_dim, "transition_dim": transition_dim,
                        "emission_dim": emission_dim, "rnn_dim": rnn_dim, "name": name}
+        if likelihood != "bernoulli":
+            self.config["likelihood"] = likelihood
 
     def _check(self, x, lengths):
         if x is None or lengths is None:
             raise DataError("the DMM needs the piano rolls x (B, T, 88) and their lengths (B,)")
         if x.dim() != 3 or x.shape[2] != self.x_dim:
             raise DataError(f"x: expected (B, T, {self.x_dim}), got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise DataError("x has NaN or infinite entries")
         if lengths.shape != x.shape[:1] or int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]:
             raise DataError(f"lengths must be (B,) in 1..{x.shape[1]}, got {lengths.tolist()}")
-        return x.to(torch.float32), lengths
+        return (x if x.is_floating_point() else x.to(torch.float32)), lengths
 
     def model(self, x=None, lengths=None):
         """:math:`p(x_{1:T}, z_{1:T}) = \\prod_t p(z_t \\mid z_{t-1}) p(x_t \\mid z_t)`, masked past each length."""
@@ -171,8 +191,7 @@ class DMM(nn.Module):
                 with poutine.mask(mask=t < lengths):  # (B,)
                     loc, scale = self.transition(z_prev)
                     z_t = pyro.sample(f"z_{t + 1}", dist.Normal(loc, scale).to_event(1))  # (..., B, Z)
-                    logits = self.emitter(z_t)  # (..., B, 88)
-                    pyro.sample(f"x_{t + 1}", dist.Bernoulli(logits=logits).to_event(1), obs=x[:, t])
+                    pyro.sample(f"x_{t + 1}", self.emitter.distribution(z_t), obs=x[:, t])  # (..., B, X)
                 z_prev = z_t
 
     def guide(self, x=None, lengths=None):
