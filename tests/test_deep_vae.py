@@ -43,8 +43,8 @@ def test_linear_gaussian_vae_reaches_probabilistic_pca_closed_form():
     ll_ml = -n / 2 * (d * math.log(2 * math.pi) + np.log(lam[:q]).sum() + (d - q) * math.log(sigma2) + d)
     assert abs(_gaussian_loglik(x, x.mean(0), c_ml).sum() - ll_ml) < 1e-9 * abs(ll_ml)
 
-    torch.manual_seed(0)  # test-local: the networks' initial weights
-    vae = VAE((d,), q, hidden=(), likelihood="gaussian", data_range=None)
+    with seeded(0):  # the networks' initial weights, from a scoped generator
+        vae = VAE((d,), q, hidden=(), likelihood="gaussian", data_range=None)
     w0 = vae.decoder.body[0]
     start = _gaussian_loglik(x, w0.bias.detach().double().numpy(),
                              w0.weight.detach().double().numpy() @ w0.weight.detach().double().numpy().T
@@ -112,8 +112,8 @@ def test_dreg_gradients():
     """DReG: the decoder gradient equals the plain IWAE one draw for draw; the encoder gradient has
     the same expectation (unbiased), checked over replicates within 4 standard errors."""
     x = (np.random.default_rng(0).random((6, 4, 4)) > 0.5).astype(np.float32)
-    torch.manual_seed(0)  # test-local: the networks' initial weights
-    model = IWAE((4, 4), z_dim=2, hidden=(6,), num_particles=5)
+    with seeded(0):  # the networks' initial weights, from a scoped generator
+        model = IWAE((4, 4), z_dim=2, hidden=(6,), num_particles=5)
     batch = {"x": torch.as_tensor(x)}
     dreg, plain = loss_function("iwae_dreg", num_particles=5), loss_function("iwae", num_particles=5)
 
