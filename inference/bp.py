@@ -79,90 +79,36 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
-from inference.errors import EvidenceError, MemoryBudgetError, ModelError
-from inference.factors import FactorGraph, as_factor_graph
+from inference.discrete import (
+    DEFAULT_MEMORY_BUDGET,
+    Problem,
+    check_budget,
+    check_evidence,
+    evidence_columns,
+    logsumexp,
+    prepare,
+    restrict,
+    safe_normalise,
+    structure,
+)
+from inference.elimination import elimination_cliques
+from inference.errors import DataError
+from inference.layout import (
+    NEG_INF,
+    MessageLayout,
+    axis_view,
+    constant_term,
+    group_tables,
+    message_layout,
+    pad_last,
+    query_layout,
+    query_plan,
+)
 from inference.result import Result
 
-NEG_INF = -np.inf
 
-
-# =========================================================================== shared helpers
-# Used by bp, importance, gibbs and meanfield: checked inputs, evidence slicing, factor layout.
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """A factor graph with checked evidence, ready for the jitted kernels.
-
-    Attributes:
-        graph: the factor graph.
-        evidence: variable -> state index, in the graph's variable order.
-        evidence_vars: the evidence variables, in the graph's variable order (a compile key).
-        evidence_values: their state indices, an int array (an argument, not a compile key).
-        tables: the log-tables as float64 JAX arrays, one per factor.
-    """
-
-    graph: FactorGraph
-    evidence: dict
-    evidence_vars: tuple
-    evidence_values: np.ndarray
-    tables: tuple
-
-    @property
-    def free(self) -> tuple:
-        """The unobserved variables, in the graph's order."""
-        return tuple(v for v in self.graph.variables if v not in self.evidence)
-
-
-def prepare(model, evidence=None, model_args=(), model_kwargs=None) -> Problem:
-    """The factor graph of ``model`` with ``evidence`` checked (EvidenceError) and tables checked
-    (ModelError on NaN or :math:`+\\infty` log-entries)."""
-    graph = as_factor_graph(model, *model_args, **(model_kwargs or {}))
-    if not isinstance(graph, FactorGraph):
-        raise ModelError(f"{type(model).__name__} did not give a FactorGraph")
-    if evidence is not None and not isinstance(evidence, Mapping):
-        raise EvidenceError(f"evidence must be a mapping variable -> state, got {type(evidence).__name__}")
-    indices = graph.evidence_indices(evidence)
-    ev_vars = tuple(v for v in graph.variables if v in indices)
-    tables = []
-    for factor in graph.factors:
-        table = np.asarray(factor.log_table, dtype=np.float64)
-        if np.isnan(table).any() or np.isposinf(table).any():
-            raise ModelError(f"factor over {factor.scope} has NaN or +inf log-entries")
-        tables.append(jnp.asarray(table))
-    return Problem(
-        graph=graph,
-        evidence={v: indices[v] for v in ev_vars},
-        evidence_vars=ev_vars,
-        evidence_values=np.asarray([indices[v] for v in ev_vars], dtype=np.int64),
-        tables=tuple(tables),
-    )
-
-
-def structure(signature: tuple) -> tuple[dict, tuple, bool]:
-    """``graph.signature()`` back into (cardinalities, scopes, directed)."""
-    cards, scopes, directed = signature
-    return dict(cards), scopes, directed
-
-
-def reduce_tables(tables, scopes, evidence_vars, evidence_values):
-    """Slice every table at the evidence: axes of evidence variables are indexed away.
-
-    Traced-friendly (the evidence values may be JAX tracers). Returns the reduced tables; their
-    scopes are :func:`reduced_scopes`.
-    """
-    position = {v: k for k, v in enumerate(evidence_vars)}
-    out = []
-    for table, scope in zip(tables, scopes):
-        for axis in reversed(range(len(scope))):
-            if scope[axis] in position:
-                index = evidence_values[position[scope[axis]]]
-                table = jax.lax.dynamic_index_in_dim(table, index, axis, keepdims=False)
-        out.append(table)
-    return out
-
-
-def reduced_scopes(scopes, evidence_vars) -> tuple:
-    observed = set(evidence_vars)
-    return tuple(tuple(v for v in scope if v not in observed) for scope in scopes)
+def _check_evidence_probability(log_z, problem: Problem, what: str):
+    check_evidence(log_z, problem.named(), where=what)
 
 
 def expand(table, scope, target):
@@ -177,55 +123,6 @@ def expand(table, scope, target):
     for var in target:
         shape.append(next(it) if var in scope else 1)
     return jnp.reshape(table, shape)
-
-
-def logsumexp(x, axis=None, keepdims=False):
-    """:math:`\\log \\sum \\exp x` along ``axis``, stable, ``-inf`` for an all-``-inf`` slice (a lean
-    version of ``jax.nn.logsumexp``: fewer operations, so large message-passing plans compile faster)."""
-    top = jnp.max(x, axis=axis, keepdims=True)
-    top = jnp.where(jnp.isfinite(top), top, 0.0)
-    out = jnp.log(jnp.sum(jnp.exp(x - top), axis=axis, keepdims=True)) + top
-    return out if keepdims else jnp.squeeze(out, axis=axis)
-
-
-def safe_normalise(x, axis=-1, mode="sum"):
-    """Normalise log-values along ``axis`` (log-sum or max to 0); all-``-inf`` rows stay ``-inf``."""
-    if mode == "sum":
-        z = logsumexp(x, axis=axis, keepdims=True)
-    else:
-        z = jnp.max(x, axis=axis, keepdims=True)
-    return jnp.where(jnp.isfinite(z), x - z, x)
-
-
-def interaction_graph(cards: Mapping[str, int], scopes) -> nx.Graph:
-    """Variables as nodes, an edge between every two that share a scope (the moral graph of a BN)."""
-    graph = nx.Graph()
-    graph.add_nodes_from(cards)
-    for scope in scopes:
-        for i, u in enumerate(scope):
-            for w in scope[i + 1 :]:
-                graph.add_edge(u, w)
-    return graph
-
-
-def colouring(cards: Mapping[str, int], scopes, variables) -> tuple[tuple[str, ...], ...]:
-    """Colour classes of ``variables`` on the interaction graph: two variables of one class share
-    no factor, so their conditionals given the rest are independent (chromatic Gibbs, CAVI)."""
-    graph = interaction_graph(cards, scopes).subgraph(variables)
-    colour = nx.coloring.greedy_color(graph, strategy="largest_first")
-    order = {v: i for i, v in enumerate(variables)}
-    classes = {}
-    for var in variables:
-        classes.setdefault(colour.get(var, 0), []).append(var)
-    return tuple(tuple(sorted(vs, key=order.get)) for _, vs in sorted(classes.items()))
-
-
-def _check_evidence_probability(log_z, problem: Problem, what: str):
-    if not np.isfinite(log_z):
-        if problem.evidence:
-            named = {v: problem.graph.states[v][i] for v, i in problem.evidence.items()}
-            raise EvidenceError(f"evidence {named} has probability zero under the model ({what})")
-        raise ModelError(f"the model gives probability zero to every configuration ({what})")
 
 
 # =========================================================================== junction tree
@@ -243,6 +140,7 @@ class JunctionTree:
         assignment: the clique of each factor, -1 for factors with no unobserved variable.
         home: variable -> the smallest clique that holds it.
         width: the largest clique size minus one (the tree-width of this triangulation).
+        scopes: the factors' scopes with the evidence variables removed.
     """
 
     free: tuple
@@ -254,52 +152,27 @@ class JunctionTree:
     assignment: tuple
     home: dict
     width: int
-
-
-def min_fill_order(graph: nx.Graph, cards: Mapping[str, int]) -> tuple[list, list]:
-    """Greedy min-fill elimination order (ties: smallest clique table, then variable order).
-
-    Returns the order and the clique created by each elimination step.
-    """
-    graph = graph.copy()
-    rank = {v: i for i, v in enumerate(graph.nodes)}
-    order, cliques = [], []
-    while graph.number_of_nodes():
-        best, best_key = None, None
-        for var in graph.nodes:
-            nbrs = list(graph.neighbors(var))
-            fill = sum(
-                1 for i, a in enumerate(nbrs) for b in nbrs[i + 1 :] if not graph.has_edge(a, b)
-            )
-            size = float(np.prod([cards[u] for u in nbrs + [var]], dtype=np.float64))
-            key = (fill, size, rank[var])
-            if best_key is None or key < best_key:
-                best, best_key = var, key
-        nbrs = list(graph.neighbors(best))
-        cliques.append(frozenset(nbrs + [best]))
-        for i, a in enumerate(nbrs):
-            for b in nbrs[i + 1 :]:
-                graph.add_edge(a, b)
-        graph.remove_node(best)
-        order.append(best)
-    return order, cliques
+    scopes: tuple
 
 
 @functools.lru_cache(maxsize=64)
 def junction_tree_plan(signature: tuple, evidence_vars: tuple) -> JunctionTree:
-    """Build the junction tree of a graph structure with the given evidence variables clamped."""
-    cards, scopes, _ = structure(signature)
-    observed = set(evidence_vars)
-    free = tuple(v for v in cards if v not in observed)
-    rank = {v: i for i, v in enumerate(free)}
-    rscopes = reduced_scopes(scopes, evidence_vars)
-    free_cards = {v: cards[v] for v in free}
+    """Build the junction tree of a graph structure with the given evidence variables clamped.
 
-    # 1-2. moralise, triangulate (min-fill), keep the maximal elimination cliques
-    _, raw = min_fill_order(interaction_graph(free_cards, rscopes), free_cards)
-    raw = sorted(set(raw), key=len, reverse=True)
-    maximal = [c for i, c in enumerate(raw) if not any(c < d for d in raw[:i])]
-    cliques = tuple(tuple(sorted(c, key=rank.get)) for c in maximal)
+    Its cliques come from the elimination order of the contraction plan that exact inference
+    uses for the same query (:func:`inference.layout.query_plan`, :attr:`Plan.order`).
+    """
+    cards, _, _ = structure(signature)
+    key = (signature, tuple(evidence_vars))
+    query = query_layout(key)
+    free = query.free_names
+    rank = {v: i for i, v in enumerate(free)}
+    name = query.variables
+    rscopes = tuple(tuple(name[i] for i in s) for s in query.scopes[: len(query.restrict)])
+
+    # 1-2. moralise and triangulate by eliminating in the plan's order; keep the maximal cliques
+    maximal = elimination_cliques(query.scopes, query_plan(key, False).order)
+    cliques = tuple(tuple(sorted((name[i] for i in c), key=rank.get)) for c in maximal)
 
     # 3. maximum-weight spanning tree over separator sizes (empty separators join components)
     tree = nx.Graph()
@@ -343,6 +216,7 @@ def junction_tree_plan(signature: tuple, evidence_vars: tuple) -> JunctionTree:
         assignment=tuple(assignment),
         home=home,
         width=max((len(c) for c in cliques), default=1) - 1,
+        scopes=rscopes,
     )
 
 
@@ -356,7 +230,8 @@ def _reduce(x, axes, mode):
 def _compiled_junction_tree(signature: tuple, evidence_vars: tuple, mode: str):
     cards, scopes, _ = structure(signature)
     plan = junction_tree_plan(signature, evidence_vars)
-    rscopes = reduced_scopes(scopes, evidence_vars)
+    columns = evidence_columns(scopes, evidence_vars)
+    rscopes = plan.scopes
     cliques = plan.cliques
 
     def message(belief, c):
@@ -366,7 +241,7 @@ def _compiled_junction_tree(signature: tuple, evidence_vars: tuple, mode: str):
         return _reduce(belief, axes, mode)
 
     def run(tables, evidence_values):
-        tables = reduce_tables(tables, scopes, evidence_vars, evidence_values)
+        tables = restrict(tables, columns, evidence_values)
         constant = sum((t for t, a in zip(tables, plan.assignment) if a < 0), jnp.zeros(()))
         # 4. clique potentials
         potential = [jnp.zeros([cards[v] for v in c]) for c in cliques]
@@ -454,18 +329,19 @@ def junction_tree(
     evidence=None,
     *,
     mode: str = "sum",
-    max_table_entries: int = 2**25,
+    memory_budget=DEFAULT_MEMORY_BUDGET,
     model_args=(),
     model_kwargs=None,
 ) -> Result:
     """Exact marginals and :math:`\\log Z(e)` (or the MAP) by junction-tree message passing.
 
     Args:
-        model: anything :func:`inference.factors.as_factor_graph` accepts.
-        evidence: ``{variable: state name or index}``.
+        model: a :class:`~inference.protocols.FactorGraphModel`, a factor graph or a program.
+        evidence: ``{variable: state}``, clamped before the tree is built.
         mode: ``"sum"`` (marginals and log-evidence) or ``"max"`` (the MAP assignment).
-        max_table_entries: the largest clique table allowed; a bigger one raises
-            :class:`MemoryBudgetError` before anything is allocated.
+        memory_budget: bytes of the largest float64 clique table allowed (the same parameter,
+            unit and default as every exact method's); a bigger one raises
+            :class:`~inference.errors.MemoryBudgetError` before anything is allocated.
 
     Returns:
         ``mode="sum"``: ``Result(marginals={v: p(x_v | e)} for every unobserved v,
@@ -482,7 +358,7 @@ def junction_tree(
         {'a': 1, 'b': 1}
     """
     if mode not in ("sum", "max"):
-        raise ValueError(f"mode must be 'sum' or 'max', got {mode!r}")
+        raise DataError(f"mode must be 'sum' or 'max', got {mode!r}")
     start = time.perf_counter()
     problem = prepare(model, evidence, model_args, model_kwargs)
     signature = problem.graph.signature()
@@ -490,12 +366,8 @@ def junction_tree(
     cards = problem.graph.cardinalities
     for clique in plan.cliques:
         entries = int(np.prod([cards[v] for v in clique], dtype=np.float64))
-        if entries > max_table_entries:
-            raise MemoryBudgetError(
-                f"the junction tree has a clique of {len(clique)} variables ({', '.join(clique[:8])}"
-                f"{', ...' if len(clique) > 8 else ''}) with {entries} table entries, more than "
-                f"max_table_entries={max_table_entries}; use loopy BP or sampling"
-            )
+        shown = ", ".join(clique[:8]) + (", ..." if len(clique) > 8 else "")
+        check_budget(entries, memory_budget, f"the junction tree's clique of {len(clique)} variables ({shown})")
     fn = _compiled_junction_tree(signature, problem.evidence_vars, mode)
     constant, out = fn(problem.tables, jnp.asarray(problem.evidence_values))
     diagnostics = {"cliques": plan.cliques, "width": plan.width}
@@ -527,143 +399,14 @@ def junction_tree(
     )
 
 
-# =========================================================================== factor layout
-@dataclasses.dataclass(frozen=True)
-class FactorGroup:
-    """Factors whose reduced tables share one (padded) shape, stacked for vectorised updates.
-
-    Attributes:
-        shape: the padded table shape (at least the cardinalities of each member's reduced scope;
-            padding entries are ``-inf``).
-        factors: indices of the factors in the graph.
-        variables: (F, a) indices into ``Layout.free`` of each factor's reduced scope.
-        edges: (F, a) edge ids; edge ``edges[i, j]`` joins factor ``factors[i]`` and its j-th variable.
-    """
-
-    shape: tuple
-    factors: tuple
-    variables: np.ndarray
-    edges: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """Static layout of a reduced factor graph for vectorised message passing.
-
-    Attributes:
-        free: unobserved variables; ``cards`` their cardinalities; ``width`` the largest one (K).
-        groups: the factor groups (by reduced table shape).
-        constants: factors left with no unobserved variable.
-        edge_var: (E,) the variable of each edge.
-        others: (E, D-1) for each edge the other edges at its variable, padded with E.
-        degree: (V,) number of factors at each variable.
-        mask: (V, K) 0 for a real state, -inf for padding.
-    """
-
-    free: tuple
-    cards: np.ndarray
-    width: int
-    groups: tuple
-    constants: tuple
-    edge_var: np.ndarray
-    others: np.ndarray
-    degree: np.ndarray
-    mask: np.ndarray
-
-
-def _bucket_shapes(shapes: Mapping[int, tuple], slack: int = 4) -> list[tuple[tuple, list[int]]]:
-    """Group factors of one arity whose shapes pad to a common shape (the elementwise max) without
-    any table growing more than ``slack``-fold: fewer, larger groups mean fewer vectorised updates
-    and a smaller program to compile."""
-    buckets: list[tuple[tuple, int, list[int]]] = []  # (padded shape, smallest member size, factors)
-    for f in sorted(shapes, key=lambda f: (len(shapes[f]), -int(np.prod(shapes[f])), f)):
-        shape, size = shapes[f], int(np.prod(shapes[f]))
-        for k, (padded, smallest, members) in enumerate(buckets):
-            if len(padded) != len(shape):
-                continue
-            merged = tuple(max(a, b) for a, b in zip(padded, shape))
-            if int(np.prod(merged)) <= slack * min(smallest, size):
-                buckets[k] = (merged, min(smallest, size), members + [f])
-                break
-        else:
-            buckets.append((shape, size, [f]))
-    return [(padded, sorted(members)) for padded, _, members in buckets]
-
-
-@functools.lru_cache(maxsize=64)
-def factor_layout(signature: tuple, evidence_vars: tuple) -> Layout:
-    """Group the reduced factors by (padded) table shape and number the factor-variable edges."""
-    cards, scopes, _ = structure(signature)
-    observed = set(evidence_vars)
-    free = tuple(v for v in cards if v not in observed)
-    index = {v: i for i, v in enumerate(free)}
-    rscopes = reduced_scopes(scopes, evidence_vars)
-    shapes = {f: tuple(cards[v] for v in scope) for f, scope in enumerate(rscopes) if scope}
-    constants = [f for f, scope in enumerate(rscopes) if not scope]
-    buckets = _bucket_shapes(shapes)
-    groups, edge_var, next_edge = [], [], 0
-    for shape, factors in buckets:
-        variables = np.asarray([[index[v] for v in rscopes[f]] for f in factors], dtype=np.int64)
-        edges = next_edge + np.arange(variables.size, dtype=np.int64).reshape(variables.shape)
-        next_edge += variables.size
-        edge_var.extend(variables.ravel().tolist())
-        groups.append(FactorGroup(shape, tuple(factors), variables, edges))
-    edge_var = np.asarray(edge_var, dtype=np.int64)
-    n_edges = len(edge_var)
-    at_var = [np.flatnonzero(edge_var == i) for i in range(len(free))]
-    degree = np.asarray([len(e) for e in at_var], dtype=np.int64)
-    depth = max(int(degree.max(initial=1)) - 1, 1)
-    others = np.full((n_edges, depth), n_edges, dtype=np.int64)
-    for edges in at_var:
-        for e in edges:
-            rest = edges[edges != e]
-            others[e, : len(rest)] = rest
-    free_cards = np.asarray([cards[v] for v in free], dtype=np.int64)
-    width = int(free_cards.max(initial=1))
-    mask = np.where(np.arange(width)[None, :] < free_cards[:, None], 0.0, NEG_INF)
-    return Layout(free, free_cards, width, tuple(groups), tuple(constants), edge_var, others, degree, mask)
-
-
-def group_tables(layout: Layout, reduced):
-    """Stack the reduced tables of each group, padded with ``-inf`` (probability 0) to the group's
-    shape: a list of (F, *shape) arrays."""
-    out = []
-    for group in layout.groups:
-        tables = []
-        for f in group.factors:
-            pad = [(0, n - m) for n, m in zip(group.shape, reduced[f].shape)]
-            tables.append(jnp.pad(reduced[f], pad, constant_values=NEG_INF) if any(p for _, p in pad) else reduced[f])
-        out.append(jnp.stack(tables))
-    return out
-
-
-def constant_term(layout: Layout, reduced):
-    return sum((reduced[f] for f in layout.constants), jnp.zeros(()))
-
-
-def _pad(x, width, fill):
-    """Pad the last axis of ``x`` to ``width`` with ``fill``."""
-    extra = width - x.shape[-1]
-    if extra == 0:
-        return x
-    return jnp.concatenate([x, jnp.full(x.shape[:-1] + (extra,), fill, x.dtype)], axis=-1)
-
-
-def _axis_view(x, j, arity):
-    """(F, c) -> (F, 1, ..., c, ..., 1): broadcast along axis j of an (F, *shape) table."""
-    shape = [x.shape[0]] + [1] * arity
-    shape[1 + j] = x.shape[1]
-    return jnp.reshape(x, shape)
-
-
 # =========================================================================== loopy BP
-def _factor_to_variable(layout: Layout, tables, v2f, mode):
+def _factor_to_variable(layout: MessageLayout, tables, v2f, mode):
     """All factor -> variable messages from the variable -> factor ones: (E, K), unnormalised."""
     out = []
     for group, table in zip(layout.groups, tables):
         arity = len(group.shape)
         incoming = [
-            _axis_view(v2f[group.edges[:, j], : group.shape[j]], j, arity) for j in range(arity)
+            axis_view(v2f[group.edges[:, j], : group.shape[j]], j, arity) for j in range(arity)
         ]
         per_position = []
         for j in range(arity):
@@ -672,24 +415,24 @@ def _factor_to_variable(layout: Layout, tables, v2f, mode):
                 if i != j:
                     acc = acc + incoming[i]
             axes = tuple(1 + i for i in range(arity) if i != j)
-            per_position.append(_pad(_reduce(acc, axes, mode), layout.width, NEG_INF))
+            per_position.append(pad_last(_reduce(acc, axes, mode), layout.width, NEG_INF))
         out.append(jnp.stack(per_position, axis=1).reshape(-1, layout.width))
     return jnp.concatenate(out, axis=0)
 
 
-def _variable_to_factor(layout: Layout, f2v):
+def _variable_to_factor(layout: MessageLayout, f2v):
     """All variable -> factor messages: the product of the other incoming messages, (E, K)."""
     padded = jnp.concatenate([f2v, jnp.zeros((1, layout.width))], axis=0)
     mask = jnp.asarray(layout.mask)[layout.edge_var]
     return mask + jnp.sum(padded[layout.others], axis=1)
 
 
-def _variable_beliefs(layout: Layout, f2v, mode):
+def _variable_beliefs(layout: MessageLayout, f2v, mode):
     total = jax.ops.segment_sum(f2v, layout.edge_var, num_segments=len(layout.free))
     return safe_normalise(total + jnp.asarray(layout.mask), mode=mode)
 
 
-def _bethe(layout: Layout, tables, f2v, constant):
+def _bethe(layout: MessageLayout, tables, f2v, constant):
     """The Bethe estimate of log Z at the current messages."""
     v2f = safe_normalise(_variable_to_factor(layout, f2v))
     value = constant
@@ -697,7 +440,7 @@ def _bethe(layout: Layout, tables, f2v, constant):
         arity = len(group.shape)
         log_b = table
         for j in range(arity):
-            log_b = log_b + _axis_view(v2f[group.edges[:, j], : group.shape[j]], j, arity)
+            log_b = log_b + axis_view(v2f[group.edges[:, j], : group.shape[j]], j, arity)
         axes = tuple(range(1, arity + 1))
         log_b = safe_normalise(log_b, axis=axes)
         b = jnp.exp(log_b)
@@ -713,12 +456,13 @@ def _compiled_loopy(signature: tuple, evidence_vars: tuple, mode: str, capacity:
     """``capacity`` sizes the residual history (a power of two >= max_iter, so that different
     ``max_iter`` values share one compiled function); max_iter itself is an argument."""
     _, scopes, _ = structure(signature)
-    layout = factor_layout(signature, evidence_vars)
+    columns = evidence_columns(scopes, evidence_vars)
+    layout = message_layout(signature, evidence_vars)
     n_edges = len(layout.edge_var)
     mask = jnp.asarray(layout.mask)
 
     def run(tables, evidence_values, damping, tol, max_iter):
-        reduced = reduce_tables(tables, scopes, evidence_vars, evidence_values)
+        reduced = restrict(tables, columns, evidence_values)
         stacked = group_tables(layout, reduced)
         constant = constant_term(layout, reduced)
         f2v0 = safe_normalise(mask[layout.edge_var] if n_edges else jnp.zeros((0, layout.width)), mode=mode)
@@ -750,6 +494,18 @@ def _compiled_loopy(signature: tuple, evidence_vars: tuple, mode: str, capacity:
     return jax.jit(run)
 
 
+def check_loopy_options(mode, damping, max_iter):
+    """The options every loopy message-passing schedule shares (this module's :func:`loopy`, the
+    lattice BP of the MRF layer): ``mode`` "sum" or "max", ``damping`` in [0, 1), ``max_iter`` >= 1.
+    A bad one raises :class:`~inference.errors.DataError` naming it."""
+    if mode not in ("sum", "max"):
+        raise DataError(f"mode must be 'sum' or 'max', got {mode!r}")
+    if not 0.0 <= float(damping) < 1.0:
+        raise DataError(f"damping must lie in [0, 1), got {damping!r}")
+    if int(max_iter) < 1:
+        raise DataError(f"max_iter must be at least 1, got {max_iter!r}")
+
+
 def loopy(
     model,
     evidence=None,
@@ -774,8 +530,8 @@ def loopy(
     the loops; convergence is not guaranteed: damping helps, and ``diagnostics`` says.
 
     Args:
-        model: anything :func:`inference.factors.as_factor_graph` accepts.
-        evidence: ``{variable: state name or index}``.
+        model: a factor graph (or a model or program that has one).
+        evidence: ``{variable: state name or index}``, clamped.
         mode: ``"sum"`` (marginals, Bethe log Z) or ``"max"`` (max-marginals and their argmax).
         damping: :math:`\\delta \\in [0, 1)`.
         max_iter: the most iterations; tol: the convergence threshold on the message change.
@@ -797,16 +553,11 @@ def loopy(
         >>> bool(r.diagnostics["converged"]), np.round(r.marginals["b"], 4)  # 4/14, 10/14
         (True, array([0.2857, 0.7143]))
     """
-    if mode not in ("sum", "max"):
-        raise ValueError(f"mode must be 'sum' or 'max', got {mode!r}")
-    if not 0.0 <= float(damping) < 1.0:
-        raise ValueError(f"damping must lie in [0, 1), got {damping!r}")
-    if int(max_iter) < 1:
-        raise ValueError(f"max_iter must be at least 1, got {max_iter!r}")
+    check_loopy_options(mode, damping, max_iter)
     start = time.perf_counter()
     problem = prepare(model, evidence, model_args, model_kwargs)
     signature = problem.graph.signature()
-    layout = factor_layout(signature, problem.evidence_vars)
+    layout = message_layout(signature, problem.evidence_vars)
     capacity = max(1024, 1 << (int(max_iter) - 1).bit_length())
     fn = _compiled_loopy(signature, problem.evidence_vars, mode, capacity)
     beliefs, log_z, iterations, residual, history = fn(

@@ -11,10 +11,10 @@ sequence of *pairwise* contractions, each summing out the variables that no othe
 needs. The order decides the cost: this module plans it once per structure, then runs it on any
 tables of that structure.
 
-1. **Plan** (:func:`plan_contraction`, pure Python, cached by the caller): candidate elimination
-   orders (greedy min-fill and min-weight on the interaction graph) and opt_einsum's greedy paths
-   are turned into pairwise steps; the candidate with the fewest operations wins, ties broken by
-   the largest intermediate table.
+1. **Plan** (:func:`inference.elimination.plan_contraction`, re-exported here; pure Python,
+   cached by the caller): candidate elimination orders (greedy min-fill and min-weight on the
+   interaction graph) and opt_einsum's greedy paths are turned into pairwise steps; the
+   candidate with the fewest operations wins, ties broken by the largest intermediate table.
 2. **Inside pass** (:meth:`Program.inside`): each step is a log-sum-exp einsum
    (:class:`LogEinsum`): every operand is shifted by its maximum over the axes it sums out (a
    -inf maximum, an all-zero slice, by 0), the einsum runs on the exponentials, and the log of the
@@ -36,8 +36,8 @@ tables of that structure.
    inside and outside passes on :math:`\\phi_f` itself, one plain einsum (or matmul) per step
    and no exp or log. Each table carries bounds on the logs of its largest and smallest
    non-zero entries; a product-sum's bounds are the sums of its operands' (plus the log of
-   the number of terms), and only where they would leave :math:`[-650, 650]` nats are the
-   operands rescaled (the scale kept in log space) and measured. So no number underflows or
+   the number of terms), and only where they would leave :math:`[-650, 650]` nats (the one
+   rule of every pass, :data:`inference.discrete.LINEAR_RANGE`) are the operands rescaled (the scale kept in log space) and measured. So no number underflows or
    overflows, zeros stay exact, and where even a rescaled product could underflow the pass
    declines and the log-space one runs. On small networks, where the per-step cost is the
    call itself, this is several times faster than log-sum-exp.
@@ -66,13 +66,15 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Sequence
 
 import numpy as np
 import opt_einsum as oe
+
+from inference.discrete import LINEAR_RANGE  # noqa: F401  (the rule lives there)
+from inference.elimination import Plan, Step, _numel, plan_contraction  # noqa: F401  (Plan, Step, plan_contraction re-exported)
 
 try:  # the C kernel under np.einsum (which calls it as is when optimize=False), without the wrapper
     from numpy._core.multiarray import c_einsum as _einsum
@@ -81,213 +83,6 @@ except ImportError:  # pragma: no cover - NumPy < 2
         from numpy.core.multiarray import c_einsum as _einsum
     except ImportError:
         _einsum = np.einsum
-
-
-# ============================================================================ plans
-@dataclasses.dataclass(frozen=True)
-class Step:
-    """One contraction: ``operands`` (tensor ids) -> a new tensor over ``out``, summing (or
-    maximising) out ``elim``. Tensor ids ``0..F-1`` are the inputs; step ``s`` creates id ``F + s``."""
-
-    operands: tuple[int, ...]
-    out: tuple[int, ...]
-    elim: tuple[int, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """A pairwise contraction of tables over integer variables down to a scalar.
-
-    Attributes:
-        scopes: the input tables' variables (empty scopes are allowed: constants).
-        sizes: the cardinality of each variable id.
-        steps: the pairwise (or single-operand) contractions, in execution order.
-        flops: :math:`\\sum_s |\\text{union of step } s|`, the number of joint entries visited.
-        largest: elements of the largest table a step reads or writes (a sum-product step never
-            builds its union; see ``largest_union``).
-        largest_union: elements of the largest union of two operands (what max-product and
-            backtracking materialise).
-        method: which planner produced the steps.
-    """
-
-    scopes: tuple[tuple[int, ...], ...]
-    sizes: tuple[int, ...]
-    steps: tuple[Step, ...]
-    flops: int
-    largest: int
-    largest_union: int
-    method: str
-
-    def scope_of(self, tensor: int) -> tuple[int, ...]:
-        """Variables of tensor ``tensor`` (an input or a step's output)."""
-        n = len(self.scopes)
-        return self.scopes[tensor] if tensor < n else self.steps[tensor - n].out
-
-
-def _numel(vars_, sizes) -> int:
-    return math.prod(sizes[v] for v in vars_)
-
-
-def _steps_from_path(scopes, sizes, path) -> list[Step]:
-    """Replay an opt_einsum-style path (positions into a shrinking list, result appended) as steps.
-
-    Each step keeps the variables some other live table still holds and eliminates the rest.
-    """
-    live = list(range(len(scopes)))
-    scope = {i: tuple(s) for i, s in enumerate(scopes)}
-    steps = []
-    for positions in path:
-        ids = [live[p] for p in positions]
-        for p in sorted(positions, reverse=True):
-            live.pop(p)
-        union = list(dict.fromkeys(v for i in ids for v in scope[i]))
-        elsewhere = {v for i in live for v in scope[i]}
-        out = tuple(v for v in union if v in elsewhere)
-        elim = tuple(v for v in union if v not in elsewhere)
-        new = len(scopes) + len(steps)
-        steps.append(Step(tuple(ids), out, elim))
-        scope[new] = out
-        live.append(new)
-    return steps
-
-
-def _elimination_order(scopes, sizes, heuristic: str) -> list[int]:
-    """Greedy elimination order on the interaction graph.
-
-    ``"min_fill"`` picks the variable whose elimination adds the fewest edges (ties: smallest
-    clique), ``"min_weight"`` the one whose clique (the variable and its neighbours) has the fewest
-    joint states (ties: fewest fill edges). Scores are recomputed only around the eliminated vertex.
-    """
-    variables = sorted({v for s in scopes for v in s})
-    nbrs = {v: set() for v in variables}
-    for s in scopes:
-        for v in s:
-            nbrs[v].update(u for u in s if u != v)
-    logsize = {v: math.log2(sizes[v]) for v in variables}
-
-    def score(v):
-        ns = list(nbrs[v])
-        fill = sum(1 for i, a in enumerate(ns) for b in ns[i + 1 :] if b not in nbrs[a])
-        weight = logsize[v] + sum(logsize[u] for u in ns)
-        return (fill, weight, v) if heuristic == "min_fill" else (weight, fill, v)
-
-    scores = {v: score(v) for v in variables}
-    order = []
-    while scores:
-        v = min(scores, key=scores.__getitem__)
-        order.append(v)
-        ns = nbrs.pop(v)
-        del scores[v]
-        for a in ns:
-            nbrs[a].discard(v)
-            nbrs[a].update(u for u in ns if u != a)
-        touched = set(ns)
-        for a in ns:
-            touched.update(nbrs[a])
-        for u in touched:
-            scores[u] = score(u)
-    return order
-
-
-def _path_from_order(scopes, sizes, order) -> list[tuple[int, ...]]:
-    """Bucket elimination as an opt_einsum-style path: for each variable in ``order``, contract the
-    live tables that hold it, cheapest pair first (by the size of the pair's result)."""
-    live = [frozenset(s) for s in scopes]
-    path = []
-
-    def pair_out(i, j):
-        union = live[i] | live[j]
-        others = set().union(*(live[k] for k in range(len(live)) if k not in (i, j)))
-        return union & others
-
-    # constants and tables of variables no one else holds get folded in as they come
-    for v in order:
-        holders = [i for i, s in enumerate(live) if v in s]
-        if not holders:
-            continue
-        while len(holders) > 1:
-            best = min(
-                ((i, j) for a, i in enumerate(holders) for j in holders[a + 1 :]),
-                key=lambda ij: _numel(pair_out(*ij), sizes),
-            )
-            out = pair_out(*best)
-            for k in sorted(best, reverse=True):
-                live.pop(k)
-            live.append(frozenset(out))
-            path.append(best)
-            holders = [i for i, s in enumerate(live) if v in s]
-        if not holders:  # the last pair summed v out
-            continue
-        # v is held by one table only: no step of its own; the next step that reads the
-        # table sums v out on the way (it is held nowhere else)
-        (i,) = holders
-        live[i] = live[i] - {v}
-    while len(live) > 1:  # the tables left (constants, disconnected parts) multiplied together
-        path.append((len(live) - 2, len(live) - 1))
-        live = live[:-2] + [frozenset()]
-    if not path and scopes and scopes[0]:  # a single table: sum it out alone
-        path.append((0,))
-    return path
-
-
-def _cost(steps, scopes, sizes) -> tuple[int, int, int]:
-    scope = {i: s for i, s in enumerate(scopes)}
-    flops = largest = union_max = 0
-    for k, step in enumerate(steps):
-        union = {v for i in step.operands for v in scope[i]}
-        u = _numel(union, sizes)
-        flops += u * len(step.operands)
-        union_max = max(union_max, u)
-        largest = max(largest, _numel(step.out, sizes), *(_numel(scope[i], sizes) for i in step.operands))
-        scope[len(scopes) + k] = step.out
-    for s in scopes:
-        largest = max(largest, _numel(s, sizes))
-    return flops, largest, union_max
-
-
-def plan_contraction(scopes: Sequence[Sequence[int]], sizes: Sequence[int], *, methods=None) -> Plan:
-    """Plan the contraction of tables with the given scopes down to a scalar.
-
-    Args:
-        scopes: each table's variables (integer ids indexing ``sizes``); empty scopes allowed.
-        sizes: the number of states of each variable id.
-        methods: candidate planners to try, among ``"min_fill"``, ``"min_weight"``,
-            ``"greedy"`` (opt_einsum), ``"optimal"`` (opt_einsum, at most 8 tables); default all
-            that apply. The cheapest (flops, then largest intermediate) wins.
-
-    Returns:
-        a :class:`Plan` whose last step leaves one scalar (no step when there are < 2 tables
-        and nothing to sum).
-    """
-    scopes = tuple(tuple(int(v) for v in s) for s in scopes)
-    sizes = tuple(int(k) for k in sizes)
-    if methods is None:
-        methods = ("min_fill", "min_weight", "greedy") + (("optimal",) if len(scopes) <= 8 else ())
-    candidates = []
-    for method in methods:
-        if len(scopes) == 0:
-            path = []
-        elif method in ("min_fill", "min_weight"):
-            path = _path_from_order(scopes, sizes, _elimination_order(scopes, sizes, method))
-        else:
-            path = _opt_einsum_path(scopes, sizes, method)
-        steps = _steps_from_path(scopes, sizes, path)
-        candidates.append((_cost(steps, scopes, sizes), method, steps))
-    (flops, largest, union_max), method, steps = min(candidates, key=lambda c: (c[0][0], c[0][1]))
-    return Plan(scopes, sizes, tuple(steps), flops, largest, union_max, method)
-
-
-def _opt_einsum_path(scopes, sizes, method):
-    symbols = {v: oe.get_symbol(v) for s in scopes for v in s}
-    inputs = [frozenset(symbols[v] for v in s) for s in scopes]
-    size_dict = {symbols[v]: sizes[v] for v in symbols}
-    if len(scopes) == 1:
-        return [(0,)]
-    if method == "optimal":
-        return oe.paths.optimal(inputs, frozenset(), size_dict)
-    if method == "greedy":
-        return oe.paths.greedy(inputs, frozenset(), size_dict)
-    raise ValueError(f"unknown planner {method!r}; use min_fill, min_weight, greedy or optimal")
 
 
 # ============================================================================ kernels
@@ -435,12 +230,6 @@ class MaxEinsum:
 
 _ONE = np.ones(())
 _ONE.setflags(write=False)
-
-
-LINEAR_RANGE = 650.0
-"""The linear-space pass keeps the logs of all its non-zero numbers within [-650, 650]
-(:math:`e^{-650} \\approx 5 \\cdot 10^{-283}`, far inside the normal float64 range, which ends at
-:math:`2.2 \\cdot 10^{-308}`)."""
 
 
 def _log_count(scopes, out, sizes) -> float:

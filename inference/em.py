@@ -13,7 +13,8 @@ EM maximises :math:`\\log p(x \\mid \\theta)` for data :math:`x` with latent (or
 Each step cannot decrease :math:`\\log p(x \\mid \\theta) + \\log p(\\theta)` (Dempster, Laird and
 Rubin, 1977); :func:`fit` checks that it does not, up to floating-point rounding.
 
-The model contract (methods looked up on the model, no base class needed):
+The model contract, :class:`inference.protocols.EMModel` (methods looked up on the model, no base
+class needed):
 
 - ``model.expected_stats(data) -> (stats, loglik)``: the E-step; ``stats`` is any pytree.
 - ``model.from_stats(stats, **options) -> model``: the M-step, returning a new model.
@@ -37,6 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from inference.errors import ModelError, MonotonicityError
+from inference.protocols import EMModel
 from inference.result import Result
 
 
@@ -73,12 +75,12 @@ def fit(
         log_evidence=<final log-likelihood>, log_evidence_kind="exact")``. ``history[t]`` is the
         objective at the parameters after ``t`` M-steps (``history[0]``: the initial model).
     """
-    for name in ("expected_stats", "from_stats"):
-        if not callable(getattr(model, name, None)):
-            raise ModelError(
-                f"{type(model).__name__} does not declare its sufficient statistics: "
-                f"EM needs model.{name}(...)"
-            )
+    missing = [name for name in ("expected_stats", "from_stats") if not callable(getattr(model, name, None))]
+    if missing or not isinstance(model, EMModel):  # the declared contract (inference.protocols)
+        raise ModelError(
+            f"{type(model).__name__} does not declare its sufficient statistics: "
+            f"EM needs model.{(missing or ['expected_stats'])[0]}(...) (see inference.protocols.EMModel)"
+        )
     start = time.perf_counter()
     try:
         scale = max(1, len(data))

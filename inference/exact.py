@@ -14,10 +14,12 @@ How a query runs:
 
 1. The model becomes a :class:`~inference.factors.FactorGraph` (a ``BayesNet``'s CPTs, a factor
    graph as is, or a NumPyro program traced by :mod:`inference.trace`); evidence is checked
-   against its variables and states.
+   against its variables and states (:func:`inference.discrete.prepare`, shared by every
+   discrete method).
 2. A contraction plan for the graph's *structure* and the *names* of the evidence variables is
-   made once and cached (:func:`inference.contract.plan_contraction`); its largest table is
-   checked against ``memory_budget``.
+   made once and cached (:func:`inference.elimination.plan_contraction`,
+   :func:`inference.layout.query_plan`); its largest table is checked against ``memory_budget``
+   (bytes, the one memory parameter of every exact method).
 3. The plan becomes a :class:`~inference.contract.Program` (precomputed einsum kernels, also
    cached), which takes the tables and the evidence *values* as arguments: new CPTs or new
    evidence values re-use the plan and the kernels. Each table is restricted to the evidence
@@ -35,10 +37,13 @@ How a query runs:
    span too wide a range, the log-space passes (a log-sum-exp per step) answer instead.
    ``diagnostics["arithmetic"]`` says which ran. MAP, samples and ``family_posteriors``
    stay in log space.
-5. Evidence of probability zero raises :class:`~inference.errors.EvidenceError`; no NaN escapes.
+5. Evidence of probability zero raises :class:`~inference.errors.EvidenceError`; no NaN escapes
+   (:func:`inference.discrete.check_evidence`).
 
-An HMM (a model with a ``chain`` method) goes to :mod:`inference.chain` instead, with the
-observations as ``evidence``.
+Models are routed once, on their declared contract (:mod:`inference.protocols`): a
+:class:`~inference.protocols.ChainModel` (an HMM, a model with a ``chain`` method) goes to
+:mod:`inference.chain`, with the observations as ``evidence``; everything else runs on its
+factor graph.
 
 References:
     Zhang and Poole (1994). A simple approach to Bayesian network computations.
@@ -61,27 +66,66 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import inspect
 import time
 
 import jax
-import networkx as nx
 import numpy as np
 
-from inference.contract import FLOOR, LINEAR_RANGE, Plan, Program, plan_contraction
-from inference.errors import DataError, EvidenceError, MemoryBudgetError, ModelError
-from inference.factors import FactorGraph, as_factor_graph
+from inference.contract import Plan, Program
+from inference.discrete import (
+    DEFAULT_MEMORY_BUDGET,
+    Problem,
+    check_budget,
+    check_evidence,
+    check_tables,
+    prepare,
+    restrict,
+    restrict_rows,
+    scatter_rows,
+)
+from inference.errors import DataError, EvidenceError, ModelError
+from inference.factors import FactorGraph
+from inference.layout import linear_tables as _linear_tables
+from inference.layout import query_layout as _layout
+from inference.layout import query_plan as _plan
+from inference.protocols import ChainModel
 from inference.result import Result
-
-DEFAULT_MEMORY_BUDGET = 4 * 2**30
-"""Bytes an exact query may use for its largest table (4 GiB)."""
 
 __all__ = ["log_evidence", "marginals", "map", "sample", "family_posteriors", "DEFAULT_MEMORY_BUDGET"]
 
 
+# ============================================================================ the one dispatch
+def _routed(query):
+    """The one place where a query is routed on the model's contract: a
+    :class:`~inference.protocols.ChainModel` (a model with a ``chain`` method, ``pgm.HMM``) goes
+    to its namesake in :mod:`inference.chain`, with the arguments as given; anything else (a
+    :class:`~inference.protocols.FactorGraphModel`, a factor graph, a NumPyro program) runs
+    ``query`` on its factor graph. Options only chains take (``lengths=``) are refused for graphs."""
+    name = query.__name__
+    accepted = frozenset(inspect.signature(query).parameters)
+
+    @functools.wraps(query)
+    def entry(model, *args, **kwargs):
+        if isinstance(model, ChainModel):
+            from inference import chain
+
+            return getattr(chain, name)(model, *args, **kwargs)
+        extra = set(kwargs) - accepted
+        if extra:
+            raise TypeError(
+                f"exact.{name}() got unexpected keyword arguments {sorted(extra)} "
+                f"(extra options such as lengths= are for HMMs, models with a chain() method)"
+            )
+        return query(model, *args, **kwargs)
+
+    return entry
+
+
 # ============================================================================ public API
-def log_evidence(model, evidence=None, *, model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET, **chain_options) -> Result:
+@_routed
+def log_evidence(model, evidence=None, *, model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET) -> Result:
     """:math:`\\log p(e)` exactly (``log Z`` of the factor graph with ``e`` clamped).
 
     For a directed graph (Bayesian network) only the evidence variables and their ancestors
@@ -94,7 +138,8 @@ def log_evidence(model, evidence=None, *, model_args=(), model_kwargs=None, memo
             conditions the site and ``{"z[1]": k}`` clamps one unrolled variable.
         model_args, model_kwargs: the program's arguments.
         memory_budget: bytes; a plan needing a larger table raises MemoryBudgetError.
-        chain_options: for an HMM only, passed on to ``inference.chain`` (e.g. ``lengths``).
+        **options: for a chain model only (e.g. ``lengths``), passed on to ``inference.chain``
+            by the one dispatch (:func:`_routed`).
 
     Returns:
         ``Result(method="exact", log_evidence=..., log_evidence_kind="exact")``.
@@ -106,17 +151,10 @@ def log_evidence(model, evidence=None, *, model_args=(), model_kwargs=None, memo
         >>> float(np.exp(log_evidence(g, {"a": 1}).log_evidence))
         0.75
     """
-    if _is_chain(model):
-        return _chain("log_evidence", model, evidence, model_args, model_kwargs, memory_budget, **chain_options)
-    _no_options("log_evidence", chain_options)
     start = time.perf_counter()
-    problem = _problem(model, evidence, model_args, model_kwargs)
-    query = _Query(problem.graph, problem.evidence)
+    problem, query, plan, layout, program = _setup("log_evidence", model, evidence, model_args, model_kwargs,
+                                                   memory_budget, prune=None)
     prune = problem.graph.directed
-    plan = _plan(query.key, prune)
-    _check_budget(plan.largest, memory_budget, "log_evidence")
-    layout = _layout(query.key)
-    program = _program(query.key, prune)
     relevant = layout.relevant if prune else None
     value = _linear_tables(query.key).log_evidence(problem.graph, query.values, program, relevant)
     arithmetic = "linear"
@@ -125,7 +163,7 @@ def log_evidence(model, evidence=None, *, model_args=(), model_kwargs=None, memo
         tables = query.restricted()
         _, value = program.inside([tables[t] for t in layout.relevant] if prune else tables)
     value = float(value)
-    _check_value(value, problem)
+    _check_value(value, problem, "log_evidence")
     return Result(
         method="exact",
         log_evidence=value,
@@ -135,7 +173,8 @@ def log_evidence(model, evidence=None, *, model_args=(), model_kwargs=None, memo
     )
 
 
-def marginals(model, evidence=None, *, model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET, **chain_options) -> Result:
+@_routed
+def marginals(model, evidence=None, *, model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET) -> Result:
     """Posterior marginals :math:`p(x_v \\mid e)` of every unobserved variable, and :math:`\\log p(e)`.
 
     All marginals come from one forward and one backward pass: the gradient of
@@ -154,23 +193,16 @@ def marginals(model, evidence=None, *, model_args=(), model_kwargs=None, memory_
         >>> marginals(g).marginals["a"]
         array([0.3, 0.7])
     """
-    if _is_chain(model):
-        return _chain("marginals", model, evidence, model_args, model_kwargs, memory_budget, **chain_options)
-    _no_options("marginals", chain_options)
     start = time.perf_counter()
-    problem = _problem(model, evidence, model_args, model_kwargs)
-    query = _Query(problem.graph, problem.evidence)
-    plan = _plan(query.key, False)
-    _check_budget(plan.largest, memory_budget, "marginals")
-    layout = _layout(query.key)
-    program = _program(query.key, False)
+    problem, query, plan, layout, program = _setup("marginals", model, evidence, model_args, model_kwargs,
+                                                   memory_budget)
     linear = _linear_tables(query.key).marginals(problem.graph, query.values, program, layout.free_ids)
     if linear is None:
         value, values = program.marginals(query.restricted(), layout.free_ids)
     else:
         value, values = linear
     value = float(value)
-    _check_value(value, problem)
+    _check_value(value, problem, "marginals")
     per_var = dict(zip(layout.free_names, values))
     return Result(
         method="exact",
@@ -182,7 +214,8 @@ def marginals(model, evidence=None, *, model_args=(), model_kwargs=None, memory_
     )
 
 
-def map(model, evidence=None, *, model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET, **chain_options) -> Result:  # noqa: A001
+@_routed
+def map(model, evidence=None, *, model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET) -> Result:  # noqa: A001
     """The most probable joint assignment of the unobserved variables (MPE) given ``e``.
 
     Max-product along the contraction plan, then backtracking in reverse plan order.
@@ -194,25 +227,17 @@ def map(model, evidence=None, *, model_args=(), model_kwargs=None, memory_budget
 
     Example:
         >>> import numpy as np
-        >>> from inference.factors import Factor, FactorGraph
-        >>> g = FactorGraph({"a": ("off", "on"), "b": ("off", "on")},
-        ...                 [Factor(("a", "b"), np.log([[0.1, 0.2], [0.3, 0.4]]))])
-        >>> map(g).diagnostics["map_states"]
+        >>> from inference import factors
+        >>> table = factors.Factor(("a", "b"), np.log([[0.1, 0.2], [0.3, 0.4]]))
+        >>> map(factors.FactorGraph({"a": ("off", "on"), "b": ("off", "on")}, [table])).diagnostics["map_states"]
         {'a': 'on', 'b': 'on'}
     """
-    if _is_chain(model):
-        return _chain("map", model, evidence, model_args, model_kwargs, memory_budget, **chain_options)
-    _no_options("map", chain_options)
     start = time.perf_counter()
-    problem = _problem(model, evidence, model_args, model_kwargs)
-    query = _Query(problem.graph, problem.evidence)
-    plan = _plan(query.key, False)
-    _check_budget(plan.largest_union, memory_budget, "map")
-    layout = _layout(query.key)
-    program = _program(query.key, False)
+    problem, query, plan, layout, program = _setup("map", model, evidence, model_args, model_kwargs,
+                                                   memory_budget, need=lambda plan: plan.largest_union)
     value, tensors = program.max_product(query.restricted())
     value = float(value)
-    _check_value(value, problem)
+    _check_value(value, problem, "map")
     decoded = program.backtrack(tensors, 1, lambda k, w: np.argmax(w, axis=1))
     per_var = {v: int(decoded[i][0]) for v, i in zip(layout.free_names, layout.free_ids)}
     states = problem.graph.states
@@ -229,7 +254,8 @@ def map(model, evidence=None, *, model_args=(), model_kwargs=None, memory_budget
     )
 
 
-def sample(model, key, n, evidence=None, *, model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET, **chain_options) -> Result:
+@_routed
+def sample(model, key, n, evidence=None, *, model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET) -> Result:
     """``n`` independent exact draws from :math:`p(x \\mid e)`.
 
     Forward-filter backward-sample on the contraction tree: the sum-product pass keeps its
@@ -253,21 +279,15 @@ def sample(model, key, n, evidence=None, *, model_args=(), model_kwargs=None, me
         >>> sample(g, jax.random.key(0), 4).samples["a"].shape
         (4,)
     """
-    if _is_chain(model):
-        return _chain("sample", model, evidence, model_args, model_kwargs, memory_budget, key=key, n=n, **chain_options)
-    _no_options("sample", chain_options)
     start = time.perf_counter()
     n = _check_count(n)
     key = _check_key(key)
-    problem = _problem(model, evidence, model_args, model_kwargs)
-    query = _Query(problem.graph, problem.evidence)
-    plan = _plan(query.key, False)
-    _check_budget(max(plan.largest, n * _largest_elim(plan)), memory_budget, "sample")
-    layout = _layout(query.key)
-    program = _program(query.key, False)
+    problem, query, plan, layout, program = _setup("sample", model, evidence, model_args, model_kwargs,
+                                                   memory_budget,
+                                                   need=lambda plan: max(plan.largest, n * _largest_elim(plan)))
     tensors, value = program.inside(query.restricted())
     value = float(value)
-    _check_value(value, problem)
+    _check_value(value, problem, "sample")
     uniforms = np.asarray(jax.random.uniform(key, (max(1, len(plan.steps)), n), dtype=jax.numpy.float64))
     decoded = program.backtrack(tensors, n, lambda k, w: _inverse_cdf(w, uniforms[k]))
     per_var = {v: decoded[i] for v, i in zip(layout.free_names, layout.free_ids)}
@@ -284,7 +304,16 @@ def sample(model, key, n, evidence=None, *, model_args=(), model_kwargs=None, me
     )
 
 
-def family_posteriors(graph: FactorGraph, evidence_vars, evidence_values, *, memory_budget=DEFAULT_MEMORY_BUDGET):
+def family_posteriors(
+    graph: FactorGraph,
+    evidence_vars,
+    evidence_values,
+    *,
+    memory_budget=DEFAULT_MEMORY_BUDGET,
+    row_labels=None,
+    row_unit: str = "row",
+    where: str = "",
+):
     """Every factor's posterior for a batch of evidence rows: the E-step of EM for a BN.
 
     .. math::
@@ -303,6 +332,9 @@ def family_posteriors(graph: FactorGraph, evidence_vars, evidence_values, *, mem
         evidence_values: int array ``(B, E)`` of state indices, column ``j`` for
             ``evidence_vars[j]``.
         memory_budget: bytes for one chunk of rows (rows run in chunks that fit).
+        row_labels, row_unit, where: how the zero-probability error names a row (default
+            ``"row <index>"``; EM on data says ``"data row <index in the data>"``), see
+            :func:`inference.discrete.check_evidence`.
 
     Returns:
         ``(log_evidence (B,), [array (B, *factor.log_table.shape) per factor of graph])``.
@@ -325,125 +357,65 @@ def family_posteriors(graph: FactorGraph, evidence_vars, evidence_values, *, mem
     key = (graph.signature(), evidence_vars)
     layout = _layout(key)
     per_row = _plan(key, False).largest + layout.total  # entries one row needs at least
-    _check_budget(per_row, memory_budget, "family_posteriors")
+    check_budget(per_row, memory_budget, "exact family_posteriors")
     rows = values.shape[0]
     chunk = max(1, min(rows, int(memory_budget // (8 * 4 * per_row))))
-    tables = _tables(graph)
+    tables = check_tables(graph)
     program = _program(key, False, batched=True)
     wanted = tuple(range(len(graph.factors)))
     logp = np.zeros(rows)
     out = [np.zeros((rows,) + f.log_table.shape) for f in graph.factors]
     for lo in range(0, rows, chunk):
         block = values[lo : lo + chunk]
-        restricted = _restrict_rows(tables, block, layout)
+        restricted = restrict_rows(tables, layout.restrict, block) + [np.zeros(layout.sizes[i]) for i in layout.units]
         logp[lo : lo + len(block)], posts = program.posteriors(restricted, wanted)
         for f in wanted:
-            _scatter(out[f][lo : lo + len(block)], posts[f], block, layout.restrict[f])
-    bad = np.flatnonzero(~np.isfinite(logp))
-    if bad.size:
-        row = int(bad[0])
-        shown = {v: graph.states[v][int(k)] for v, k in zip(evidence_vars, values[row])}
-        raise EvidenceError(f"evidence has probability zero in row {row} ({bad.size} rows in all): {shown}")
+            scatter_rows(out[f][lo : lo + len(block)], posts[f], block, layout.restrict[f])
+    check_evidence(
+        logp,
+        lambda row: {v: graph.states[v][int(k)] for v, k in zip(evidence_vars, values[row])},
+        labels=row_labels,
+        unit=row_unit,
+        where=where,
+    )
     return logp, out
 
 
-# ============================================================================ HMM dispatch
-def _is_chain(model) -> bool:
-    return callable(getattr(model, "chain", None))
-
-
-def _chain(name, model, evidence, model_args, model_kwargs, memory_budget, key=None, n=None, **options):
-    """Hand the query to ``inference.chain`` with the arguments the caller gave (``options``
-    such as ``lengths`` go through as they are)."""
-    from inference import chain
-
-    kwargs = dict(options)
-    if name == "sample":
-        kwargs.update(key=key, n=n)
-    if model_args != ():
-        kwargs["model_args"] = model_args
-    if model_kwargs is not None:
-        kwargs["model_kwargs"] = model_kwargs
-    if memory_budget != DEFAULT_MEMORY_BUDGET:
-        kwargs["memory_budget"] = memory_budget
-    if name == "sample":
-        return chain.sample(model, kwargs.pop("key"), kwargs.pop("n"), evidence, **kwargs)
-    return getattr(chain, name)(model, evidence, **kwargs)
-
-
-def _no_options(name, options):
-    if options:
-        raise TypeError(
-            f"exact.{name}() got unexpected keyword arguments {sorted(options)} "
-            f"(extra options such as lengths= are for HMMs, models with a chain() method)"
-        )
-
-
-# ============================================================================ problems
-@dataclasses.dataclass(frozen=True)
-class _Problem:
-    graph: FactorGraph
-    evidence: dict  # variable -> state index, checked
-    sites: dict | None  # program site -> SiteLayout (None for a graph or a BayesNet)
-    shown: dict  # the evidence as the caller gave it, for messages
-
-
-def _problem(model, evidence, model_args, model_kwargs) -> _Problem:
-    evidence = dict(evidence or {})
-    if isinstance(model, FactorGraph) or callable(getattr(model, "factor_graph", None)):
-        graph = as_factor_graph(model)
-        return _Problem(graph, graph.evidence_indices(evidence), None, evidence)
-    if callable(model):
-        from inference.trace import trace_program
-
-        traced = trace_program(model, tuple(model_args), dict(model_kwargs or {}), evidence)
-        graph = traced.graph
-        return _Problem(graph, graph.evidence_indices(traced.evidence), traced.sites, evidence)
-    return _Problem(as_factor_graph(model), {}, None, evidence)  # raises ModelError
-
-
+# ============================================================================ helpers
 class _Query:
-    """A graph with evidence: the structural key (for plans) and the values (for the program)."""
+    """A problem's structural key (for plans) and evidence values (for the program)."""
 
-    def __init__(self, graph: FactorGraph, evidence: dict):
-        self.graph = graph
-        self.names = tuple(evidence)
-        self.key = (graph.signature(), self.names)
-        self.values = tuple(evidence[v] for v in self.names)
+    def __init__(self, problem: Problem):
+        self.graph = problem.graph
+        self.names = problem.evidence_vars
+        self.key = (problem.graph.signature(), self.names)
+        self.values = tuple(problem.evidence.values())
 
     def restricted(self):
         """The log tables with evidence axes indexed away, then the unit tables."""
-        return _restrict(_tables(self.graph), self.values, _layout(self.key))
+        return _restrict(check_tables(self.graph), self.values, _layout(self.key))
 
 
-def _tables(graph: FactorGraph) -> list[np.ndarray]:
-    """The float64 log tables; NaN or +inf raise ModelError naming the factor."""
-    tables = [np.asarray(f.log_table, dtype=np.float64) for f in graph.factors]
-    flat = np.concatenate([t.ravel() for t in tables]) if tables else np.zeros(0)
-    if np.isnan(flat).any() or np.isposinf(flat).any():
-        for f, t in zip(graph.factors, tables):
-            if np.isnan(t).any() or np.isposinf(t).any():
-                raise ModelError(f"factor over {f.scope}: its log table holds NaN or +inf")
-    return tables
+def _setup(what, model, evidence, model_args, model_kwargs, memory_budget, *, prune=False,
+           need=lambda plan: plan.largest):
+    """Steps 1-3 of every query: the checked problem, its plan (budget-checked on ``need``),
+    layout and program. ``prune=None``: prune to the evidence's ancestors for a directed graph."""
+    problem = prepare(model, evidence, model_args, model_kwargs)
+    query = _Query(problem)
+    if prune is None:
+        prune = problem.graph.directed
+    plan = _plan(query.key, prune)
+    check_budget(need(plan), memory_budget, f"exact {what}")
+    return problem, query, plan, _layout(query.key), _program(query.key, prune)
 
 
-def _check_value(value: float, problem: _Problem):
-    if np.isnan(value):
-        raise ModelError("exact inference produced NaN: check the factor tables")
-    if not np.isfinite(value):
-        raise EvidenceError(f"evidence has probability zero under the model: {problem.shown}")
+def _restrict(tables, values, layout):
+    """:func:`inference.discrete.restrict` at ``values``, then the unit tables of ``layout``."""
+    return restrict(tables, layout.restrict, values) + [np.zeros(layout.sizes[i]) for i in layout.units]
 
 
-def _check_budget(elements: int, budget, what: str):
-    if not isinstance(budget, (int, float, np.integer, np.floating)) or not budget > 0:
-        raise DataError(f"memory_budget must be a positive number of bytes, got {budget!r}")
-    need = 8 * int(elements)
-    if need > budget:
-        raise MemoryBudgetError(
-            f"exact {what} needs a table of {int(elements):,} entries ({need / 2**30:.3g} GiB in float64), "
-            f"over memory_budget={int(budget):,} bytes ({budget / 2**30:.3g} GiB); use inference.bp.loopy "
-            f"or a sampler (inference.importance.likelihood_weighting, inference.gibbs.gibbs), or raise memory_budget"
-        )
+def _check_value(value: float, problem: Problem, what: str):
+    check_evidence(value, problem.shown, where=f"exact {what}")
 
 
 def _check_count(n) -> int:
@@ -506,7 +478,7 @@ def _inverse_cdf(log_weights, u):
     return np.minimum(index, log_weights.shape[1] - 1)
 
 
-def _by_site(per_var: dict, problem: _Problem, stack, all_vars=False) -> dict:
+def _by_site(per_var: dict, problem: Problem, stack, all_vars=False) -> dict:
     """For a program, gather the unrolled variables of each plated site into one array."""
     if problem.sites is None:
         return per_var
@@ -537,58 +509,7 @@ def _plan_diagnostics(plan: Plan) -> dict:
     }
 
 
-# ============================================================================ structure and plans
-@dataclasses.dataclass(frozen=True)
-class _Layout:
-    """Everything about a (graph structure, evidence names) pair that does not depend on values."""
-
-    variables: tuple[str, ...]
-    sizes: tuple[int, ...]
-    total: int  # entries of all factor tables
-    restrict: tuple[tuple[int | None, ...], ...]  # per factor, per axis: evidence column or None
-    scopes: tuple[tuple[int, ...], ...]  # restricted scopes (variable ids) of the factors, then unit tables
-    free_ids: tuple[int, ...]  # unobserved variables
-    free_names: tuple[str, ...]
-    units: tuple[int, ...]  # unobserved variables no factor holds: a table of zeros each
-    relevant: tuple[int, ...]  # factors that matter for log p(e) in a directed graph
-
-
-@functools.lru_cache(maxsize=256)
-def _layout(key) -> _Layout:
-    (var_cards, scopes, directed), ev_names = key
-    variables = tuple(v for v, _ in var_cards)
-    ids = {v: i for i, v in enumerate(variables)}
-    sizes = tuple(k for _, k in var_cards)
-    ev_col = {ids[v]: j for j, v in enumerate(ev_names)}
-    total = sum(int(np.prod([sizes[ids[v]] for v in s], dtype=np.int64)) for s in scopes)
-    restrict = tuple(tuple(ev_col.get(ids[v]) for v in s) for s in scopes)
-    restricted = [tuple(ids[v] for v in s if ids[v] not in ev_col) for s in scopes]
-    free = tuple(i for i in range(len(variables)) if i not in ev_col)
-    held = {v for s in restricted for v in s}
-    units = tuple(i for i in free if i not in held)
-    all_scopes = tuple(restricted) + tuple((i,) for i in units)
-    relevant = tuple(range(len(all_scopes)))
-    if directed:
-        dag = nx.DiGraph()
-        dag.add_nodes_from(range(len(variables)))
-        dag.add_edges_from((ids[p], ids[s[-1]]) for s in scopes for p in s[:-1])
-        keep = set(ev_col)
-        for v in ev_col:
-            keep |= nx.ancestors(dag, v)
-        relevant = tuple(f for f, s in enumerate(scopes) if ids[s[-1]] in keep)
-    return _Layout(
-        variables, sizes, total, restrict, all_scopes, free, tuple(variables[i] for i in free), units, relevant,
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _plan(key, prune: bool) -> Plan:
-    """The contraction plan of the restricted tables (only the relevant ones when ``prune``)."""
-    layout = _layout(key)
-    tables = layout.relevant if prune else range(len(layout.scopes))
-    return plan_contraction([layout.scopes[t] for t in tables], layout.sizes)
-
-
+# ============================================================================ programs
 @functools.lru_cache(maxsize=256)
 def _program(key, prune: bool, batched: bool = False) -> Program:
     """The executable plan; ``batched``: the tables holding evidence carry one slice per row."""
@@ -597,156 +518,3 @@ def _program(key, prune: bool, batched: bool = False) -> Program:
     if batched:
         flags = [any(c is not None for c in cols) for cols in layout.restrict] + [False] * len(layout.units)
     return Program(_plan(key, prune), flags)
-
-
-# ============================================================================ linear space
-class _LinearTables:
-    """Evidence restriction and the move to linear space for one (structure, evidence names),
-    as a few whole-array operations over the concatenation of every log table.
-
-    Every table is restricted by one gather, shifted by its largest remaining entry
-    (:math:`\\tilde\\phi_f = \\phi_f / \\max \\phi_f \\le 1`; the shifts add up to the log scale
-    of :math:`Z`) and exponentiated; the log of its smallest non-zero entry is its lower bound.
-    :meth:`inference.contract.Program.linear_marginals` then runs the passes on these tables,
-    rescaling only where its bounds say a number could leave the float64 range, and declines
-    (log space runs instead) where a table's own entries span too wide a range.
-    """
-
-    def __init__(self, key):
-        (var_cards, scopes, _), ev_names = key
-        layout = _layout(key)
-        ids = {v: i for i, v in enumerate(layout.variables)}
-        ev_col = {v: j for j, v in enumerate(ev_names)}
-        base, strides, slices, starts = [], [], [], []
-        offset = restricted = 0
-        for scope, cols in zip(scopes, layout.restrict):
-            shape = tuple(layout.sizes[ids[v]] for v in scope)
-            size = int(np.prod(shape, dtype=np.int64))
-            index = (np.arange(size, dtype=np.int64) + offset).reshape(shape)
-            axis_strides = index.strides  # bytes; turned into entries below
-            free = tuple(slice(None) if c is None else 0 for c in cols)
-            entries = index[free].ravel()
-            row = np.zeros(len(ev_names), dtype=np.int64)  # entries per evidence state, per column
-            for a, c in enumerate(cols):
-                if c is not None:
-                    row[c] = axis_strides[a] // index.itemsize
-            base.append(entries)
-            strides.append(row)
-            rshape = tuple(n for n, c in zip(shape, cols) if c is None)
-            slices.append((restricted, restricted + entries.size, rshape))
-            starts.append(restricted)
-            restricted += entries.size
-            offset += size
-        self.ok = all(b > a for a, b, _ in slices)  # (a variable without states: log space)
-        self.base = np.concatenate(base) if base else np.zeros(0, dtype=np.int64)
-        self.strides = np.stack(strides) if strides else np.zeros((0, len(ev_names)), dtype=np.int64)
-        self.identity = not ev_names and np.array_equal(self.base, np.arange(offset))
-        self.slices = tuple(slices)
-        self.starts = np.asarray(starts, dtype=np.intp)
-        self.spread = np.repeat(np.arange(len(slices)), [b - a for a, b, _ in slices])
-        units = []
-        for i in layout.units:
-            unit = np.ones(layout.sizes[i])
-            unit.setflags(write=False)
-            units.append(unit)
-        self.units = units
-        self.unit_lows = [0.0] * len(units)
-
-    def tables(self, graph: FactorGraph, values):
-        """``(linear tables, log lower bounds, log scale)``: the restricted tables (then the
-        unit tables) divided by their largest entries, the logs of their smallest non-zero
-        entries, and the sum of the logs of the divisors; None where a table's own entries
-        span more than LINEAR_RANGE (or cannot be read as float64)."""
-        if not self.ok or not self.slices:
-            return None
-        try:
-            flat = np.concatenate([f.log_table for f in graph.factors], axis=None, dtype=np.float64)
-        except TypeError:
-            return None
-        if not flat.max() < np.inf:  # NaN or +inf somewhere: named by _tables
-            _tables(graph)
-        if self.identity:
-            log_tables = flat
-        elif values:
-            log_tables = flat[self.base + (self.strides @ np.asarray(values, dtype=np.int64))[self.spread]]
-        else:
-            log_tables = flat[self.base]
-        tops = np.maximum.reduceat(log_tables, self.starts)
-        lows = np.minimum.reduceat(np.where(log_tables > -np.inf, log_tables, np.inf), self.starts)
-        lows = np.where(tops > -np.inf, lows - tops, 0.0)  # an all-zero table: no bound needed
-        if lows.min() < -LINEAR_RANGE:  # a table whose own entries would underflow
-            return None
-        tops = np.maximum(tops, FLOOR)  # an all-zero table: shifted by FLOOR, stays zero
-        linear = np.exp(log_tables - tops[self.spread])
-        tables = [linear[a:b].reshape(shape) for a, b, shape in self.slices]
-        return tables + self.units, lows.tolist() + self.unit_lows, tops
-
-    def marginals(self, graph: FactorGraph, values, program: Program, variables):
-        """``(log Z, [p(x_v | e) for v in variables])``, or None where the linear-space pass
-        declines (then the caller runs the log-space one)."""
-        prepared = self.tables(graph, values)
-        if prepared is None:
-            return None
-        tables, lows, tops = prepared
-        out = program.linear_marginals(tables, variables, lows)
-        if out is None:
-            return None
-        log_z, marg, bounds = out
-        return log_z + float(np.sum(tops)), [marg[a:b] for a, b in bounds]
-
-    def log_evidence(self, graph: FactorGraph, values, program: Program, relevant):
-        """``log Z`` of the tables ``relevant`` (all when None) by the inside pass, or None."""
-        prepared = self.tables(graph, values)
-        if prepared is None:
-            return None
-        tables, lows, tops = prepared
-        if relevant is not None:
-            tables, lows, tops = [tables[t] for t in relevant], [lows[t] for t in relevant], tops[list(relevant)]
-        inside = program.linear_inside(tables, lows)
-        return None if inside is None else inside[0] + float(np.sum(tops))
-
-
-@functools.lru_cache(maxsize=256)
-def _linear_tables(key) -> _LinearTables:
-    return _LinearTables(key)
-
-
-# ============================================================================ evidence on tables
-def _restrict(tables, values, layout: _Layout):
-    """Index every evidence axis at its evidence value; append the unit tables."""
-    out = []
-    for table, cols in zip(tables, layout.restrict):
-        if any(c is not None for c in cols):
-            table = table[tuple(slice(None) if c is None else values[c] for c in cols)]
-        out.append(table)
-    out += [np.zeros(layout.sizes[i]) for i in layout.units]
-    return out
-
-
-def _evidence_first(cols):
-    """The axis order that puts a factor's evidence axes first (in axis order)."""
-    return [a for a, c in enumerate(cols) if c is not None] + [a for a, c in enumerate(cols) if c is None]
-
-
-def _restrict_rows(tables, rows, layout: _Layout):
-    """Batched :func:`_restrict`: each factor with evidence axes becomes ``(B, *free axes)``."""
-    out = []
-    for table, cols in zip(tables, layout.restrict):
-        if any(c is not None for c in cols):
-            order = _evidence_first(cols)
-            table = np.transpose(table, order)[tuple(rows[:, cols[a]] for a in order if cols[a] is not None)]
-        out.append(table)
-    out += [np.zeros(layout.sizes[i]) for i in layout.units]
-    return out
-
-
-def _scatter(target, posterior, rows, cols):
-    """Write the posterior over a factor's free axes into ``target`` (B, *full shape), one-hot
-    along the evidence axes at each row's values."""
-    if not any(c is not None for c in cols):
-        target[...] = posterior
-        return
-    order = _evidence_first(cols)
-    view = np.transpose(target, [0] + [a + 1 for a in order])
-    index = (np.arange(len(rows)),) + tuple(rows[:, cols[a]] for a in order if cols[a] is not None)
-    view[index] = posterior

@@ -23,7 +23,7 @@ and its marginals are wrong however long it runs. Compare chains (``diagnostics[
 prefer exact inference or likelihood weighting on such models.
 
 Initial states: each chain starts from a configuration of positive probability, chosen by
-importance resampling among sequential draws (:func:`inference.importance.sequential_samples`:
+importance resampling among sequential draws (:mod:`inference.starts`:
 for a Bayesian network, forward samples with the evidence clamped and each evidence CPT folded
 into the proposal as soon as its parents are drawn).
 
@@ -54,18 +54,11 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
-from inference.bp import colouring, prepare, structure
-from inference.errors import EvidenceError
-from inference.importance import (
-    card_mask,
-    flat_layout,
-    flatten_tables,
-    make_reads,
-    read,
-    sequential_sampler,
-    sequential_samples,
-)
+from inference.discrete import prepare, structure
+from inference.elimination import colouring
+from inference.layout import card_mask, flat_layout, flatten_tables, make_reads, read
 from inference.result import Result
+from inference.starts import no_start, pick_starts, sequential_sampler
 
 
 @functools.lru_cache(maxsize=64)
@@ -133,36 +126,13 @@ def _compiled_gibbs(signature: tuple, evidence_vars: tuple, n: int, burn_in: int
         init_key, pick_key, run_key = jax.random.split(key, 3)
         # 1. initial states: importance resampling among sequential draws, per chain
         x, logw = propose(tables, evidence_values, init_key)
-        logw = jnp.reshape(logw, (chains, candidates))
-        pick = jax.random.categorical(pick_key, logw, axis=-1)
-        x0 = jnp.reshape(x, (chains, candidates, -1))[jnp.arange(chains), pick]
+        x0, started = pick_starts(x, logw, pick_key, chains, candidates)
         # 2. the chains, in parallel
         table = flatten_tables(tables, flat)
         draws = jax.vmap(chain, in_axes=(None, 0, 0))(table, x0, jax.random.split(run_key, chains))
-        return draws, jnp.any(jnp.isfinite(logw), axis=1)
+        return draws, started
 
     return jax.jit(run)
-
-
-def _no_start(problem, candidates: int) -> EvidenceError:
-    named = {v: problem.graph.states[v][i] for v, i in problem.evidence.items()}
-    return EvidenceError(
-        f"no configuration of positive probability found in {candidates} draws for a chain: "
-        f"evidence {named} has probability zero or is too unlikely to start Gibbs from"
-    )
-
-
-def initial_states(problem, key, chains: int, candidates: int):
-    """One state of positive probability per chain: importance resampling among sequential draws
-    (the same as the first step of :func:`gibbs`, for other methods that need a start)."""
-    draw_key, pick_key = jax.random.split(key)
-    x, logw = sequential_samples(problem, draw_key, chains * candidates)
-    logw = jnp.reshape(logw, (chains, candidates))
-    if not bool(jnp.all(jnp.any(jnp.isfinite(logw), axis=1))):
-        raise _no_start(problem, candidates)
-    pick = jax.random.categorical(pick_key, logw, axis=-1)
-    x = jnp.reshape(x, (chains, candidates, -1))
-    return x[jnp.arange(chains), pick]
 
 
 def gibbs(
@@ -181,7 +151,7 @@ def gibbs(
     """Systematic-scan Gibbs sampling of :math:`p(x \\mid e)` on any discrete factor graph.
 
     Args:
-        model: anything :func:`inference.factors.as_factor_graph` accepts.
+        model: any discrete model :func:`inference.discrete.prepare` reads.
         key: a JAX PRNG key.
         n: draws kept per chain (after ``burn_in`` sweeps, one every ``thin`` sweeps).
         evidence: ``{variable: state name or index}``, clamped throughout.
@@ -206,7 +176,7 @@ def gibbs(
     fn = _compiled_gibbs(signature, problem.evidence_vars, n, burn_in, thin, chains, int(candidates))
     draws, started = fn(problem.tables, jnp.asarray(problem.evidence_values), key)
     if not bool(np.all(started)):
-        raise _no_start(problem, int(candidates))
+        raise no_start(problem, int(candidates))
     draws = np.asarray(draws, dtype=np.int64)
     cards = problem.graph.cardinalities
     samples, marginals, ess, r_hat = {}, {}, {}, {}

@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 
@@ -49,98 +48,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inference.bp import Problem, prepare, structure
+from inference.discrete import prepare, structure
 from inference.errors import EvidenceError, ModelError
+from inference.layout import Reads, card_mask, flat_layout, flatten_tables, make_reads, read
 from inference.result import Result
-
-
-# =========================================================================== flat tables
-@dataclasses.dataclass(frozen=True)
-class FlatTables:
-    """All log-tables raveled (C order) into one array, with the strides to read them.
-
-    Entry ``x`` of factor ``f`` sits at ``offsets[f] + sum_j strides[f][j] * x[scope_j]``. The
-    array ends with ``width`` zeros (``offsets`` of a dummy factor is ``size``), so padded reads
-    contribute :math:`\\log 1`.
-    """
-
-    offsets: np.ndarray
-    strides: tuple
-    size: int
-    width: int
-
-
-@functools.lru_cache(maxsize=64)
-def flat_layout(signature: tuple) -> FlatTables:
-    cards, scopes, _ = structure(signature)
-    offsets, strides, size = [], [], 0
-    for scope in scopes:
-        shape = [cards[v] for v in scope]
-        stride = [int(np.prod(shape[j + 1 :], dtype=np.int64)) for j in range(len(shape))]
-        offsets.append(size)
-        strides.append(tuple(stride))
-        size += int(np.prod(shape, dtype=np.int64))
-    return FlatTables(np.asarray(offsets, dtype=np.int64), tuple(strides), size, max(cards.values(), default=1))
-
-
-def flatten_tables(tables, layout: FlatTables):
-    """The flat array (traced): all raveled tables, then ``width`` zeros."""
-    parts = [jnp.ravel(t) for t in tables] + [jnp.zeros(layout.width)]
-    return jnp.concatenate(parts)
-
-
-@dataclasses.dataclass(frozen=True)
-class Reads:
-    """A batch of reads "factor f as a function of variable v, the rest of its scope fixed".
-
-    Arrays of shape (P,) or (P, A): ``offset``, ``stride`` (of v), ``other`` (indices of the other
-    scope variables in the state vector) and ``other_stride`` (0 for padding).
-    """
-
-    offset: np.ndarray
-    stride: np.ndarray
-    other: np.ndarray
-    other_stride: np.ndarray
-
-
-def make_reads(pairs, signature: tuple, depth: int | None = None) -> Reads:
-    """Reads for ``pairs = [(variable, factor index or None for a dummy), ...]``."""
-    cards, scopes, _ = structure(signature)
-    flat = flat_layout(signature)
-    index = {v: i for i, v in enumerate(cards)}
-    if depth is None:
-        depth = max((len(scopes[f]) - 1 for _, f in pairs if f is not None), default=0)
-    depth = max(depth, 1)
-    p = len(pairs)
-    offset = np.full(p, flat.size, dtype=np.int64)
-    stride = np.ones(p, dtype=np.int64)
-    other = np.zeros((p, depth), dtype=np.int64)
-    other_stride = np.zeros((p, depth), dtype=np.int64)
-    for k, (var, f) in enumerate(pairs):
-        if f is None:
-            continue
-        offset[k] = flat.offsets[f]
-        j = 0
-        for u, s in zip(scopes[f], flat.strides[f]):
-            if u == var:
-                stride[k] = s
-            else:
-                other[k, j], other_stride[k, j] = index[u], s
-                j += 1
-    return Reads(offset, stride, other, other_stride)
-
-
-def read(flat, reads: Reads, x, width: int):
-    """Log-factor values along each read's variable: (..., P, width) for states x of shape (..., V)."""
-    base = reads.offset + jnp.sum(jnp.take(x, reads.other, axis=-1) * reads.other_stride, axis=-1)
-    idx = base[..., None] + reads.stride[:, None] * jnp.arange(width)
-    return jnp.take(flat, idx, mode="clip")
-
-
-def card_mask(cards, width):
-    """(V, width): 0 on real states, -inf on padding."""
-    cards = np.asarray(cards)
-    return np.where(np.arange(width)[None, :] < cards[:, None], 0.0, -np.inf)
 
 
 # =========================================================================== likelihood weighting
@@ -249,7 +160,7 @@ def likelihood_weighting(
     scale = np.exp(tops - top)
     total = float(np.sum(s1 * scale))
     if total <= 0.0 or not np.isfinite(total):
-        named = {v: problem.graph.states[v][i] for v, i in problem.evidence.items()}
+        named = problem.named()
         raise EvidenceError(
             f"all {n_used} likelihood-weighting samples have weight zero: evidence {named} has "
             f"probability zero or is too unlikely for this many samples"
@@ -265,84 +176,13 @@ def likelihood_weighting(
     log_evidence = float(top + np.log(total) - np.log(n_used))
     return Result(
         method="likelihood_weighting",
+        seconds=time.perf_counter() - start,
         marginals=marginals,
         log_evidence=log_evidence,
         log_evidence_kind="estimate",
-        seconds=time.perf_counter() - start,
         diagnostics={
             "ess": float(ess),
             "log_evidence_se": float(np.sqrt(max(1.0 / ess - 1.0 / n_used, 0.0))),
             "n": n_used,
         },
     )
-
-
-# =========================================================================== sequential importance
-@functools.lru_cache(maxsize=64)
-def sequential_sampler(signature: tuple, evidence_vars: tuple, n: int):
-    """Sequential importance sampling on any factor graph (the Gibbs initialiser): a traceable
-    function ``(tables, evidence_values, key) -> (x (n, V), logw (n,))``.
-
-    The unobserved variables are drawn in the graph's order; variable v is drawn proportionally to
-    the product of the factors whose last unobserved variable is v, evaluated at the values already
-    drawn and the evidence. The log-weight is the sum of the log normalisers, so a finite weight
-    means a configuration of positive probability.
-    """
-    cards, scopes, _ = structure(signature)
-    variables = tuple(cards)
-    observed = set(evidence_vars)
-    free = [v for v in variables if v not in observed]
-    rank = {v: i for i, v in enumerate(free)}
-    flat = flat_layout(signature)
-    width = flat.width
-    activated: dict[str, list[int]] = {v: [] for v in free}
-    for f, scope in enumerate(scopes):
-        mine = [v for v in scope if v not in observed]
-        if mine:
-            activated[max(mine, key=rank.get)].append(f)
-    depth = max((len(a) for a in activated.values()), default=1) or 1
-    pairs = []
-    for v in free:
-        pairs.extend([(v, f) for f in activated[v]] + [(v, None)] * (depth - len(activated[v])))
-    reads = make_reads(pairs, signature)
-    shape = (len(free), depth)
-    step_reads = Reads(*(a.reshape(shape + a.shape[1:]) for a in dataclasses.astuple(reads)))
-    free_pos = np.asarray([variables.index(v) for v in free], dtype=np.int64)
-    ev_pos = np.asarray([variables.index(v) for v in evidence_vars], dtype=np.int64)
-    mask = jnp.asarray(card_mask([cards[v] for v in free], width))
-
-    def run(tables, evidence_values, key):
-        table = flatten_tables(tables, flat)
-        x0 = jnp.zeros((n, len(variables)), dtype=jnp.int64).at[:, ev_pos].set(evidence_values)
-        if not free:
-            return x0, jnp.zeros(n)
-
-        def step(carry, xs):
-            x, logw = carry
-            pos, offset, stride, other, other_stride, m, k = xs
-            logits = jnp.sum(read(table, Reads(offset, stride, other, other_stride), x, width), axis=-2) + m
-            norm = jax.nn.logsumexp(logits, axis=-1)
-            drawn = jax.random.categorical(k, logits, axis=-1)
-            return (x.at[:, pos].set(drawn), logw + norm), None
-
-        xs = (jnp.asarray(free_pos), *dataclasses.astuple(step_reads), mask,
-              jax.random.split(key, len(free)))
-        (x, logw), _ = jax.lax.scan(step, (x0, jnp.zeros(n)), xs)
-        return x, logw
-
-    return run
-
-
-@functools.lru_cache(maxsize=64)
-def _compiled_sequential(signature: tuple, evidence_vars: tuple, n: int):
-    return jax.jit(sequential_sampler(signature, evidence_vars, n))
-
-
-def sequential_samples(problem: Problem, key, n: int):
-    """``n`` sequential-importance draws of full states (evidence clamped) and their log-weights.
-
-    Returns ``(x, logw)``: x of shape (n, len(variables)) int, logw of shape (n,); ``logw`` is
-    finite exactly when the drawn configuration has positive probability.
-    """
-    fn = _compiled_sequential(problem.graph.signature(), problem.evidence_vars, int(n))
-    return fn(problem.tables, jnp.asarray(problem.evidence_values), key)

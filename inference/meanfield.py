@@ -35,11 +35,10 @@ References:
 
 Example:
     >>> import jax, numpy as np
-    >>> from inference.factors import Factor, FactorGraph
-    >>> from inference.meanfield import mean_field
-    >>> g = FactorGraph({"a": ("0", "1"), "b": ("0", "1")},
-    ...                 [Factor(("a", "b"), np.log([[4.0, 1.0], [1.0, 4.0]]))])
-    >>> r = mean_field(g, key=jax.random.key(0), steps=50)
+    >>> from inference import factors, meanfield
+    >>> coupling = factors.Factor(("a", "b"), np.log([[4.0, 1.0], [1.0, 4.0]]))
+    >>> g = factors.FactorGraph({"a": ("0", "1"), "b": ("0", "1")}, [coupling])
+    >>> r = meanfield.mean_field(g, key=jax.random.key(0), steps=50)
     >>> bool(r.log_evidence <= np.log(10.0))   # log Z = log 10
     True
 """
@@ -53,11 +52,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inference.bp import _axis_view, colouring, constant_term, factor_layout, group_tables, prepare
-from inference.bp import reduce_tables, safe_normalise, structure
+from inference.discrete import evidence_columns, prepare, restrict, safe_normalise, structure
+from inference.elimination import colouring
 from inference.errors import ModelError
-from inference.gibbs import initial_states
+from inference.layout import axis_view, constant_term, group_tables, message_layout
 from inference.result import Result
+from inference.starts import initial_states
 
 
 def _weighted(w, table):
@@ -72,7 +72,7 @@ def _expected_messages(layout, tables, q):
     out = []
     for group, table in zip(layout.groups, tables):
         arity = len(group.shape)
-        qs = [_axis_view(q[group.variables[:, j], : group.shape[j]], j, arity) for j in range(arity)]
+        qs = [axis_view(q[group.variables[:, j], : group.shape[j]], j, arity) for j in range(arity)]
         per_position = []
         for j in range(arity):
             w = jnp.ones((1,) * (arity + 1))
@@ -97,7 +97,7 @@ def elbo(layout, tables, constant, q):
         arity = len(group.shape)
         w = jnp.ones((1,) * (arity + 1))
         for j in range(arity):
-            w = w * _axis_view(q[group.variables[:, j], : group.shape[j]], j, arity)
+            w = w * axis_view(q[group.variables[:, j], : group.shape[j]], j, arity)
         value = value + jnp.sum(_weighted(w, table))
     safe_log = jnp.log(jnp.where(q > 0, q, 1.0))
     return value - jnp.sum(q * safe_log)
@@ -106,13 +106,15 @@ def elbo(layout, tables, constant, q):
 @functools.lru_cache(maxsize=32)
 def _compiled(signature: tuple, evidence_vars: tuple, method: str, steps: int):
     cards, scopes, _ = structure(signature)
-    layout = factor_layout(signature, evidence_vars)
+    layout = message_layout(signature, evidence_vars)
     mask = jnp.asarray(layout.mask)
     index = {v: i for i, v in enumerate(layout.free)}
     classes = [np.asarray([index[v] for v in c], dtype=np.int64) for c in colouring(cards, scopes, layout.free)]
 
+    columns = evidence_columns(scopes, evidence_vars)
+
     def setup(tables, evidence_values):
-        reduced = reduce_tables(tables, scopes, evidence_vars, evidence_values)
+        reduced = restrict(tables, columns, evidence_values)
         return group_tables(layout, reduced), constant_term(layout, reduced)
 
     def initial_elbo(tables, evidence_values, q):
@@ -179,8 +181,8 @@ def mean_field(
     """Fit :math:`q(x) = \\prod_v q_v(x_v)` to :math:`p(x \\mid e)` by maximising the exact ELBO.
 
     Args:
-        model: anything :func:`inference.factors.as_factor_graph` accepts.
-        evidence: ``{variable: state name or index}``.
+        model: a factor graph, a FactorGraphModel or a program with discrete sites.
+        evidence: the observed variables, ``{variable: state}``.
         key: a JAX PRNG key for the random initial logits (standard normal).
         steps: CAVI sweeps (default 100) or Adam steps (default 1000).
         learning_rate: Adam's step size (unused by CAVI).
@@ -199,7 +201,7 @@ def mean_field(
     start = time.perf_counter()
     problem = prepare(model, evidence, model_args, model_kwargs)
     signature = problem.graph.signature()
-    layout = factor_layout(signature, problem.evidence_vars)
+    layout = message_layout(signature, problem.evidence_vars)
     if method == "adam":
         _require_positive(problem, layout)
     initial_elbo, optimise = _compiled(signature, problem.evidence_vars, method, steps)

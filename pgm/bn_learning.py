@@ -63,13 +63,12 @@ References:
 
 from __future__ import annotations
 
-import re
 from typing import Mapping
 
 import numpy as np
 from scipy.special import gammaln, xlogy
 
-from inference.errors import DataError, EvidenceError, ModelError, UnknownNameError
+from inference.errors import DataError, ModelError, UnknownNameError
 
 __all__ = [
     "family_counts",
@@ -210,13 +209,14 @@ def _row_log_probs(bn, rows: np.ndarray) -> np.ndarray:
     return total
 
 
+_RULED_OUT = "EM cannot start from a model that rules data out"
+
+
 def _raise_zero_rows(log_probs: np.ndarray, row_ids: np.ndarray) -> None:
-    bad = np.flatnonzero(~np.isfinite(log_probs))
-    if bad.size:
-        raise EvidenceError(
-            f"data row {int(row_ids[bad[0]])} has probability zero under the model "
-            f"({bad.size} such rows in all); EM cannot start from a model that rules data out"
-        )
+    """The shared zero-probability check (``inference.discrete.check_evidence``), by data row."""
+    from inference.discrete import check_evidence
+
+    check_evidence(log_probs, labels=row_ids, unit="data row", where=_RULED_OUT)
 
 
 def _complete_counts(bn, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -241,19 +241,6 @@ def _pattern_groups(observed: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]
     return [(patterns[g], order[bounds[g] : bounds[g + 1]]) for g in range(len(patterns))]
 
 
-def _zero_row(err: EvidenceError, row_ids: np.ndarray) -> EvidenceError:
-    """``family_posteriors``' zero-probability error, re-addressed to the row of the data."""
-    found = re.search(r"in row (\d+)", str(err))
-    if found and int(found.group(1)) < len(row_ids):
-        where = f"data row {int(row_ids[int(found.group(1))])}"
-    else:
-        where = f"one of the data rows {int(row_ids[0])}..{int(row_ids[-1])}"
-    return EvidenceError(
-        f"{where} has probability zero under the model; EM cannot start from a model that "
-        f"rules data out ({err})"
-    )
-
-
 def _batched_posteriors(graph, evidence_vars, values, row_ids, n_families):
     """Sum over rows of the first ``n_families`` family posteriors, and the per-row log-evidence.
 
@@ -266,12 +253,11 @@ def _batched_posteriors(graph, evidence_vars, values, row_ids, n_families):
     log_ev = np.empty(values.shape[0])
     for start in range(0, values.shape[0], _MAX_BATCH):
         stop = min(values.shape[0], start + _MAX_BATCH)
-        try:
-            logz, posteriors = family_posteriors(graph, evidence_vars, values[start:stop])
-        except EvidenceError as err:
-            raise _zero_row(err, row_ids[start:stop]) from err
+        logz, posteriors = family_posteriors(
+            graph, evidence_vars, values[start:stop], row_labels=row_ids[start:stop], row_unit="data row",
+            where=_RULED_OUT,
+        )
         logz = np.asarray(logz, dtype=np.float64)
-        _raise_zero_rows(logz, row_ids[start:stop])
         log_ev[start:stop] = logz
         for i in range(n_families):
             sums[i] += np.asarray(posteriors[i], dtype=np.float64).sum(axis=0)

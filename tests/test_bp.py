@@ -218,7 +218,7 @@ def test_junction_tree_everything_observed():
 
 def test_junction_tree_memory_budget():
     with pytest.raises(MemoryBudgetError, match="clique"):
-        bp.junction_tree(random_graph(0), max_table_entries=4)
+        bp.junction_tree(random_graph(0), memory_budget=8 * 4)  # 4 float64 entries
 
 
 # --------------------------------------------------------------------------- loopy BP

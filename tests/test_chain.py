@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 import inference  # noqa: F401  (float64)
-from inference import chain
+from inference import chain, forward_backward, viterbi
 from inference.chain import ChainPotentials
 from inference.errors import DataError, EvidenceError, ModelError
 
@@ -134,7 +134,7 @@ def test_million_steps_do_not_underflow():
     z_filter, _ = chain.hmm_filter(log_pi, log_a, ll)
     np.testing.assert_allclose(z_filter, z, rtol=1e-12)
     # the positive transition matrix took the linear-space kernels; the log-space ones agree
-    z_log, gamma_log, _ = chain._posteriors(log_pi, log_a, ll, None, False, arithmetic="log")
+    z_log, gamma_log, _ = forward_backward._posteriors(log_pi, log_a, ll, None, False, arithmetic="log")
     np.testing.assert_allclose(z_log, z, rtol=1e-12)
     np.testing.assert_allclose(gamma_log, gamma, rtol=1e-9, atol=1e-14)
 
@@ -184,14 +184,14 @@ def test_linear_and_log_arithmetic_agree(masked):
     length = 41 if masked else None
     assert chain.SCALED_RANGE >= -log_a.min()
     for pairs in (False, True):
-        linear = chain._posteriors(log_pi, log_a, ll, length, pairs, arithmetic="linear")
-        log = chain._posteriors(log_pi, log_a, ll, length, pairs, arithmetic="log")
+        linear = forward_backward._posteriors(log_pi, log_a, ll, length, pairs, arithmetic="linear")
+        log = forward_backward._posteriors(log_pi, log_a, ll, length, pairs, arithmetic="log")
         for a, b in zip(linear, log):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
-    np.testing.assert_allclose(chain._log_likelihood(log_pi, log_a, ll, length, arithmetic="linear"),
-                               chain._log_likelihood(log_pi, log_a, ll, length, arithmetic="log"), rtol=1e-13)
-    lin_f = chain._filtered(log_pi, log_a, ll, length, arithmetic="linear")
-    log_f = chain._filtered(log_pi, log_a, ll, length, arithmetic="log")
+    np.testing.assert_allclose(forward_backward._log_likelihood(log_pi, log_a, ll, length, arithmetic="linear"),
+                               forward_backward._log_likelihood(log_pi, log_a, ll, length, arithmetic="log"), rtol=1e-13)
+    lin_f = forward_backward._filtered(log_pi, log_a, ll, length, arithmetic="linear")
+    log_f = forward_backward._filtered(log_pi, log_a, ll, length, arithmetic="log")
     upto = T if length is None else length
     np.testing.assert_allclose(np.exp(lin_f[1][:upto]), np.exp(log_f[1][:upto]), rtol=1e-11, atol=1e-14)
 
@@ -222,9 +222,9 @@ def test_blocked_viterbi_equals_the_step_by_step_pass(block, T, K, sparse, ties,
     if ties:  # integer scores: many exact ties between paths
         log_pi, ll = np.round(log_pi), np.round(ll)
         log_a = np.where(np.isfinite(log_a), np.round(log_a), -np.inf)
-    last, pointers = jax.jit(chain._viterbi_blocked, static_argnums=3)(log_pi, log_a, ll, block)
-    path, score = jax.jit(lambda a, b, c: chain._viterbi(a, b, c, None))(log_pi, log_a, ll)
-    batch_path, batch_score = jax.jit(chain._viterbi_batch, static_argnums=3)(log_pi, log_a, np.stack([ll, ll]), None)
+    last, pointers = jax.jit(viterbi._viterbi_blocked, static_argnums=3)(log_pi, log_a, ll, block)
+    path, score = jax.jit(lambda a, b, c: viterbi._viterbi(a, b, c, None))(log_pi, log_a, ll)
+    batch_path, batch_score = jax.jit(viterbi._viterbi_batch, static_argnums=3)(log_pi, log_a, np.stack([ll, ll]), None)
     np.testing.assert_array_equal(batch_path, [path, path])
     assert float(batch_score[0]) == float(score)
 
@@ -240,8 +240,8 @@ def test_blocked_viterbi_equals_the_step_by_step_pass(block, T, K, sparse, ties,
     np.testing.assert_array_equal(np.asarray(last), ref_last)
     np.testing.assert_array_equal(np.asarray(pointers), ref_ptrs)
     # the public single-sequence kernel takes the blocked pass above 2 * VITERBI_BLOCK steps
-    monkeypatch.setattr(chain, "VITERBI_BLOCK", block)
-    blocked_path, blocked_score = jax.jit(lambda a, b, c: chain._viterbi(a, b, c, None))(log_pi, log_a, ll)
+    monkeypatch.setattr(viterbi, "VITERBI_BLOCK", block)
+    blocked_path, blocked_score = jax.jit(lambda a, b, c: viterbi._viterbi(a, b, c, None))(log_pi, log_a, ll)
     np.testing.assert_array_equal(blocked_path, path)
     assert float(blocked_score) == float(score)
     joint = lambda z: log_pi[z[0]] + ll[np.arange(T), z].sum() + log_a[z[:-1], z[1:]].sum()

@@ -21,7 +21,8 @@ import numpyro.distributions as dist
 import pytest
 
 import inference  # noqa: F401 - float64
-from inference import exact
+from inference import discrete, exact
+from inference import layout as layouts
 from inference.errors import DataError, EvidenceError, MemoryBudgetError, ModelError
 from inference.factors import Factor, FactorGraph
 from inference.trace import trace_factor_graph
@@ -246,7 +247,7 @@ def test_linear_space_pass_equals_the_log_space_pass(name):
         assert result.diagnostics["arithmetic"] == "linear"
         key = (graph.signature(), tuple(evidence))
         layout = exact._layout(key)
-        restricted = exact._restrict(exact._tables(graph), tuple(evidence.values()), layout)
+        restricted = exact._restrict(discrete.check_tables(graph), tuple(evidence.values()), layout)
         log_z, reference = exact._program(key, False).marginals(restricted, layout.free_ids)
         assert result.log_evidence == pytest.approx(float(log_z), rel=1e-13, abs=1e-12)
         for v, m in zip(layout.free_names, reference):
@@ -608,8 +609,8 @@ def test_family_posteriors_name_the_zero_probability_row():
 # ============================================================================ caching
 def test_new_evidence_values_and_new_tables_reuse_the_plan(monkeypatch):
     calls = []
-    planner = exact.plan_contraction
-    monkeypatch.setattr(exact, "plan_contraction", lambda *a, **k: calls.append(a) or planner(*a, **k))
+    planner = layouts.plan_contraction
+    monkeypatch.setattr(layouts, "plan_contraction", lambda *a, **k: calls.append(a) or planner(*a, **k))
     rng = np.random.default_rng(9)
     graph = random_bayes_net(rng, n_vars=7, max_parents=2)
     a, b = graph.variables[2], graph.variables[5]
