@@ -27,3 +27,10 @@ __all__ = [
     "EightSchools",
     "LogisticRegression",
 ]
+
+# Markov random fields
+from pgm.ising import Ising, Potts  # noqa: E402
+from pgm.mrf import MarkovNet  # noqa: E402
+from pgm.rbm import RBM  # noqa: E402
+
+__all__ += ["MarkovNet", "Ising", "Potts", "RBM"]
