@@ -61,6 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inference.bp import check_loopy_options
 from inference.checkerboard import _shift, check_lattice, colours, neighbour_counts
 from inference.errors import DataError
 from inference.result import Result
@@ -197,14 +198,9 @@ def loopy_bp(unary, coupling: float, *, periodic: bool, mode: str = "sum", sched
         sum mode only), map={"x": argmax per site} (max mode), diagnostics={"converged",
         "iterations", "max_residual" per iteration, "schedule", "damping"})``.
     """
-    if mode not in ("sum", "max"):
-        raise DataError(f"mode must be 'sum' or 'max', got {mode!r}")
+    check_loopy_options(mode, damping, max_iter)
     if schedule not in ("flooding", "checkerboard"):
         raise DataError(f"schedule must be 'flooding' or 'checkerboard', got {schedule!r}")
-    if not 0.0 <= float(damping) < 1.0:
-        raise DataError(f"damping must lie in [0, 1), got {damping!r}")
-    if int(max_iter) < 1:
-        raise DataError(f"max_iter must be at least 1, got {max_iter!r}")
     start = time.perf_counter()
     u, k = check_lattice(unary, coupling)
     if schedule == "checkerboard":
