@@ -54,13 +54,6 @@ def _timed(fn, repeats):
     return statistics.median(times), out
 
 
-def _floor(topic_word, n_tokens):
-    """PLSA's maximum-likelihood topics give probability zero to words unseen in training (the
-    vocabulary is built on all documents); add half a token's worth of probability, then renormalise."""
-    floored = topic_word + 0.5 / n_tokens
-    return floored / floored.sum(1, keepdims=True)
-
-
 def methods(train, k, seed, quick):
     key = jax.random.PRNGKey(seed)
     lda = LDA(k, train.counts.shape[1])
@@ -91,8 +84,10 @@ def methods(train, k, seed, quick):
         "genzoo VB (online)": lambda: variational_bayes(key, train.counts, lda, max_iter=10, online=True,
                                                         batch_size=64, track_elbo=False).params["topic_word"],
         "genzoo ProdLDA (SVI)": lambda: fit_prodlda(key, train.counts, k, steps=500 if quick else 2000).params,
-        "genzoo PLSA (EM)": lambda: _floor(fit_plsa(key, train.counts, k, max_iter=100).params.topic_word,
-                                           train.counts.sum()),
+        # PLSA's maximum-likelihood topics give probability zero to words unseen in training (the
+        # vocabulary is built on all documents): half a token's worth of probability added to every word
+        "genzoo PLSA (EM)": lambda: fit_plsa(key, train.counts, k, max_iter=100).params.smoothed_topic_word(
+            train.counts.sum(), pseudo_tokens=0.5),
         "scikit-learn batch": sk("batch"),
         "scikit-learn online": sk("online"),
         "gensim LdaModel": gensim_lda,

@@ -297,11 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
               genzoo sample bayesnet -n 5 --network asia"""),
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    # no abbreviations: "--n 60" is the model option n, not an abbreviation of --no-progress
 
-    p = sub.add_parser("list", help="the registry as a table")
+    p = sub.add_parser("list", allow_abbrev=False, help="the registry as a table")
     p.set_defaults(fn=cmd_list)
 
-    p = sub.add_parser("info", help="a model's docstring, methods and options; --render draws its program")
+    p = sub.add_parser("info", allow_abbrev=False, help="a model's docstring, methods and options; --render draws its program")
     p.add_argument("model")
     p.add_argument("--render", metavar="FILE", help="draw the program's graph to FILE (.svg or .png)")
     p.set_defaults(fn=cmd_info)
@@ -311,14 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default="runs", help="where run folders go (default runs/)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("run", help="fit or infer with one method; writes a run folder")
+    p = sub.add_parser("run", allow_abbrev=False, help="fit or infer with one method; writes a run folder")
     p.add_argument("model")
     p.add_argument("--method", required=True)
     p.add_argument("--steps", type=int, default=None, help="iterations / samples (method's default if absent)")
     common(p)
     p.set_defaults(fn=cmd_run)
 
-    p = sub.add_parser("compare", help="the exact answer beside every approximate method: table and plot")
+    p = sub.add_parser("compare", allow_abbrev=False, help="the exact answer beside every approximate method: table and plot")
     p.add_argument("model", nargs="?")
     p.add_argument("--all", action="store_true", help="every model of the zoo at small sizes: the report card")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: all that apply)")
@@ -326,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(fn=cmd_compare)
 
-    p = sub.add_parser("sample", help="draw samples from the model (a table, or a PNG grid for images)")
+    p = sub.add_parser("sample", allow_abbrev=False, help="draw samples from the model (a table, or a PNG grid for images)")
     p.add_argument("model")
     p.add_argument("-n", type=int, default=10, help="number of samples (default 10)")
     common(p)

@@ -2,7 +2,8 @@
 
 An entry never holds results or state; it knows how to make a :class:`Problem` (a model plus its
 data, from the options a user gives) and which functions of :mod:`inference` run on it.
-Adding a model to the zoo is adding one :class:`ModelEntry` to :data:`genzoo.zoo.ENTRIES`.
+Adding a model to the zoo is adding one file ``genzoo/zoo/<name>.py`` that defines a module-level
+``ENTRY`` (a :class:`ModelEntry`) or ``ENTRIES`` (a tuple of them); :mod:`genzoo.zoo` finds it.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class ModelEntry:
         doc: the object whose docstring teaches the model (its class).
         quick: options and ``steps`` for ``genzoo compare --all`` (the zoo's report card at small sizes),
             e.g. ``{"network": "asia", "steps": 2000}``.
+        order: the display position in ``genzoo list`` (smaller first; ties keep the discovery order,
+            module name then position in the module's ``ENTRIES``).
     """
 
     name: str
@@ -96,6 +99,7 @@ class ModelEntry:
     sample: Callable[[Problem, int, int], Any] | None = None
     doc: Any = None
     quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    order: int = 100
 
     def method(self, name: str) -> Method:
         for method in self.methods:

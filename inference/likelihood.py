@@ -70,6 +70,7 @@ import numpy as np
 import torch
 
 from inference.errors import DataError, ModelError
+from inference.evaluate import bits_per_dim  # the one definition, re-exported here
 from inference.result import Result
 
 __all__ = [
@@ -359,23 +360,3 @@ def elbo(model, guide, data, *, num_particles: int = 1, seed, chunk_size: int = 
     if num_particles > 1:
         extra["std_error"] = float(lw.sum(1).std(ddof=1) / math.sqrt(num_particles))
     return _result("elbo", lw.mean(0), "lower_bound", time.perf_counter() - start, num_dims, levels, extra)
-
-
-def bits_per_dim(log_likelihood, num_dims: int, *, levels: int | None = None) -> float:
-    """Bits per dimension :math:`-\\log_2 P(x) / D` from log-likelihoods in nats (mean over data).
-
-    With ``levels`` (data of ``levels`` grey values scaled to :math:`[0, 1)` and uniformly
-    dequantised, modelled by a density), the discrete likelihood's bound
-    :math:`\\log P(x) \\ge \\log p(y) - D \\log L` is used.
-
-    Example:
-        >>> round(bits_per_dim([-64 * math.log(2.0)], 64), 12)
-        1.0
-    """
-    ll = np.asarray(log_likelihood, dtype=np.float64)
-    if int(num_dims) < 1:
-        raise DataError(f"num_dims must be >= 1, got {num_dims}")
-    if not np.all(np.isfinite(ll)):
-        raise DataError("log_likelihood holds NaN or infinite values")
-    shift = 0.0 if levels is None else int(num_dims) * math.log(int(levels))
-    return float(-(ll.mean() - shift) / (int(num_dims) * math.log(2.0)))

@@ -35,7 +35,6 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,7 +49,9 @@ from numpyro import handlers
 
 from inference.errors import DataError, EvidenceError, ModelError, UnknownNameError
 from inference.factors import Factor, FactorGraph
-from pgm import bif
+from inference.rng import as_key
+from pgm import bif, xmlbif
+from pgm.bn_data import as_columns, encode_column, preview
 
 __all__ = ["BayesNet"]
 
@@ -388,7 +389,7 @@ class BayesNet:
     @classmethod
     def from_xmlbif(cls, path) -> "BayesNet":
         """Read an XMLBIF 0.3 file (plain or gzipped); errors as :meth:`from_bif`."""
-        return cls._from_network_spec(bif.read_xmlbif(path), path)
+        return cls._from_network_spec(xmlbif.read_xmlbif(path), path)
 
     @classmethod
     def _from_network_spec(cls, spec: bif.NetworkSpec, path) -> "BayesNet":
@@ -412,7 +413,7 @@ class BayesNet:
 
     def to_xmlbif(self, path) -> None:
         """Write the network as XMLBIF 0.3 (gzipped when ``path`` ends in ``.gz``)."""
-        bif.write_xmlbif(path, self.to_network_spec())
+        xmlbif.write_xmlbif(path, self.to_network_spec())
 
     def with_cpts(self, cpts: Mapping[str, Any]) -> "BayesNet":
         """The same structure with new tables for the variables named in ``cpts`` (the others
@@ -542,7 +543,7 @@ class BayesNet:
             evidence: optional ``{variable: state}``.
         """
         n = _check_count(n)
-        key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+        key = as_key(key)
         if evidence:
             from inference import exact
 
@@ -591,24 +592,24 @@ class BayesNet:
             DataError: columns of different lengths, a wrong array shape, a non-integer index.
         """
         variables = self.variables
-        columns = _as_columns(data, variables)
+        columns = as_columns(data, variables)
         if columns is None:  # an array in variables order
             array = np.asarray(data)
             if array.ndim != 2 or array.shape[1] != len(variables):
                 raise DataError(f"data array has shape {array.shape}; expected (n, {len(variables)}) "
-                                f"with columns in the order {_preview(variables)}")
+                                f"with columns in the order {preview(variables)}")
             columns = {v: array[:, i] for i, v in enumerate(variables)}
         for var in columns:
             if var not in self._structure.index:
                 raise EvidenceError(f"unknown variable {var!r} in the data; the variables are "
-                                    f"{_preview(variables)}")
+                                    f"{preview(variables)}")
         lengths = {var: len(col) for var, col in columns.items()}
         if len(set(lengths.values())) > 1:
             raise DataError(f"data columns have different lengths: {lengths}")
         n = next(iter(lengths.values())) if lengths else 0
         codes = np.full((n, len(variables)), -1, dtype=np.int64)
         for var, column in columns.items():
-            codes[:, self._structure.index[var]] = _encode_column(var, self._structure.states[var], column)
+            codes[:, self._structure.index[var]] = encode_column(var, self._structure.states[var], column)
         return codes
 
     # ------------------------------------------------------------------ EM hooks (pgm.bn_learning)
@@ -636,11 +637,6 @@ class BayesNet:
 
 
 # --------------------------------------------------------------------------- data helpers
-def _preview(names: Sequence[str], k: int = 8) -> str:
-    head = ", ".join(repr(v) for v in names[:k])
-    return head + (f", ... ({len(names)} in all)" if len(names) > k else "")
-
-
 def _bucket(n: int) -> int:
     """The power of two (at least 1024) that ``n`` rows are padded to, so that the kernels
     compile once per bucket instead of once per ``n`` (small calls all share one)."""
@@ -651,102 +647,3 @@ def _check_count(n) -> int:
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
         raise DataError(f"n must be a positive integer, got {n!r}")
     return int(n)
-
-
-def _as_columns(data, variables) -> dict[str, np.ndarray] | None:
-    """A dict or DataFrame as ``{name: 1-D array}``; None for an array-like in variables order."""
-    if isinstance(data, Mapping):
-        if not data:
-            raise DataError("the data name no variable")
-        scalars = [np.ndim(col) == 0 and not isinstance(col, (list, tuple)) for col in data.values()]
-        if all(scalars):  # one row
-            return {var: _object_column([col]) for var, col in data.items()}
-        if any(scalars):
-            which = [v for v, s in zip(data, scalars) if s]
-            raise DataError(f"data mixes scalars (for {which}) with columns")
-        return {var: _object_column(col) for var, col in data.items()}
-    if hasattr(data, "columns") and hasattr(data, "to_numpy") and hasattr(data, "__getitem__"):
-        return {col: data[col].to_numpy() for col in data.columns}
-    return None
-
-
-def _object_column(values) -> np.ndarray:
-    """A sequence as a 1-D array, object dtype when it mixes names, numbers and None."""
-    if isinstance(values, np.ndarray):
-        return values
-    if hasattr(values, "to_numpy"):
-        return values.to_numpy()
-    if isinstance(values, jax.Array):
-        return np.asarray(values)
-    values = list(values)
-    kinds = {type(x) for x in values}
-    if kinds and all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in kinds):
-        return np.asarray(values, dtype=np.int64)
-    if kinds and all(issubclass(t, str) for t in kinds):
-        return np.asarray(values, dtype=str)
-    if kinds and all(issubclass(t, (int, float, np.integer, np.floating)) and not issubclass(t, bool)
-                     for t in kinds):
-        return np.asarray(values, dtype=np.float64)  # NaN marks missing entries
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
-def _encode_column(var: str, names: tuple[str, ...], column) -> np.ndarray:
-    """One column -> int64 indices (-1 missing), vectorised per distinct value."""
-    column = np.asarray(column)
-    if column.ndim != 1:
-        raise DataError(f"the column of {var!r} has shape {column.shape}; expected one value per row")
-    k = len(names)
-    kind = column.dtype.kind
-    if kind in "iu":
-        return _check_indices(var, k, column.astype(np.int64))
-    if kind == "f":
-        missing = np.isnan(column)
-        values = np.where(missing, -1.0, column)
-        if (values != np.round(values)).any():
-            bad = values[values != np.round(values)][0]
-            raise DataError(f"state index {bad!r} of {var!r} is not an integer")
-        return _check_indices(var, k, values.astype(np.int64))
-    if kind == "b":
-        raise EvidenceError(f"the states of {var!r} must be names or integer indices, got booleans")
-    if kind in "US":
-        distinct, inverse = np.unique(column.astype(str), return_inverse=True)
-        lookup = np.array([_state_index(var, names, str(s)) for s in distinct], dtype=np.int64)
-        return lookup[inverse.reshape(-1)] if len(column) else np.zeros(0, np.int64)
-    if kind == "O":
-        import pandas as pd
-
-        codes, distinct = pd.factorize(column, use_na_sentinel=True)
-        lookup = np.array([_state_index(var, names, s) for s in distinct] + [-1], dtype=np.int64)
-        return lookup[codes]  # code -1 (None / NaN) picks the trailing -1
-    raise DataError(f"the column of {var!r} has dtype {column.dtype}; expected state names or indices")
-
-
-def _check_indices(var: str, k: int, codes: np.ndarray) -> np.ndarray:
-    bad = (codes < -1) | (codes >= k)
-    if bad.any():
-        raise EvidenceError(f"state index {int(codes[bad][0])} of {var!r} is out of range "
-                            f"0..{k - 1} (-1 = missing)")
-    return codes
-
-
-def _state_index(var: str, names: tuple[str, ...], value) -> int:
-    """One distinct value of a column -> its state index (-1 for missing)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return -1
-    if isinstance(value, (str, np.str_)):
-        try:
-            return names.index(str(value))
-        except ValueError:
-            raise EvidenceError(f"unknown state {str(value)!r} of variable {var!r}; its states are "
-                                f"{list(names)}") from None
-    if isinstance(value, (bool, np.bool_)):
-        raise EvidenceError(f"the state of {var!r} must be a name or an integer index, got {value!r}")
-    if isinstance(value, (float, np.floating)):
-        if not float(value).is_integer():
-            raise DataError(f"state index {float(value)!r} of {var!r} is not an integer")
-        value = int(value)
-    if isinstance(value, (int, np.integer)):
-        return int(_check_indices(var, len(names), np.array([int(value)]))[0])
-    raise EvidenceError(f"the state of {var!r} must be a name or an integer index, got {value!r}")

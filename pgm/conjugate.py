@@ -37,6 +37,7 @@ import numpyro.distributions as dist
 from numpyro import handlers
 
 from inference.errors import DataError
+from inference.rng import as_key
 
 __all__ = [
     "BetaBernoulli",
@@ -57,7 +58,7 @@ def simulate(program, key, **kwargs) -> dict:
         >>> draws["x"].shape
         (5,)
     """
-    trace = handlers.trace(handlers.seed(program, key)).get_trace(**kwargs)
+    trace = handlers.trace(handlers.seed(program, as_key(key))).get_trace(**kwargs)
     return {name: site["value"] for name, site in trace.items() if site["type"] == "sample"}
 
 

@@ -9,7 +9,9 @@ with emission families
 
 - categorical: :math:`x_t \\mid z_t = k \\sim \\mathrm{Cat}(B_k)` over ``M`` symbols;
 - Gaussian: :math:`\\mathcal N(\\mu_k, \\Sigma_k)`, ``covariance_type`` ``"full"`` or ``"diag"``;
-- Gaussian mixture: :math:`\\sum_m w_{km} \\mathcal N(\\mu_{km}, \\Sigma_{km})`.
+- Gaussian mixture: :math:`\\sum_m w_{km} \\mathcal N(\\mu_{km}, \\Sigma_{km})`
+
+(the emission classes live in :mod:`pgm.emissions`; this module holds the chain and its program).
 
 Plate diagram of the program (:meth:`HMM.model`); the plate runs over sequences, ``scan`` over time::
 
@@ -48,532 +50,18 @@ Example:
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.scipy.special import gammaln
 from numpyro.contrib.control_flow import scan
 
 from inference.chain import ChainPotentials, batch_expected_counts, run_batch
 from inference.errors import DataError, ModelError
-
-_LOG_2PI = math.log(2 * math.pi)
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _probability_table(value, name, shape=None):
-    """A float64 array whose last axis holds distributions; ModelError naming ``name`` otherwise."""
-    table = np.asarray(value, dtype=np.float64)
-    if shape is not None and table.shape != shape:
-        raise ModelError(f"{name} must have shape {shape}, got {table.shape}")
-    if not np.all(np.isfinite(table)) or np.any(table < 0):
-        raise ModelError(f"{name} must hold finite non-negative probabilities")
-    sums = np.atleast_1d(table.sum(axis=-1))
-    bad = np.argwhere(np.abs(sums - 1.0) > 1e-6)
-    if bad.size:
-        where = tuple(int(i) for i in bad[0])
-        label = f"{name}" if table.ndim == 1 else f"{name} row {where if len(where) > 1 else where[0]}"
-        raise ModelError(f"{label} sums to {float(sums[where]):.9g}, not 1")
-    if table.ndim == 0:
-        raise ModelError(f"{name} must be an array of probabilities, got a scalar")
-    return table / table.sum(axis=-1, keepdims=True)
-
-
-def _dirichlet_log_density(probs, pseudo_count):
-    """:math:`\\sum_{rows} \\log \\mathrm{Dir}(p \\mid 1 + c)`; 0 for ``c = 0`` (the flat prior)."""
-    if pseudo_count == 0:
-        return 0.0
-    alpha = 1.0 + pseudo_count
-    n = probs.shape[-1]
-    rows = probs.reshape(-1, n)
-    norm = gammaln(n * alpha) - n * gammaln(alpha)
-    with np.errstate(divide="ignore"):
-        return float(np.sum(norm + pseudo_count * np.sum(np.log(rows), axis=-1)))
-
-
-def _normalise_counts(counts, pseudo_count, previous):
-    """MAP of a Dirichlet(1 + c) row given expected counts; rows with no mass keep ``previous``."""
-    counts = np.asarray(counts, dtype=np.float64) + pseudo_count
-    totals = counts.sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rows = counts / totals
-    return np.where(totals > 0, rows, previous)
-
-
-# ----------------------------------------------------------------------------- observations
-
-
-def _as_batch(x, event_ndim, lengths, float_data):
-    """(x padded (N, T, *event), lengths (N,), batched) from one sequence, a batch or a list."""
-    dtype = np.float64 if float_data else None
-    if isinstance(x, (list, tuple)) and len(x) and not np.isscalar(x[0]) and np.ndim(x[0]) >= 1:
-        seqs = [np.asarray(s, dtype=dtype) for s in x]
-        if float_data and event_ndim == 1:
-            seqs = [s[:, None] if s.ndim == 1 else s for s in seqs]
-        for i, s in enumerate(seqs):
-            if s.ndim != 1 + event_ndim or s.shape[0] == 0:
-                raise DataError(f"x[{i}] must be a non-empty sequence of shape (T,{' D' if event_ndim else ''}), got {s.shape}")
-        if lengths is not None:
-            raise DataError("lengths must not be given with a list of sequences (their lengths are used)")
-        lengths = np.array([len(s) for s in seqs])
-        T = int(lengths.max())
-        fill = np.nan if float_data else 0
-        out = np.full((len(seqs), T) + seqs[0].shape[1:], fill, dtype=np.float64 if float_data else np.int64)
-        for i, s in enumerate(seqs):
-            if s.shape[1:] != seqs[0].shape[1:]:
-                raise DataError(f"x[{i}] has event shape {s.shape[1:]}, x[0] has {seqs[0].shape[1:]}")
-            out[i, : len(s)] = s
-        return out, lengths, True
-    x = np.asarray(x, dtype=dtype)
-    if float_data and event_ndim == 1 and x.ndim == 1:
-        x = x[:, None]
-    if x.ndim == 1 + event_ndim:
-        batched, x = False, x[None]
-    elif x.ndim == 2 + event_ndim:
-        batched = True
-    else:
-        want = "(T,) or (N, T)" if event_ndim == 0 else "(T, D) or (N, T, D)"
-        raise DataError(f"x must have shape {want}, got {x.shape}")
-    N, T = x.shape[:2]
-    if T == 0:
-        raise DataError("x has no time steps")
-    if lengths is None:
-        lengths = np.full(N, T)
-    else:
-        lengths = np.asarray(lengths)
-        if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer):
-            raise DataError(f"lengths must be {N} integers (one per sequence), got {lengths!r}")
-        if np.any(lengths < 1) or np.any(lengths > T):
-            raise DataError(f"lengths must lie in 1..{T} (the padded length), got {lengths.tolist()}")
-    return x, lengths.astype(np.int64), batched
-
-
-def _valid_mask(lengths, T):
-    return np.arange(T)[None, :] < np.asarray(lengths)[:, None]
-
-
-# ----------------------------------------------------------------------------- emission families
-
-
-class CategoricalEmission:
-    """:math:`p(x_t = m \\mid z_t = k) = B_{km}` over ``M`` symbols ``0..M-1``."""
-
-    family = "categorical"
-    event_ndim = 0
-
-    def __init__(self, emission_probs, num_states):
-        self.probs = _probability_table(emission_probs, "emission_probs")
-        if self.probs.ndim != 2 or self.probs.shape[0] != num_states:
-            raise ModelError(
-                f"emission_probs must have shape (K={num_states}, M), got {self.probs.shape}"
-            )
-        self.num_symbols = self.probs.shape[1]
-
-    def params(self):
-        return {"emission_probs": self.probs}
-
-    def prepare(self, x, lengths):
-        x, lengths, batched = _as_batch(x, 0, lengths, float_data=False)
-        if np.issubdtype(x.dtype, np.floating):
-            if np.any(np.isnan(x[_valid_mask(lengths, x.shape[1])])):
-                raise DataError("x holds NaN: categorical observations cannot be missing")
-            if np.any(x != np.round(x)):
-                raise DataError("x must hold integer symbols for a categorical HMM")
-        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-            raise DataError(f"x must hold integer symbols, got dtype {x.dtype}")
-        full = bool(np.all(lengths == x.shape[1]))
-        valid = None if full else _valid_mask(lengths, x.shape[1])
-        observed = x if full else x[valid]
-        if observed.min() < 0 or observed.max() >= self.num_symbols:
-            outside = (x < 0) | (x >= self.num_symbols)
-            n, t = (int(i) for i in np.argwhere(outside if full else valid & outside)[0])
-            raise DataError(
-                f"x[{n}, {t}] = {x[n, t]} is not a symbol of the emission_probs (0..{self.num_symbols - 1})"
-            )
-        return (x if full else np.where(valid, x, 0)).astype(np.int32, copy=False), lengths, batched
-
-    def log_likelihoods(self, x):
-        return _categorical_loglik(jnp.log(self.probs), x)
-
-    def distribution(self, probs, z):
-        return dist.Categorical(probs=probs[z])
-
-    def expected_stats(self, x, gamma):
-        return {"counts": _categorical_counts(x, gamma, self.num_symbols)}
-
-    def from_stats(self, stats, pseudo_count=0.0, **_):
-        probs = _normalise_counts(stats["counts"], pseudo_count, self.probs)
-        return CategoricalEmission(probs, self.probs.shape[0])
-
-    def log_prior(self, pseudo_count=0.0, **_):
-        return _dirichlet_log_density(self.probs, pseudo_count)
-
-
-@jax.jit
-def _categorical_loglik(log_probs, x):
-    return jnp.take(log_probs.T, x, axis=0)  # (N, T, K)
-
-
-@jax.jit
-def _categorical_counts_jit(x, gamma, onehot_eye):
-    return jnp.einsum("ntk,ntm->km", gamma, onehot_eye[x])
-
-
-def _categorical_counts(x, gamma, M):
-    return _categorical_counts_jit(x, gamma, jnp.eye(M))
-
-
-class GaussianEmission:
-    """Gaussian components :math:`\\mathcal N(\\mu_c, \\Sigma_c)`, ``c = 0..C-1`` (one per state, or
-    per state and mixture component in :class:`GaussianMixtureEmission`).
-
-    ``covariance_type="full"``: ``covariances`` (C, D, D); ``"diag"``: (C, D) variances.
-    """
-
-    family = "gaussian"
-    event_ndim = 1
-
-    def __init__(self, means, covariances, covariance_type="full", *, name="means"):
-        if covariance_type not in ("full", "diag"):
-            raise ModelError(f"covariance_type must be 'full' or 'diag', got {covariance_type!r}")
-        self.covariance_type = covariance_type
-        self.means = np.asarray(means, dtype=np.float64)
-        if self.means.ndim != 2 or not np.all(np.isfinite(self.means)):
-            raise ModelError(f"means must be a finite (C, D) array, got shape {self.means.shape}")
-        C, D = self.means.shape
-        cov = np.asarray(covariances, dtype=np.float64)
-        if covariance_type == "diag":
-            if cov.shape != (C, D):
-                raise ModelError(f"covariances must have shape {(C, D)} for 'diag', got {cov.shape}")
-            if not np.all(np.isfinite(cov)) or np.any(cov <= 0):
-                raise ModelError("covariances ('diag' variances) must be finite and positive")
-        else:
-            if cov.shape != (C, D, D):
-                raise ModelError(f"covariances must have shape {(C, D, D)} for 'full', got {cov.shape}")
-            for c in range(C):
-                if not np.allclose(cov[c], cov[c].T) or not np.all(np.isfinite(cov[c])):
-                    raise ModelError(f"covariances[{c}] is not a finite symmetric matrix")
-                if np.linalg.eigvalsh(cov[c]).min() <= 0:
-                    raise ModelError(f"covariances[{c}] is not positive definite")
-        self.covariances = cov
-        self.dim = D
-
-    def full_covariances(self):
-        if self.covariance_type == "full":
-            return self.covariances
-        return self.covariances[:, :, None] * np.eye(self.dim)
-
-    def params(self):
-        return {"means": self.means, "covariances": self.covariances}
-
-    def prepare(self, x, lengths):
-        x, lengths, batched = _as_batch(x, 1, lengths, float_data=True)
-        if x.shape[-1] != self.dim:
-            raise DataError(f"x has {x.shape[-1]} features per step, the means have D = {self.dim}")
-        if np.all(lengths == x.shape[1]):  # no padding
-            if np.isinf(x).any():
-                raise DataError("x holds infinite values (NaN marks a missing value; inf is not allowed)")
-            return x, lengths, batched
-        valid = _valid_mask(lengths, x.shape[1])
-        if np.any(np.isinf(x[valid])):
-            raise DataError("x holds infinite values (NaN marks a missing value; inf is not allowed)")
-        x = np.where(valid[..., None], x, np.nan)  # padding is missing
-        return x, lengths, batched
-
-    def component_log_density(self, x):
-        """(N, T, C) :math:`\\log \\mathcal N(x_o; \\mu_{c,o}, \\Sigma_{c,oo})` over the observed entries."""
-        if self.covariance_type == "diag":
-            variances = jnp.asarray(self.covariances)
-            return _diag_loglik(jnp.asarray(self.means), 1.0 / variances, jnp.log(variances) + _LOG_2PI, x)
-        observed = ~np.isnan(x)
-        partial = observed.any(-1) & ~observed.all(-1)
-        out = np.array(_full_loglik(jnp.asarray(self.means), jnp.asarray(self.covariances), x))
-        if partial.any():
-            idx = np.nonzero(partial)
-            out[idx] = np.asarray(_masked_full_loglik(self.means, self.covariances, x[idx]))
-        return jnp.asarray(out)
-
-    def moments(self, x):
-        """Per step and component, :math:`E[x]` (N,T,C,D) and :math:`E[x x^T]` (or :math:`E[x^2]`)
-        with missing entries imputed by their conditional Gaussian given the observed ones."""
-        if self.covariance_type == "diag":
-            return _diag_moments(jnp.asarray(self.means), jnp.asarray(self.covariances), x)
-        return _full_moments(jnp.asarray(self.means), jnp.asarray(self.covariances), x)
-
-    def stats(self, x, weights):
-        """Weighted sufficient statistics; ``weights`` (N, T, C), zero where x is wholly missing."""
-        present = ~np.all(np.isnan(x), axis=-1)
-        weights = jnp.where(present[..., None], weights, 0.0)
-        if np.all(present == ~np.isnan(x).any(-1)):  # no partially observed step: plain sums
-            xf = jnp.asarray(np.nan_to_num(x))
-            s1 = jnp.einsum("ntc,ntd->cd", weights, xf)
-            if self.covariance_type == "diag":
-                s2 = jnp.einsum("ntc,ntd->cd", weights, xf**2)
-            else:
-                s2 = jnp.einsum("ntc,ntd,nte->cde", weights, xf, xf)
-        else:
-            ex, exx = self.moments(x)
-            s1 = jnp.einsum("ntc,ntcd->cd", weights, ex)
-            sub = "ntc,ntcd->cd" if self.covariance_type == "diag" else "ntc,ntcde->cde"
-            s2 = jnp.einsum(sub, weights, exx)
-        return {"s0": jnp.sum(weights, axis=(0, 1)), "s1": s1, "s2": s2}
-
-    def from_stats(self, stats, covariance_prior=0.0):
-        s0, s1, s2 = (np.asarray(stats[k], dtype=np.float64) for k in ("s0", "s1", "s2"))
-        has = s0 > 0
-        safe = np.where(has, s0, 1.0)
-        means = np.where(has[:, None], s1 / safe[:, None], self.means)
-        if self.covariance_type == "diag":
-            cov = (s2 - means * s1 + covariance_prior) / safe[:, None]
-            cov = np.where(has[:, None], cov, self.covariances)
-        else:
-            scatter = s2 - np.einsum("cd,ce->cde", means, s1)
-            cov = (scatter + covariance_prior * np.eye(self.dim)) / safe[:, None, None]
-            cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-            cov = np.where(has[:, None, None], cov, self.covariances)
-        return GaussianEmission(means, cov, self.covariance_type)
-
-    def log_prior(self, covariance_prior=0.0):
-        """Improper inverse-Wishart-style prior :math:`\\log p(\\Sigma) = -\\tfrac{\\psi}{2}\\mathrm{tr}\\,\\Sigma^{-1}`."""
-        if covariance_prior == 0:
-            return 0.0
-        if self.covariance_type == "diag":
-            return float(-0.5 * covariance_prior * np.sum(1.0 / self.covariances))
-        return float(-0.5 * covariance_prior * np.trace(np.linalg.inv(self.covariances), axis1=-2, axis2=-1).sum())
-
-
-@jax.jit
-def _diag_loglik(means, precisions, log_norms, x):
-    """(N, T, C) from ``precisions`` :math:`1 / \\sigma^2_{cd}` and ``log_norms``
-    :math:`\\log \\sigma^2_{cd} + \\log 2\\pi` (C, D); NaN entries of x are left out."""
-    observed = ~jnp.isnan(x)  # (N, T, D)
-    filled = jnp.where(observed, x, 0.0)
-    total = jnp.zeros(x.shape[:-1] + means.shape[:1], x.dtype)  # (N, T, C)
-    for d in range(x.shape[-1]):  # unrolled: XLA's CPU reduction over a short minor axis is slow
-        diff = filled[..., d : d + 1] - means[:, d]
-        total = total + jnp.where(observed[..., d : d + 1], diff * diff * precisions[:, d] + log_norms[:, d], 0.0)
-    return -0.5 * total
-
-
-@jax.jit
-def _full_loglik(means, covariances, x):
-    chol = jnp.linalg.cholesky(covariances)  # (C, D, D)
-    D = means.shape[-1]
-    chol_inv = jax.scipy.linalg.solve_triangular(chol, jnp.broadcast_to(jnp.eye(D), chol.shape), lower=True)
-    diff = jnp.nan_to_num(x)[..., None, :] - means  # (N, T, C, D)
-    y = jnp.einsum("ced,ntcd->ntce", chol_inv, diff)
-    log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    out = -0.5 * (jnp.sum(y**2, axis=-1) + log_det + D * _LOG_2PI)
-    present = ~jnp.all(jnp.isnan(x), axis=-1)
-    return jnp.where(present[..., None], out, 0.0)
-
-
-def _observed_block(covariances, observed):
-    """:math:`\\Sigma` with missing rows/columns replaced by the identity: (P, C, D, D)."""
-    both = observed[:, None, :, None] & observed[:, None, None, :]
-    eye = jnp.eye(covariances.shape[-1])
-    return jnp.where(both, covariances[None], eye)
-
-
-@jax.jit
-def _masked_full_loglik(means, covariances, x):
-    """(P, C) log-densities of partially observed rows x (P, D): marginal over the missing entries."""
-    observed = ~jnp.isnan(x)
-    sigma = _observed_block(covariances, observed)
-    chol = jnp.linalg.cholesky(sigma)
-    diff = jnp.where(observed[:, None, :], jnp.nan_to_num(x)[:, None, :] - means[None], 0.0)
-    y = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
-    log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    d_obs = jnp.sum(observed, axis=-1)[:, None]
-    return -0.5 * (jnp.sum(y**2, axis=-1) + log_det + d_obs * _LOG_2PI)
-
-
-@jax.jit
-def _diag_moments(means, variances, x):
-    observed = ~jnp.isnan(x)[..., None, :]
-    xf = jnp.nan_to_num(x)[..., None, :]
-    ex = jnp.where(observed, xf, means)
-    exx = jnp.where(observed, xf**2, means**2 + variances)
-    return ex, exx
-
-
-@jax.jit
-def _full_moments(means, covariances, x):
-    shape = x.shape
-    flat = x.reshape(-1, shape[-1])
-    observed = ~jnp.isnan(flat)
-    sigma = _observed_block(covariances, observed)  # (P, C, D, D)
-    both = observed[:, None, :, None] & observed[:, None, None, :]
-    w = jnp.where(both, jnp.linalg.inv(sigma), 0.0)  # embedded inverse of the observed block
-    diff = jnp.where(observed[:, None, :], jnp.nan_to_num(flat)[:, None, :] - means[None], 0.0)
-    gain = jnp.einsum("cde,pcef->pcdf", covariances, w)  # Sigma W
-    ex = means[None] + jnp.einsum("pcdf,pcf->pcd", gain, diff)
-    cov = covariances[None] - jnp.einsum("pcdf,cfe->pcde", gain, covariances)
-    exx = cov + ex[..., :, None] * ex[..., None, :]
-    C, D = means.shape
-    return ex.reshape(shape[:-1] + (C, D)), exx.reshape(shape[:-1] + (C, D, D))
-
-
-class GaussianSingleEmission(GaussianEmission):
-    """One Gaussian per state."""
-
-    def __init__(self, means, covariances, covariance_type, num_states):
-        super().__init__(means, covariances, covariance_type)
-        if self.means.shape[0] != num_states:
-            raise ModelError(f"means must have one row per state (K = {num_states}), got {self.means.shape}")
-
-    def log_likelihoods(self, x):
-        return self.component_log_density(x)
-
-    def distribution(self, params, z, observed=None):
-        means, cov = params
-        if self.covariance_type == "diag":
-            d = dist.Normal(means[z], jnp.sqrt(cov[z]))
-            return (d.mask(observed) if observed is not None else d).to_event(1)
-        return dist.MultivariateNormal(means[z], covariance_matrix=cov[z])
-
-    def expected_stats(self, x, gamma):
-        return self.stats(x, gamma)
-
-    def from_stats(self, stats, covariance_prior=0.0, **_):
-        new = GaussianEmission.from_stats(self, stats, covariance_prior)
-        return GaussianSingleEmission(new.means, new.covariances, self.covariance_type, self.means.shape[0])
-
-    def log_prior(self, covariance_prior=0.0, **_):
-        return GaussianEmission.log_prior(self, covariance_prior)
-
-
-class GaussianMixtureEmission:
-    """:math:`p(x \\mid z = k) = \\sum_m w_{km} \\mathcal N(x; \\mu_{km}, \\Sigma_{km})`."""
-
-    family = "gaussian_mixture"
-    event_ndim = 1
-
-    def __init__(self, weights, means, covariances, covariance_type, num_states):
-        self.weights = _probability_table(weights, "weights")
-        if self.weights.ndim != 2 or self.weights.shape[0] != num_states:
-            raise ModelError(f"weights must have shape (K={num_states}, n_mix), got {self.weights.shape}")
-        K, Mix = self.weights.shape
-        means = np.asarray(means, dtype=np.float64)
-        if means.ndim != 3 or means.shape[:2] != (K, Mix):
-            raise ModelError(f"means must have shape (K={K}, n_mix={Mix}, D), got {means.shape}")
-        cov = np.asarray(covariances, dtype=np.float64)
-        D = means.shape[-1]
-        want = (K, Mix, D, D) if covariance_type == "full" else (K, Mix, D)
-        if cov.shape != want:
-            raise ModelError(f"covariances must have shape {want} for {covariance_type!r}, got {cov.shape}")
-        self.components = GaussianEmission(means.reshape(K * Mix, D), cov.reshape((K * Mix,) + want[2:]), covariance_type)
-        self.covariance_type = covariance_type
-        self.dim = D
-
-    @property
-    def means(self):
-        return self.components.means.reshape(self.weights.shape + (self.dim,))
-
-    @property
-    def covariances(self):
-        return self.components.covariances.reshape(self.weights.shape + self.components.covariances.shape[1:])
-
-    def params(self):
-        return {"weights": self.weights, "means": self.means, "covariances": self.covariances}
-
-    def prepare(self, x, lengths):
-        return self.components.prepare(x, lengths)
-
-    def _joint(self, x):
-        """(N, T, K, Mix) :math:`\\log w_{km} + \\log \\mathcal N(x; \\mu_{km}, \\Sigma_{km})`."""
-        K, Mix = self.weights.shape
-        dens = self.components.component_log_density(x)
-        return dens.reshape(dens.shape[:2] + (K, Mix)) + jnp.log(self.weights)
-
-    def log_likelihoods(self, x):
-        out = jax.nn.logsumexp(self._joint(x), axis=-1)
-        present = ~np.all(np.isnan(x), axis=-1)
-        return jnp.where(present[..., None], out, 0.0)
-
-    def distribution(self, params, z, observed=None):
-        weights, means, cov = params
-        if self.covariance_type == "diag":
-            tril = jnp.sqrt(cov)[..., :, None] * jnp.eye(self.dim)
-        else:
-            tril = jnp.linalg.cholesky(cov)
-        return _StateMixture(weights[z], means[z], tril[z])
-
-    def expected_stats(self, x, gamma):
-        joint = self._joint(x)
-        resp = jnp.exp(joint - jax.nn.logsumexp(joint, axis=-1, keepdims=True)) * gamma[..., None]
-        present = ~np.all(np.isnan(x), axis=-1)
-        resp = jnp.where(present[..., None, None], resp, 0.0)
-        stats = self.components.stats(x, resp.reshape(resp.shape[:2] + (-1,)))
-        stats["mix"] = jnp.sum(resp, axis=(0, 1))
-        return stats
-
-    def from_stats(self, stats, pseudo_count=0.0, covariance_prior=0.0, **_):
-        weights = _normalise_counts(stats["mix"], pseudo_count, self.weights)
-        comps = self.components.from_stats(stats, covariance_prior)
-        K, Mix = self.weights.shape
-        return GaussianMixtureEmission(
-            weights,
-            comps.means.reshape(K, Mix, self.dim),
-            comps.covariances.reshape((K, Mix) + comps.covariances.shape[1:]),
-            self.covariance_type,
-            K,
-        )
-
-    def log_prior(self, pseudo_count=0.0, covariance_prior=0.0, **_):
-        return _dirichlet_log_density(self.weights, pseudo_count) + self.components.log_prior(covariance_prior)
-
-
-class _StateMixture(dist.Distribution):
-    """:math:`\\sum_m w_m \\mathcal N(x; \\mu_m, L_m L_m^\\top)` with batched ``weights`` (..., M),
-    ``means`` (..., M, D) and ``scale_tril`` (..., M, D, D) (one state's mixture per batch entry).
-
-    ``MixtureSameFamily`` reshapes its component batch to a fixed shape and fails on the extra
-    leading dimensions that enumerating the state adds; this log-density only broadcasts.
-    """
-
-    arg_constraints = {
-        "weights": dist.constraints.simplex,
-        "means": dist.constraints.independent(dist.constraints.real_vector, 1),  # (M, D) per entry
-        "scale_tril": dist.constraints.independent(dist.constraints.lower_cholesky, 1),  # (M, D, D)
-    }
-    support = dist.constraints.real_vector
-
-    def __init__(self, weights, means, scale_tril, *, validate_args=None):
-        self.weights, self.means, self.scale_tril = weights, means, scale_tril
-        batch_shape = jnp.broadcast_shapes(
-            jnp.shape(weights)[:-1], jnp.shape(means)[:-2], jnp.shape(scale_tril)[:-3]
-        )
-        super().__init__(batch_shape=batch_shape, event_shape=jnp.shape(means)[-1:], validate_args=validate_args)
-
-    def log_prob(self, value):
-        D = self.means.shape[-1]
-        diff = value[..., None, :] - self.means  # (..., M, D)
-        tril = jnp.broadcast_to(self.scale_tril, diff.shape + (D,))
-        y = jax.scipy.linalg.solve_triangular(tril, diff[..., None], lower=True)[..., 0]
-        half_log_det = jnp.sum(jnp.log(jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)), axis=-1)
-        comp = -0.5 * jnp.sum(y**2, axis=-1) - half_log_det - 0.5 * D * _LOG_2PI  # (..., M)
-        return jax.nn.logsumexp(comp + jnp.log(self.weights), axis=-1)
-
-    def sample(self, key, sample_shape=()):
-        k_mix, k_normal = jax.random.split(key)
-        shape = sample_shape + self.batch_shape
-        M, D = self.means.shape[-2:]
-        m = jax.random.categorical(k_mix, jnp.log(self.weights), shape=shape)
-        means = jnp.broadcast_to(self.means, shape + (M, D))
-        tril = jnp.broadcast_to(self.scale_tril, shape + (M, D, D))
-        pick = m[..., None, None]
-        mean = jnp.take_along_axis(means, pick, axis=-2)[..., 0, :]
-        scale = jnp.take_along_axis(tril, pick[..., None], axis=-3)[..., 0, :, :]
-        noise = jax.random.normal(k_normal, shape + (D,))
-        return mean + jnp.einsum("...de,...e->...d", scale, noise)
+from inference.rng import as_key
+from pgm.emissions import (CategoricalEmission, GaussianMixtureEmission, GaussianSingleEmission, _dirichlet_log_density,
+                           _normalise_counts, _probability_table, _valid_mask)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -797,7 +285,8 @@ class HMM:
         return self._program(params, x, T, lengths)
 
     def sample(self, key, T, n_sequences=1) -> dict:
-        """Simulate ``n_sequences`` sequences of ``T`` steps by running the program without data.
+        """Simulate ``n_sequences`` sequences of ``T`` steps by running the program without data
+        (``key``: a JAX key or an int seed).
 
         Returns:
             ``{"z": (n_sequences, T) int64, "x": (n_sequences, T) int64 or (n_sequences, T, D)}``.
@@ -807,7 +296,7 @@ class HMM:
         if not isinstance(n_sequences, (int, np.integer)) or n_sequences < 1:
             raise DataError(f"n_sequences must be a positive integer, got {n_sequences!r}")
         params = jax.tree_util.tree_map(jnp.asarray, self.params)
-        zs, xs = _simulate(self, params, key, int(T), int(n_sequences))
+        zs, xs = _simulate(self, params, as_key(key), int(T), int(n_sequences))
         x = np.swapaxes(np.asarray(xs), 0, 1)
         x = x.astype(np.int64) if self.emission.family == "categorical" else np.array(x, dtype=np.float64)
         return {"z": np.swapaxes(np.asarray(zs), 0, 1).astype(np.int64), "x": x}
@@ -877,4 +366,64 @@ def _simulate(hmm, params, key, T, N):
     return jax.jit(run)(params, key)
 
 
-__all__ = ["HMM", "CategoricalEmission", "GaussianSingleEmission", "GaussianMixtureEmission"]
+def averaged_state_marginals(samples, x, reference_emission_probs) -> np.ndarray:
+    """State marginals of a categorical HMM averaged over posterior draws of its parameters.
+
+    .. math::
+        p(z_t = k \\mid x) = \\int p(z_t = k \\mid x, \\theta)\\, p(\\theta \\mid x)\\, d\\theta
+        \\approx \\frac1S \\sum_s p(z_t = \\pi_s(k) \\mid x, \\theta_s),
+
+    each term by forward-backward (:func:`inference.chain.hmm_smoother`, vectorised over draws).
+    The posterior is symmetric under relabelling the states, so draw :math:`s` is first relabelled
+    by the permutation :math:`\\pi_s` matching its emission rows to ``reference_emission_probs``
+    at least total variation (:func:`inference.align.align`); averaging unaligned draws would mix
+    the labels (Stephens 2000).
+
+    Args:
+        samples: posterior draws ``{"initial_probs": (S, K), "transition_matrix": (S, K, K),
+            "emission_probs": (S, K, M)}`` (e.g. ``inference.mcmc.nuts`` on
+            :meth:`HMM.bayesian_model`).
+        x: int (T,) one observed sequence.
+        reference_emission_probs: (K, M) emission rows giving the labelling (a point estimate).
+
+    Returns:
+        (T, K) probabilities in the reference's state order.
+
+    Example:
+        >>> import numpy as np
+        >>> b = np.array([[0.9, 0.1], [0.2, 0.8]])
+        >>> draws = {"initial_probs": np.array([[0.5, 0.5]] * 2),
+        ...          "transition_matrix": np.array([[[0.9, 0.1], [0.1, 0.9]]] * 2),
+        ...          "emission_probs": np.stack([b, b[::-1]])}  # the second draw has its labels swapped
+        >>> averaged_state_marginals(draws, np.array([0, 0, 1]), b).shape
+        (3, 2)
+    """
+    from inference.align import align
+    from inference.chain import hmm_smoother
+
+    missing = sorted({"initial_probs", "transition_matrix", "emission_probs"} - set(samples))
+    if missing:
+        raise DataError(f"samples lack the sites {missing}")
+    pi = np.asarray(samples["initial_probs"], dtype=np.float64)  # (S, K)
+    a = np.asarray(samples["transition_matrix"], dtype=np.float64)  # (S, K, K)
+    b = np.asarray(samples["emission_probs"], dtype=np.float64)  # (S, K, M)
+    s, k, m = b.shape
+    if pi.shape != (s, k) or a.shape != (s, k, k):
+        raise DataError(f"samples disagree in shape: initial_probs {pi.shape}, transition_matrix {a.shape}, "
+                        f"emission_probs {b.shape}")
+    x = np.asarray(x)
+    if x.ndim != 1 or not np.issubdtype(x.dtype, np.integer) or x.min() < 0 or x.max() >= m:
+        raise DataError(f"x must be one int sequence (T,) of symbols in [0, {m}), got shape {x.shape} dtype {x.dtype}")
+    perm, _ = align(b, reference_emission_probs, "tv")  # (S, K)
+    rows = np.arange(s)[:, None]
+    pi, a, b = pi[rows, perm], a[rows[:, :, None], perm[:, :, None], perm[:, None, :]], b[rows, perm]
+
+    def smooth(pi, a, b):
+        log_lik = jnp.log(b)[:, x].T  # (T, K)
+        return hmm_smoother(jnp.log(pi), jnp.log(a), log_lik).smoothed_probs  # (T, K)
+
+    return np.asarray(jax.vmap(smooth)(pi, a, b).mean(0))  # (T, K)
+
+
+__all__ = ["HMM", "CategoricalEmission", "GaussianSingleEmission", "GaussianMixtureEmission",
+           "averaged_state_marginals"]

@@ -56,6 +56,7 @@ from jax.scipy.special import logsumexp
 from numpyro import handlers
 
 from inference.errors import DataError, ModelError
+from inference.rng import as_key
 from inference.result import Result
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "fit_nuts",
     "gibbs",
     "match_components",
+    "averaged_responsibilities",
 ]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
@@ -305,7 +307,7 @@ class GaussianMixture:
 
     def sample(self, key, n: int) -> dict:
         """``{"z": (n,), "x": (n, D)}`` drawn by running the program forward."""
-        trace = handlers.trace(handlers.seed(self.model, key)).get_trace(n=int(n))
+        trace = handlers.trace(handlers.seed(self.model, as_key(key))).get_trace(n=int(n))
         return {name: np.asarray(site["value"]) for name, site in trace.items() if site["type"] == "sample"}
 
     # ------------------------------------------------------------------ scoring
@@ -383,7 +385,7 @@ class GaussianMixture:
         distinct = len(np.unique(np.asarray(x), axis=0))
         if n_components > distinct:
             raise DataError(f"n_components={n_components} exceeds the {distinct} distinct points of x")
-        means = np.asarray(_kmeans_pp(key, x, int(n_components)))
+        means = np.asarray(_kmeans_pp(as_key(key), x, int(n_components)))
         var = np.var(np.asarray(x), axis=0) + reg_covar
         cov = {"full": np.broadcast_to(np.cov(np.asarray(x), rowvar=False, bias=True).reshape(d, d)
                                         + reg_covar * np.eye(d), (n_components, d, d)),
@@ -474,7 +476,7 @@ class BayesianGaussianMixture:
 
     def model(self, x=None, n=None):
         n = n if x is None else x.shape[0]
-        k, d = self.n_components, self.dim
+        k = self.n_components
         weights = numpyro.sample("weights", dist.Dirichlet(jnp.full(k, self.concentration)))
         with numpyro.plate("components", k):
             cov = numpyro.sample("cov", dist.InverseWishart(self.dof, jnp.asarray(self.scale)))
@@ -485,7 +487,7 @@ class BayesianGaussianMixture:
             numpyro.sample("x", dist.MultivariateNormal(loc[z], cov[z]), obs=x)
 
     def sample(self, key, n: int) -> dict:
-        trace = handlers.trace(handlers.seed(self.model, key)).get_trace(n=int(n))
+        trace = handlers.trace(handlers.seed(self.model, as_key(key))).get_trace(n=int(n))
         return {name: np.asarray(site["value"]) for name, site in trace.items() if site["type"] == "sample"}
 
     def mixture(self, weights, loc, cov) -> GaussianMixture:
@@ -495,16 +497,38 @@ class BayesianGaussianMixture:
 
 def match_components(estimated_means, true_means) -> np.ndarray:
     """The permutation ``perm`` minimising :math:`\\sum_k \\lVert \\hat\\mu_{perm[k]} - \\mu_k\\rVert`
-    (mixtures are identified only up to relabelling); brute force over permutations up to K = 8."""
-    import itertools
+    (mixtures are identified only up to relabelling): :func:`inference.align.align` with
+    ``metric="euclidean"``."""
+    from inference.align import align
 
-    est, true = np.asarray(estimated_means), np.asarray(true_means)
-    k = true.shape[0]
-    if k > 8:
-        raise DataError(f"match_components enumerates permutations; K = {k} is too many")
-    cost = np.linalg.norm(est[:, None, :] - true[None, :, :], axis=-1)  # (K_est, K_true)
-    best = min(itertools.permutations(range(k)), key=lambda p: sum(cost[p[j], j] for j in range(k)))
-    return np.array(best)
+    return align(estimated_means, true_means, "euclidean")[0]
+
+
+def averaged_responsibilities(mixtures, x, reference_means) -> np.ndarray:
+    """Assignment posteriors :math:`p(z_n = k \\mid x) \\approx \\frac1S \\sum_s p(z_n = \\pi_s(k) \\mid
+    x_n, \\theta_s)` averaged over ``mixtures`` (posterior draws :math:`\\theta_s`, or one point
+    estimate), each relabelled first (:func:`match_components`: component :math:`\\pi_s(k)` of draw
+    :math:`s` is the one whose mean is matched to ``reference_means[k]``), since averaging
+    unaligned draws would mix the labels (Stephens 2000).
+
+    Args:
+        mixtures: a sequence of :class:`GaussianMixture`.
+        x: (N, D) points.
+        reference_means: (K, D) means giving the labelling (the truth, or a point estimate).
+
+    Returns:
+        (N, K) probabilities in the reference's component order.
+
+    Example:
+        >>> import numpy as np
+        >>> m = GaussianMixture([0.5, 0.5], [[3.0], [-3.0]], [[[1.0]], [[1.0]]])
+        >>> averaged_responsibilities([m], np.array([[-3.0]]), [[-3.0], [3.0]]).round(6).tolist()
+        [[1.0, 0.0]]
+    """
+    mixtures = list(mixtures)
+    if not mixtures:
+        raise DataError("mixtures is empty: average over at least one mixture")
+    return np.mean([m.responsibilities(x)[:, match_components(m.means, reference_means)] for m in mixtures], axis=0)
 
 
 def fit_svi(key, x, prior: BayesianGaussianMixture, *, steps: int = 2000, learning_rate: float = 0.05) -> Result:
@@ -522,6 +546,7 @@ def fit_svi(key, x, prior: BayesianGaussianMixture, *, steps: int = 2000, learni
 
     from inference import svi
 
+    key = as_key(key)
     x = _check_data(x, prior.dim)
     init = _init_locations(key, x, prior.n_components)
     result = svi.fit(prior.model, {"x": x}, key=key, guide=partial(map_guide, init), elbo="trace_enum",
@@ -560,6 +585,7 @@ def fit_nuts(key, x, prior: BayesianGaussianMixture, *, num_samples: int = 500, 
 
     from inference import mcmc
 
+    key = as_key(key)
     x = _check_data(x, prior.dim)
     init = _init_locations(key, x, prior.n_components)
     return mcmc.nuts(prior.model, {"x": x}, key=key, num_samples=num_samples, num_warmup=num_warmup,
@@ -630,7 +656,7 @@ def gibbs(key, x, prior: BayesianGaussianMixture, *, num_samples: int = 1000, bu
     if burn_in < 0 or num_samples < 1:
         raise DataError(f"need num_samples >= 1 and burn_in >= 0, got {num_samples}, {burn_in}")
     start = time.perf_counter()
-    k_init, k_run = jax.random.split(key)
+    k_init, k_run = jax.random.split(as_key(key))
     init = _init_locations(k_init, x, prior.n_components)
     prior_args = (jnp.asarray(prior.mean_prior), prior.mean_precision, prior.dof, jnp.asarray(prior.scale))
     weights, loc, cov, loglik = _gibbs_kernel(k_run, x, prior.concentration, prior_args, init["weights"],

@@ -50,6 +50,7 @@ from jax.scipy.special import logsumexp
 from numpyro import handlers
 
 from inference.errors import DataError, ModelError
+from inference.rng import as_key
 
 __all__ = ["KINDS", "NaiveBayes", "LabelledData", "naive_bayes_program", "fit_semisupervised"]
 
@@ -210,7 +211,7 @@ class NaiveBayes:
 
     def sample(self, key, n: int) -> dict:
         """``{"y": (n,), "x": (n, F)}`` by running the program forward."""
-        trace = handlers.trace(handlers.seed(self.model, key)).get_trace(n=int(n))
+        trace = handlers.trace(handlers.seed(self.model, as_key(key))).get_trace(n=int(n))
         return {name: np.asarray(site["value"]) for name, site in trace.items() if site["type"] == "sample"}
 
     # ------------------------------------------------------------------ data

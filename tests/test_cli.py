@@ -127,3 +127,14 @@ def test_compare_lda_reports_topic_errors_and_perplexity(tmp_path):
         assert 0.0 <= scores["topic TV mean"] <= scores["topic TV max"] <= 1.0
         assert row["log_evidence_kind"] == "estimate"
     assert (folder / "compare.png").stat().st_size > 1000
+
+
+def test_model_options_are_never_taken_for_abbreviated_cli_flags():
+    from genzoo.cli import _model_options, build_parser
+
+    # "--n" is gmm's option n; argparse's prefix matching once read it as --no-progress
+    args, extra = build_parser().parse_known_args(["compare", "gmm", "--n", "60", "--steps", "5"])
+    assert extra == ["--n", "60"] and args.steps == 5 and not args.no_progress
+    assert _model_options(extra) == {"n": "60"}
+    args, extra = build_parser().parse_known_args(["sample", "gmm", "-n", "4", "--n", "60"])
+    assert args.n == 4 and extra == ["--n", "60"]

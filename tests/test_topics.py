@@ -11,9 +11,9 @@ import inference  # noqa: F401  (float64)
 from genzoo import text
 from pgm import topics
 from inference.errors import DataError
-from pgm.topics import (LDA, BagOfWords, _dirichlet_expectation, _vb_start, bars_topics, collapsed_gibbs,
-                        completion_perplexity, fit_plsa, fit_prodlda, match_topics, npmi_coherence, top_words,
-                        umass_coherence, variational_bayes, vb_e_step)
+from pgm.topics import (LDA, BagOfWords, bars_topics, collapsed_gibbs, completion_perplexity, fit_plsa, fit_prodlda,
+                        match_topics, npmi_coherence, top_words, umass_coherence, variational_bayes, vb_e_step)
+from pgm.topics.lda_vb import _dirichlet_expectation, _vb_start
 
 BARS = bars_topics(5)  # 10 topics over 25 words
 
@@ -265,7 +265,7 @@ def test_plsa_e_step_dense_and_sparse_equal_the_explicit_posterior(beta, monkeyp
         assert float(ll) == pytest.approx(loglik, rel=1e-13)
     # fit_plsa takes the sparse E-step above PLSA_DENSE_CELLS: the same fit
     dense_fit = fit_plsa(jax.random.PRNGKey(0), counts, 3, max_iter=20, beta=beta)
-    monkeypatch.setattr(topics, "PLSA_DENSE_CELLS", 0)
+    monkeypatch.setattr(topics.plsa, "PLSA_DENSE_CELLS", 0)  # the module whose PLSA reads it
     sparse_fit = fit_plsa(jax.random.PRNGKey(0), counts, 3, max_iter=20, beta=beta)
     np.testing.assert_allclose(dense_fit.history, sparse_fit.history, rtol=1e-11)
 
@@ -312,9 +312,25 @@ def test_wikipedia_reader_on_a_small_dump(tmp_path):
 def test_collapsed_log_likelihood_by_table_equals_log_gamma():
     from jax.scipy.special import gammaln
 
-    from pgm.topics import _collapsed_log_likelihood
+    from pgm.topics.lda_gibbs import _collapsed_log_likelihood
 
     n_wk = jax.numpy.asarray(np.random.default_rng(0).integers(0, 30, (15, 4)), dtype=jax.numpy.int32)
     table = gammaln(jax.numpy.arange(n_wk.sum() + 1) + 0.05) - gammaln(0.05)
     np.testing.assert_allclose(_collapsed_log_likelihood(n_wk, 0.05, table), _collapsed_log_likelihood(n_wk, 0.05),
                                rtol=1e-12)
+
+
+def test_plsa_smoothed_topics_are_the_closed_form_floor():
+    from pgm.topics import PLSA
+
+    phi = np.array([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]])
+    model = PLSA(np.full((1, 2), 0.5), phi)
+    smoothed = model.smoothed_topic_word(n_tokens=10, pseudo_tokens=0.5)
+    # closed form: (phi + c / N) / (1 + V c / N) with c / N = 0.05, V = 3; float rounding only
+    np.testing.assert_allclose(smoothed, (phi + 0.05) / 1.15, atol=1e-15)
+    assert np.all(smoothed > 0)
+    np.testing.assert_array_equal(model.smoothed_topic_word(n_tokens=10, pseudo_tokens=0.0), phi)
+    with pytest.raises(DataError, match="n_tokens"):
+        model.smoothed_topic_word(n_tokens=0)
+    with pytest.raises(DataError, match="pseudo_tokens"):
+        model.smoothed_topic_word(n_tokens=5, pseudo_tokens=-1.0)
