@@ -54,6 +54,11 @@ References:
     Eisner (2016). Inside-outside and forward-backward algorithms are just backprop.
     Smith and Gray (2018). opt_einsum: a Python package for optimizing contraction order for einsum-like expressions.
 
+A private name of NumPy is read: ``numpy._core.multiarray.c_einsum``, the C kernel that
+``np.einsum`` calls when ``optimize=False``; calling it directly skips the Python wrapper's argument
+parsing, which costs more than the contraction itself on the small tables of a plan's steps. No
+public route reaches it; where it is missing (another NumPy layout), ``np.einsum`` is used.
+
 Example:
     >>> import numpy as np
     >>> from inference.contract import Program, plan_contraction
