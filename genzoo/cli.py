@@ -42,7 +42,7 @@ def _model_options(extra: list[str]) -> dict[str, str]:
         elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
             value, i = extra[i + 1], i + 1
         else:
-            raise UnknownNameError(f"option --{key} needs a value")
+            value = "1"  # a bare flag (--quick): on
         options[key.replace("-", "_")] = value
         i += 1
     return options
@@ -233,7 +233,12 @@ def cmd_sample(args, extra):
     problem = entry.problem(_model_options(extra), seed=args.seed)
     draws = entry.sample(problem, args.seed, args.n)
     folder = new_run_dir(entry.name, "sample", args.out)
-    if isinstance(draws, dict):
+    if isinstance(draws, str):  # text (charlm): print it and keep it
+        from genzoo.runs import atomic_write
+
+        atomic_write(folder / "samples.txt", draws + "\n")
+        print(draws)
+    elif isinstance(draws, dict):
         states = getattr(problem.model, "states", {})
         columns = list(draws)
         table = [[_state_name(states, c, v) for v in np.asarray(draws[c]).reshape(args.n)] for c in columns]
