@@ -1,0 +1,232 @@
+"""Flows against zuko (RealNVP, MAF, NSF) and normflows (Glow): time per training step, KL, construction.
+
+Same architecture, data, optimiser (Adam, same learning rate), batch and thread count, in the same
+process:
+
+- RealNVP: 4 affine couplings, alternating masks, conditioners of two hidden ReLU layers
+  (ours ``RealNVP`` / zuko ``RealNVP``; both bound the log-scale by ``u / (1 + |u| / 6.9)``);
+- MAF: 4 MADE layers, orderings alternating forward / reversed (ours ``MAF`` / zuko ``MAF``);
+- NSF: 4 rational-quadratic spline *couplings*, 8 bins on [-5, 5] (ours ``NSF`` / zuko's
+  ``NICE(univariate=MonotonicRQSTransform)``, zuko's own ``NSF`` being autoregressive);
+- Glow on 1 x 8 x 8 images: 2 levels of K steps (actnorm, LU 1 x 1 convolution, affine coupling with
+  a 3 x 3 / 1 x 1 / 3 x 3 CNN), squeeze and split (ours ``Glow`` / normflows ``MultiscaleFlow`` of
+  ``GlowBlock``s, the layout of normflows' own Glow test; fixed standard Normal bases); data: the
+  digits dequantised and logit-transformed, the same tensor for both.
+
+Reported: the median time per update (forward, backward, Adam step: the same bare step for both
+libraries, blocks of steps alternating ours / peer) and ours / peer; our update through the shared
+loop ``inference.train.fit`` (its minibatching, checks and history) over the bare step; KL(p || q)
+= NLL - H(p) on fresh draws after the same number of steps on the same minibatches (2-D), or bits per
+dimension of held-out digits (Glow); construction time of each flow at dimension 1,000 (medians).
+
+Usage: ``python benchmarks/flows.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def peer_2d(kind: str, dim: int, hidden: int, layers: int):
+    import zuko
+    from zuko.transforms import MonotonicRQSTransform
+
+    if kind == "realnvp":
+        return zuko.flows.RealNVP(dim, transforms=layers, hidden_features=(hidden, hidden))
+    if kind == "maf":
+        return zuko.flows.MAF(dim, transforms=layers, hidden_features=(hidden, hidden))
+    return zuko.flows.NICE(dim, transforms=layers, univariate=MonotonicRQSTransform, shapes=[(8,), (8,), (7,)],
+                           hidden_features=(hidden, hidden))
+
+
+def ours_2d(kind: str, dim: int, hidden: int, layers: int, seed: int):
+    from deep.flows.fit import make_flow
+
+    return make_flow(kind, dim, hidden=(hidden, hidden), num_layers=layers, bins=8, bound=5.0, seed=seed)
+
+
+def peer_glow(hidden: int, steps: int):
+    import normflows as nf
+
+    shape, levels = (1, 8, 8), 2
+    bases, merges, flows = [], [], []
+    for i in range(levels):  # normflows' layout (its core_test): level 0 is the coarsest
+        blocks = [nf.flows.GlowBlock(shape[0] * 2 ** (levels + 1 - i), hidden, split_mode="channel", scale=True)
+                  for _ in range(steps)]
+        flows.append(blocks + [nf.flows.Squeeze()])
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            latent = (shape[0] * 2 ** (levels - i), shape[1] // 2 ** (levels - i), shape[2] // 2 ** (levels - i))
+        else:
+            latent = (shape[0] * 2 ** (levels + 1), shape[1] // 2 ** levels, shape[2] // 2 ** levels)
+        bases.append(nf.distributions.DiagGaussian(latent, trainable=False))
+    return nf.MultiscaleFlow(bases, flows, merges, class_cond=False)
+
+
+def nll_ours(flow, x):
+    return -flow.log_prob(x).mean()
+
+
+def nll_zuko(flow, x):
+    return -flow().log_prob(x).mean()
+
+
+def nll_normflows(flow, x):
+    return -flow.log_prob(x, None).mean()
+
+
+def time_steps(pairs, batches, block: int, repeats: int) -> dict[str, float]:
+    """Median seconds per update of each (name, module, loss) over ``repeats`` alternating blocks."""
+    times = {name: [] for name, _, _ in pairs}
+    optims = {name: torch.optim.Adam(m.parameters(), lr=1e-3) for name, m, _ in pairs}
+    for r in range(repeats + 1):  # block 0 warms up
+        for name, module, loss_fn in pairs:
+            opt = optims[name]
+            start = time.perf_counter()
+            for i in range(block):
+                loss = loss_fn(module, batches[(r * block + i) % len(batches)])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if r:
+                times[name].append((time.perf_counter() - start) / block)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def train_same(module, loss_fn, batches, steps: int, lr: float):
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    for i in range(steps):
+        loss = loss_fn(module, batches[i % len(batches)])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return module
+
+
+def kl_of(nll_fn, module, density, n: int, seed: int) -> float:
+    x = density.sample(n, seed)
+    with torch.no_grad():
+        return float(torch.cat([nll_fn(module, c).reshape(1) * len(c) for c in x.split(4096)]).sum() / n) \
+            - density.entropy()
+
+
+def print_row(kind, peer, t_ours, t_peer, loop, q_ours, q_peer, metric):
+    print(f"{kind:8} {peer:9} {1e3 * t_ours:8.2f} {1e3 * t_peer:8.2f} {t_ours / t_peer:9.2f} "
+          f"{loop / t_ours:8.2f} {q_ours:8.3f} {q_peer:8.3f}  {metric}", flush=True)
+
+
+def main(args):
+    torch.set_num_threads(1)
+    from deep.densities import get
+    from inference.train import LossStep, fit
+
+    density = get("8gaussians")
+    n_batches = 64
+    data = density.sample(args.batch * n_batches, 0)  # (N, 2)
+    batches = list(data.split(args.batch))
+    print(f"time per update (median of {args.repeats} blocks of {args.block}), one thread; "
+          f"quality after {args.train_steps} steps on the same minibatches")
+    print(f"{'flow':8} {'peer':9} {'ours ms':>8} {'peer ms':>8} {'ours/peer':>9} {'fit/bare':>8} "
+          f"{'ours':>8} {'peer':>8}  metric", flush=True)
+    for kind in args.flows:
+        torch.manual_seed(0)  # zuko initialises from torch's global generator
+        ours, peer = ours_2d(kind, 2, args.hidden, args.layers, seed=0), peer_2d(kind, 2, args.hidden, args.layers)
+        t = time_steps([("ours", ours, nll_ours), ("peer", peer, nll_zuko)], batches, args.block, args.repeats)
+        # our update through the shared loop, same batch size
+        fresh = ours_2d(kind, 2, args.hidden, args.layers, seed=0)
+        fit(LossStep(fresh, lambda m, b, g: m.loss(b), lr=1e-3), {"x": data}, seed=0, steps=5, batch_size=args.batch)
+        start = time.perf_counter()
+        fit(LossStep(fresh, lambda m, b, g: m.loss(b), lr=1e-3), {"x": data}, seed=0, steps=args.block * 2,
+            batch_size=args.batch)
+        loop = (time.perf_counter() - start) / (args.block * 2)
+        # KL after the same steps on the same minibatches, fresh modules
+        torch.manual_seed(1)
+        ours_k = train_same(ours_2d(kind, 2, args.hidden, args.layers, seed=1), nll_ours, batches, args.train_steps,
+                            1e-3)
+        peer_k = train_same(peer_2d(kind, 2, args.hidden, args.layers), nll_zuko, batches, args.train_steps, 1e-3)
+        kl_ours = kl_of(nll_ours, ours_k, density, args.n_test, 2)
+        kl_peer = kl_of(nll_zuko, peer_k, density, args.n_test, 2)
+        print_row(kind, "zuko", t["ours"], t["peer"], loop, kl_ours, kl_peer, "KL")
+
+    if not args.glow:
+        return construction(args)
+    # Glow on dequantised, logit-transformed digits
+    from deep.flows import Glow
+    from deep.flows.digits import LogitTransform, dequantize_levels
+    from genzoo.data import digits
+
+    levels = np.round(digits()["images"] * 16)
+    k = torch.as_tensor(levels, dtype=torch.long)
+    perm = torch.randperm(len(k), generator=torch.Generator().manual_seed(0))
+    train_k, test_k = k[perm[:1400]], k[perm[1400:]]
+    logit = LogitTransform(0.05)
+    y_train = logit.inverse_and_log_det(dequantize_levels(train_k, 17, 0).reshape(-1, 64))[0]  # (N, 64)
+    v_test = dequantize_levels(test_k, 17, 1).reshape(-1, 64)
+    y_test, ladj_test = logit.inverse_and_log_det(v_test)
+    img_batches = list(y_train.reshape(-1, 1, 8, 8).split(args.image_batch))
+    torch.manual_seed(0)
+    ours_g = Glow((1, 8, 8), args.glow_hidden, 2, args.glow_steps, seed=0)
+    peer_g = peer_glow(args.glow_hidden, args.glow_steps)
+    with torch.no_grad():  # both actnorms initialise on the same first batch
+        ours_g.log_prob(img_batches[0])
+        peer_g.log_prob(img_batches[0], None)
+    t = time_steps([("ours", ours_g, nll_ours), ("peer", peer_g, nll_normflows)], img_batches, args.block,
+                   args.repeats)
+    torch.manual_seed(1)
+    ours_g = Glow((1, 8, 8), args.glow_hidden, 2, args.glow_steps, seed=1)
+    peer_g = peer_glow(args.glow_hidden, args.glow_steps)
+    train_same(ours_g, nll_ours, img_batches, args.train_steps, 1e-3)
+    train_same(peer_g, nll_normflows, img_batches, args.train_steps, 1e-3)
+    with torch.no_grad():
+        shift = 64 * math.log(17)
+        bpd = lambda lp: float((-(lp + ladj_test).mean() + shift) / (64 * math.log(2)))  # noqa: E731
+        bpd_ours = bpd(ours_g.log_prob(y_test))
+        bpd_peer = bpd(peer_g.log_prob(y_test.reshape(-1, 1, 8, 8), None))
+    print_row("glow", "normflows", t["ours"], t["peer"], float("nan"), bpd_ours, bpd_peer, "bits/dim")
+
+    construction(args)
+
+
+def construction(args):
+    """Construction time of each flow at dimension ``args.big_dim``, ours and zuko's (medians)."""
+    print(f"\nconstruction at dim {args.big_dim} (median of {args.repeats_build}, seconds):")
+    for kind in ("realnvp", "maf", "nsf"):
+        ours_t, peer_t = [], []
+        for r in range(args.repeats_build):
+            start = time.perf_counter()
+            ours_2d(kind, args.big_dim, args.hidden, args.layers, seed=r)
+            ours_t.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            peer_2d(kind, args.big_dim, args.hidden, args.layers)
+            peer_t.append(time.perf_counter() - start)
+        o, p = statistics.median(ours_t), statistics.median(peer_t)
+        print(f"{kind:8} ours {o:8.4f}  zuko {p:8.4f}  ours/zuko {o / p:6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized: fewer blocks and steps")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--image-batch", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--glow-hidden", type=int, default=32)
+    parser.add_argument("--glow-steps", type=int, default=4)
+    parser.add_argument("--block", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--train-steps", type=int, default=2000)
+    parser.add_argument("--n-test", type=int, default=20_000)
+    parser.add_argument("--big-dim", type=int, default=1000)
+    parser.add_argument("--repeats-build", type=int, default=3)
+    parser.add_argument("--flows", nargs="*", default=["realnvp", "maf", "nsf"], choices=["realnvp", "maf", "nsf"])
+    parser.add_argument("--no-glow", dest="glow", action="store_false")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.train_steps, args.n_test, args.block = 3, 300, 5000, 10
+    main(args)
