@@ -180,6 +180,10 @@ def cmd_compare(args, extra):
         import time
 
         start = time.perf_counter()
+        if args.ray:  # every model at once, as Ray tasks
+            _compare_all_ray(args)
+            print(f"report card: {len(_entries())} models in {time.perf_counter() - start:.1f} s")
+            return
         for name, entry in _entries().items():
             quick = dict(entry.quick)
             steps = quick.pop("steps", None)
@@ -188,19 +192,20 @@ def cmd_compare(args, extra):
             print()
         print(f"report card: {len(_entries())} models in {time.perf_counter() - start:.1f} s")
         return
+    if args.ray:
+        raise UnknownNameError("--ray runs the models of --all in parallel; one model's methods run here "
+                               "(use genzoo sweep MODEL --ray for seeds and options)")
     if not args.model:
         raise UnknownNameError("name a model (genzoo list shows them) or use --all")
     entry = _entry(args.model)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(entry.comparable_methods)
-    _compare_one(entry, methods, _model_options(extra), args, args.steps)
+    _compare_one(entry, methods, _model_options(extra), args, args.steps, warm=args.warm)
 
 
-def _compare_one(entry, methods, options, args, steps, warm=True):
-    """One comparison; ``warm`` runs each method a second time so that the seconds exclude compilation
-    (the report card of ``--all`` runs each once and reports the first call)."""
+def _compare_one(entry, methods, options, args, steps, warm=False):
+    """One comparison; ``warm`` runs each method a second time so that the seconds exclude compilation."""
     from genzoo import compare
     from genzoo.registry import RunConfig
-    from genzoo.runs import new_run_dir, save_figure, write_json
 
     for name in methods:
         entry.method(name)
@@ -209,10 +214,36 @@ def _compare_one(entry, methods, options, args, steps, warm=True):
     problem = entry.problem(options, seed=args.seed)
     config = RunConfig(seed=args.seed, steps=steps, progress=not args.no_progress)
     rows = compare.run_methods(entry, problem, methods, config, warm=warm)
-    title = f"{entry.name}: {problem.description}"
+    _report_compare(entry, problem.description, rows, args)
+
+
+def _compare_all_ray(args):
+    """``compare --all --ray``: the report card's models as Ray tasks, each reported as it finishes."""
+    from genzoo.sweep import compare_models
+
+    jobs = {}
+    for name, entry in _entries().items():
+        quick = dict(entry.quick)
+        steps = quick.pop("steps", None)
+        jobs[name] = {"options": quick, "steps": steps if args.steps is None else args.steps}
+    for name, description, rows in compare_models(jobs, seed=args.seed, ray=args.ray, warm=args.warm,
+                                                  progress=not args.no_progress):
+        entry = _entries()[name]
+        if entry.exact_method is None:
+            print(f"note: {entry.name} has no exact method; errors are not computed")
+        _report_compare(entry, description, rows, args)
+        print()
+
+
+def _report_compare(entry, description, rows, args):
+    """Print a comparison's table and write its run folder (metrics.json, compare.png)."""
+    from genzoo import compare
+    from genzoo.runs import new_run_dir, save_figure, write_json
+
+    title = f"{entry.name}: {description}"
     print(compare.format_table(rows, title))
     folder = new_run_dir(entry.name, "compare", args.out)
-    write_json(folder / "metrics.json", {"model": entry.name, "problem": problem.description,
+    write_json(folder / "metrics.json", {"model": entry.name, "problem": description,
                                          "seed": args.seed, "rows": [r.metrics() for r in rows]})
     import matplotlib.pyplot as plt
 
@@ -220,6 +251,23 @@ def _compare_one(entry, methods, options, args, steps, warm=True):
     save_figure(fig, folder / "compare.png", dpi=120)
     plt.close(fig)
     print(f"run folder: {folder}")
+
+
+def cmd_sweep(args, extra):
+    from genzoo.runs import new_run_dir
+    from genzoo.sweep import parse_seeds, parse_set, sweep
+
+    entry = _entry(args.model)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(entry.comparable_methods)
+    grid = _model_options(extra)  # fixed options (--network asia) ...
+    grid.update(parse_set(args.set or []))  # ... and the grid's (--set network=asia,sachs)
+    seeds = parse_seeds(args.seeds)
+    folder = args.folder or new_run_dir(entry.name, "sweep", args.out)
+    run = sweep(entry.name, methods, seeds, grid, folder, ray=args.ray, steps=args.steps, warm=args.warm,
+                max_retries=args.max_retries, progress=not args.no_progress)
+    print(run.table)
+    print(f"{len(run.computed)} cells computed, {len(run.reused)} found finished")
+    print(f"run folder: {run.folder}")
 
 
 def cmd_sample(args, extra):
@@ -299,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
               genzoo info bayesnet --render asia.png --network asia
               genzoo run bayesnet --method exact --network asia --evidence xray=yes,dysp=yes
               genzoo compare bayesnet --network alarm
+              genzoo sweep bayesnet --methods gibbs,loopy_bp --seeds 0-9 --set network=asia,alarm --ray
               genzoo sample bayesnet -n 5 --network asia"""),
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -329,8 +378,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every model of the zoo at small sizes: the report card")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: all that apply)")
     p.add_argument("--steps", type=int, default=None, help="iterations / samples for every method")
+    p.add_argument("--warm", action="store_true",
+                   help="run every method twice and time the second (compiled) call beside the first")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="with --all: the models in parallel as Ray tasks, on a local cluster (no ADDRESS) "
+                        "or on the cluster at ADDRESS (pip install 'genzoo[distributed]')")
     common(p)
     p.set_defaults(fn=cmd_compare)
+
+    p = sub.add_parser("sweep", allow_abbrev=False, help="a grid of methods x seeds x option values: results.csv, summary, plot")
+    p.add_argument("model")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: all that compare)")
+    p.add_argument("--seeds", default="0", help="seeds: 0-9, 0,3,5 or both (default 0)")
+    p.add_argument("--set", action="append", metavar="OPTION=V1,V2",
+                   help="an option's values for the grid (repeatable); fixed options follow the model name")
+    p.add_argument("--steps", type=int, default=None, help="iterations / samples for every method")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="cells as Ray tasks, on a local cluster (no ADDRESS) or the cluster at ADDRESS "
+                        "(pip install 'genzoo[distributed]')")
+    p.add_argument("--max-retries", type=int, default=3, help="Ray's retries of a cell whose worker died (default 3)")
+    p.add_argument("--folder", default=None,
+                   help="the run folder; a folder holding the same sweep is resumed (default: a new one under --out)")
+    p.add_argument("--warm", action="store_true",
+                   help="run every method twice per cell and time the second (compiled) call")
+    p.add_argument("--out", default="runs", help="where run folders go (default runs/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("sample", allow_abbrev=False, help="draw samples from the model (a table, or a PNG grid for images)")
     p.add_argument("model")
