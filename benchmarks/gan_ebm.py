@@ -1,0 +1,198 @@
+"""GAN and EBM training: time per step of our loop against plain PyTorch and against torchebm.
+
+1. GAN: :class:`deep.gan_steps.GANStep` through :func:`inference.train.fit` against a plain PyTorch
+   loop written out by hand with the same networks (the same initial weights), the same loss
+   functions, optimisers and batch size, on PacGAN's ring. Goal: at most 1.1x.
+2. EBM: denoising score matching of the same :class:`deep.ebm.EnergyNet` through ``fit`` against
+   torchebm's ``DenoisingScoreMatching`` loss in a plain loop (the two losses are equal on the same
+   draws: printed). Goal: at most 1.0x.
+3. The PacGAN protocol (``--protocol``): every loss unpacked and packed on the ring and the grid over
+   ``--seeds`` seeds, modes captured / high-quality fraction / reverse KL (means over the seeds).
+
+Each timing runs ours and the peer alternately in the same process, one thread, ``--repeats``
+times, and reports medians of the time per step and their ratio.
+
+    python benchmarks/gan_ebm.py --quick
+    python benchmarks/gan_ebm.py --protocol --steps 3000 --seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from deep.densities import get
+from deep.ebm import EnergyNet, dsm_loss
+from deep.gan import GAN
+from deep.gan_losses import make_loss
+from deep.gan_steps import GANStep, mode_scores, train_gan
+from inference.train import LossStep, fit, isolated
+
+
+def _gan(seed, pack):
+    with isolated(seed):
+        return GAN(2, 2, (128, 128), pack=pack)
+
+
+def ours_gan(data, loss, pack, steps, batch_size, seed):
+    gan = _gan(seed, pack)
+    start = time.perf_counter()
+    fit(GANStep(gan, make_loss(loss, pack=pack), lr=1e-3), {"x": data}, seed=seed, steps=steps, batch_size=batch_size)
+    return (time.perf_counter() - start) / steps
+
+
+def plain_gan(data, loss_name, pack, steps, batch_size, seed):
+    """The same training written as a plain PyTorch loop (no genzoo loop, no Pyro)."""
+    gan = _gan(seed, pack)
+    loss = make_loss(loss_name, pack=pack)
+    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(gan.critic.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(seed)
+    n = len(data)
+    start = time.perf_counter()
+    done = 0
+    while done < steps:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch_size + 1, batch_size):
+            real = data[perm[i:i + batch_size]]
+            for _ in range(loss.critic_steps):
+                with torch.no_grad():
+                    fake = gan.generator(torch.randn(batch_size, 2, generator=gen))
+                d_loss = loss.critic_loss(gan.critic, real, fake, gen)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+            g_loss = loss.generator_loss(gan.critic, gan.generator(torch.randn(batch_size, 2, generator=gen)))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            float(g_loss.detach()), float(d_loss.detach())  # what the loop records each step
+            done += 1
+            if done == steps:
+                break
+    return (time.perf_counter() - start) / steps
+
+
+def _energy(seed):
+    with isolated(seed):
+        return EnergyNet(2, (128, 128))
+
+
+def ours_dsm(data, sigma, steps, batch_size, seed):
+    energy = _energy(seed)
+    step = LossStep(energy, lambda e, b, g: dsm_loss(e, b["x"], g, sigma=sigma), lr=1e-3)
+    start = time.perf_counter()
+    fit(step, {"x": data}, seed=seed, steps=steps, batch_size=batch_size)
+    return (time.perf_counter() - start) / steps
+
+
+def torchebm_dsm(data, sigma, steps, batch_size, seed):
+    from torchebm.losses import DenoisingScoreMatching
+
+    energy = _energy(seed)
+    loss_fn = DenoisingScoreMatching(model=energy, noise_scale=sigma)
+    opt = torch.optim.Adam(energy.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(data)
+    start = time.perf_counter()
+    done = 0
+    while done < steps:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch_size + 1, batch_size):
+            loss = loss_fn(data[perm[i:i + batch_size]], generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            float(loss.detach())
+            done += 1
+            if done == steps:
+                break
+    return (time.perf_counter() - start) / steps
+
+
+def _alternate(a, b, repeats):
+    ta, tb = [], []
+    a(), b()  # warm-up (allocator, first-call overheads)
+    for _ in range(repeats):
+        ta.append(a())
+        tb.append(b())
+    return statistics.median(ta), statistics.median(tb)
+
+
+def timings(args) -> list[tuple]:
+    data = get("ring").sample(20000, 0)
+    rows = []
+    for loss, pack in (("gan", 1), ("gan", 2), ("wgan_gp", 1)):
+        ours, peer = _alternate(lambda: ours_gan(data, loss, pack, args.steps, args.batch_size, 0),
+                                lambda: plain_gan(data, loss, pack, args.steps, args.batch_size, 0), args.repeats)
+        rows.append((f"GAN {loss} pack={pack} vs plain PyTorch", ours, peer))
+    x = get("8gaussians").sample(20000, 0)
+    e = _energy(1)
+    from torchebm.losses import DenoisingScoreMatching
+
+    peer_value = float(DenoisingScoreMatching(model=e, noise_scale=0.1)(x[:256], generator=torch.Generator().manual_seed(3)).detach())
+    ours_value = float(dsm_loss(e, x[:256], torch.Generator().manual_seed(3), sigma=0.1).detach())
+    print(f"DSM loss on the same draws: ours {ours_value:.6f}, torchebm {peer_value:.6f}")
+    ours, peer = _alternate(lambda: ours_dsm(x, 0.1, args.steps, args.batch_size, 0),
+                            lambda: torchebm_dsm(x, 0.1, args.steps, args.batch_size, 0), args.repeats)
+    rows.append(("EBM DSM vs torchebm", ours, peer))
+    print(f"{'case':<38} {'ours (ms/step)':>15} {'peer (ms/step)':>15} {'ratio':>7}")
+    for name, ours, peer in rows:
+        print(f"{name:<38} {1e3 * ours:15.3f} {1e3 * peer:15.3f} {ours / peer:7.2f}")
+    return rows
+
+
+def protocol(args) -> dict:
+    out = {}
+    for name in args.densities:
+        density = get(name)
+        data = density.sample(20000, 0)
+        for loss in args.losses:
+            for pack in (1, args.pack):
+                figures = []
+                for seed in range(args.seeds):
+                    gan = train_gan(data, seed=seed, steps=args.steps, loss=loss, pack=pack,
+                                    batch_size=args.batch_size, lr=1e-3).params
+                    figures.append(mode_scores(gan, density, seed + 100, 2500))
+                mean = {k: float(np.mean([f[k] for f in figures])) for k in figures[0]}
+                out[(name, loss, pack)] = mean
+                print(f"{name:>5} {loss:>11} pack={pack}: modes {mean['modes_captured']:.1f}/{len(density.modes)}, "
+                      f"high quality {mean['high_quality']:.3f}, reverse KL {mean['reverse_kl']:.3f} "
+                      f"({args.seeds} seeds, {args.steps} steps)", flush=True)
+    return out
+
+
+def main(args) -> dict:
+    torch.set_num_threads(1)
+    result = {}
+    if not args.skip_timings:
+        result["timings"] = timings(args)
+    if args.protocol:
+        result["protocol"] = protocol(args)
+    return result
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="CI-sized: 50 steps, 3 repeats")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--skip-timings", action="store_true")
+    p.add_argument("--protocol", action="store_true", help="PacGAN's mode-coverage protocol")
+    p.add_argument("--densities", nargs="+", default=["ring", "grid"])
+    p.add_argument("--losses", nargs="+", default=["gan", "kl", "reverse_kl", "js", "pearson", "hellinger", "wgan_gp"])
+    p.add_argument("--pack", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=5)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats = min(args.steps, 50), min(args.repeats, 3)
+    return args
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,73 @@
+"""The GAN / EBM examples, catalogue entries and benchmark run with tiny arguments and end in numbers."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two cores shared by many processes: more torch threads only oversubscribe them.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gan_ring_example(tmp_path):
+    ex = _load(ROOT / "examples" / "gan_ring.py")
+    out = ex.main(ex.parse_args(["--losses", "gan", "wgan_gp", "--steps", "3", "--train-size", "256",
+                                 "--eval-size", "100", "--batch-size", "64", "--out", str(tmp_path)]))
+    assert [(r["loss"], r["pack"]) for r in out["rows"]] == [("gan", 1), ("gan", 2), ("wgan_gp", 1), ("wgan_gp", 2)]
+    assert all(0 <= r["modes_captured"] <= 8 and 0 <= r["high_quality"] <= 1 for r in out["rows"])
+    assert out["picture"].exists()
+
+
+def test_ebm_2d_example(tmp_path):
+    ex = _load(ROOT / "examples" / "ebm_2d.py")
+    out = ex.main(ex.parse_args(["--steps", "3", "--train-size", "256", "--eval-size", "200", "--samples", "50",
+                                 "--sample-steps", "5", "--langevin-steps", "2", "--cells", "60",
+                                 "--out", str(tmp_path)]))
+    assert [r["method"] for r in out["rows"]] == ["dsm", "ssm", "cd", "pcd"]
+    assert all(np.isfinite([r["kl"], r["nll"], r["ksd"]]).all() for r in out["rows"])
+    assert out["picture"].exists()
+
+
+@pytest.mark.parametrize("model,methods,options", [
+    ("gan", ["gan", "js_pack"], {"train_size": 256, "eval": 100, "batch_size": 64}),
+    ("ebm", ["dsm", "pcd"], {"train_size": 256, "samples": 50, "sample_steps": 5, "langevin_steps": 2}),
+    ("gan", ["wgan_gp_pack"], {"density": "digits"}),
+])
+def test_compare_entries(model, methods, options):
+    from genzoo import compare
+    from genzoo.registry import RunConfig
+    from genzoo.zoo import ENTRIES
+
+    entry = ENTRIES[model]
+    problem = entry.problem(options, seed=0)
+    rows = compare.run_methods(entry, problem, methods, RunConfig(seed=0, steps=3, progress=False), warm=False)
+    assert [r.method for r in rows] == methods
+    expected = ({"classifier_accuracy", "classes_covered"} if options.get("density") == "digits"
+                else {"modes_captured", "high_quality", "reverse_kl"} if model == "gan" else {"kl", "kl_se", "nll", "ksd"})
+    assert all(set(r.scores) == expected for r in rows)
+    table = compare.format_table(rows, model)
+    assert all(name in table for name in expected)
+
+
+def test_benchmark_quick_timings():
+    bench = _load(ROOT / "benchmarks" / "gan_ebm.py")
+    pytest.importorskip("torchebm")
+    out = bench.main(bench.parse_args(["--steps", "2", "--repeats", "1", "--batch-size", "32"]))
+    assert len(out["timings"]) == 4 and all(ours > 0 and peer > 0 for _, ours, peer in out["timings"])
