@@ -199,7 +199,14 @@ def cmd_compare(args, extra):
         raise UnknownNameError("name a model (genzoo list shows them) or use --all")
     entry = _entry(args.model)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(entry.comparable_methods)
-    _compare_one(entry, methods, _model_options(extra), args, args.steps, warm=args.warm)
+    options, steps = _model_options(extra), args.steps
+    if args.quick:  # the entry's small sizes (the report card's), under any option given explicitly
+        quick = dict(entry.quick)
+        quick_steps = quick.pop("steps", None)
+        options = {**{k: str(v) for k, v in quick.items()}, **options}
+        steps = steps if steps is not None else quick_steps
+        print(f"quick run: {', '.join(f'{k}={v}' for k, v in {**quick, 'steps': steps}.items() if v is not None)}")
+    _compare_one(entry, methods, options, args, steps, warm=args.warm)
 
 
 def _compare_one(entry, methods, options, args, steps, warm=False):
@@ -378,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every model of the zoo at small sizes: the report card")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: all that apply)")
     p.add_argument("--steps", type=int, default=None, help="iterations / samples for every method")
+    p.add_argument("--quick", action="store_true",
+                   help="the model's small sizes (those of the report card, --all), for a run of minutes")
     p.add_argument("--warm", action="store_true",
                    help="run every method twice and time the second (compiled) call beside the first")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -399,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=3, help="Ray's retries of a cell whose worker died (default 3)")
     p.add_argument("--folder", default=None,
                    help="the run folder; a folder holding the same sweep is resumed (default: a new one under --out)")
+    p.add_argument("--quick", action="store_true",
+                   help="the model's small sizes (those of the report card, --all), for a run of minutes")
     p.add_argument("--warm", action="store_true",
                    help="run every method twice per cell and time the second (compiled) call")
     p.add_argument("--out", default="runs", help="where run folders go (default runs/)")

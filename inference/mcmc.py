@@ -203,7 +203,8 @@ def convergence(grouped: dict) -> dict:
     """Rank-normalised split R-hat and bulk ESS per site (ArviZ; Vehtari et al. 2021) of draws
     ``{site: (chains, draws, ...)}``, and the warnings a person should read before trusting them.
 
-    Returns ``{"r_hat": {site: array}, "ess": {site: array}, "warnings": [str]}``: a warning names
+    Returns ``{"r_hat": {site: array} (sites with two or more chains), "ess": {site: array},
+    "warnings": [str]}``: a warning names
     every site whose largest R-hat exceeds :data:`RHAT_LIMIT` (only with two or more chains) or
     whose smallest ESS is below :data:`ESS_LIMIT`. Sites with fewer than 4 draws per chain are left out.
     """
@@ -212,13 +213,13 @@ def convergence(grouped: dict) -> dict:
     floats = {k: np.asarray(v, dtype=float) for k, v in grouped.items() if np.shape(v)[1] >= 4}
     if not floats:
         return {"r_hat": {}, "ess": {}, "warnings": []}
-    data = az.convert_to_dataset({k: v for k, v in floats.items()})
-    r_hat = {k: np.asarray(v) for k, v in az.rhat(data).data_vars.items()}
-    ess = {k: np.asarray(v) for k, v in az.ess(data, method="bulk").data_vars.items()}
+    # one dataset per site: sites may differ in their number of chains
+    ess = {k: np.asarray(az.ess(az.convert_to_dataset({k: v}), method="bulk")[k]) for k, v in floats.items()}
+    r_hat = {k: np.asarray(az.rhat(az.convert_to_dataset({k: v}))[k])  # R-hat compares chains: two at least
+             for k, v in floats.items() if v.shape[0] > 1}
     warnings = []
     for k in floats:
-        chains = floats[k].shape[0]
-        if chains > 1 and np.nanmax(r_hat[k]) > RHAT_LIMIT:
+        if k in r_hat and np.nanmax(r_hat[k]) > RHAT_LIMIT:
             warnings.append(f"{k}: R-hat {np.nanmax(r_hat[k]):.3f} > {RHAT_LIMIT} (the chains have not mixed)")
         if np.nanmin(ess[k]) < ESS_LIMIT:
             warnings.append(f"{k}: ESS {np.nanmin(ess[k]):.0f} < {ESS_LIMIT} (too few effective draws)")
