@@ -262,15 +262,22 @@ def _report_compare(entry, description, rows, args):
 
 def cmd_sweep(args, extra):
     from genzoo.runs import new_run_dir
-    from genzoo.sweep import parse_seeds, parse_set, sweep
+    from genzoo.sweep import grid as check_grid, parse_seeds, parse_set, sweep
 
     entry = _entry(args.model)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(entry.comparable_methods)
     grid = _model_options(extra)  # fixed options (--network asia) ...
     grid.update(parse_set(args.set or []))  # ... and the grid's (--set network=asia,sachs)
+    steps = args.steps
+    if args.quick:  # the entry's small sizes (the report card's), under any option given explicitly
+        quick = dict(entry.quick)
+        quick_steps = quick.pop("steps", None)
+        grid = {**{k: str(v) for k, v in quick.items()}, **grid}
+        steps = steps if steps is not None else quick_steps
     seeds = parse_seeds(args.seeds)
+    check_grid(entry.name, methods, seeds, grid)  # bad input fails before a run folder is made
     folder = args.folder or new_run_dir(entry.name, "sweep", args.out)
-    run = sweep(entry.name, methods, seeds, grid, folder, ray=args.ray, steps=args.steps, warm=args.warm,
+    run = sweep(entry.name, methods, seeds, grid, folder, ray=args.ray, steps=steps, warm=args.warm,
                 max_retries=args.max_retries, progress=not args.no_progress)
     print(run.table)
     print(f"{len(run.computed)} cells computed, {len(run.reused)} found finished")

@@ -68,6 +68,7 @@ from inference.io import atomic_write
 from inference.likelihood import seeded
 from inference.result import Result
 from inference.rng import check_seed
+from inference.shards import is_sharded
 
 __all__ = ["TrainStep", "LossStep", "fit", "save_checkpoint", "load_checkpoint", "checkpoint_state", "isolated"]
 
@@ -290,8 +291,8 @@ def _threads(n: int | None):
 
 # =========================================================================== the loop
 def as_tensors(data) -> dict[str, torch.Tensor]:
-    """``data`` (one array, or a dict of arrays sharing a leading axis) as a dict of tensors
-    (floating point as float32), or a :class:`DataError` naming the fault."""
+    """``data`` (one array, or a dict of arrays sharing a leading axis) as a dict of tensors, or a
+    :class:`DataError` naming the fault (floating point is put in the model's precision by :func:`fit`)."""
     if isinstance(data, (torch.Tensor, np.ndarray)):
         data = {"x": data}
     if not isinstance(data, Mapping) or not data:
@@ -302,7 +303,7 @@ def as_tensors(data) -> dict[str, torch.Tensor]:
             t = v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
         except (TypeError, ValueError) as err:
             raise DataError(f"data[{k!r}] is not an array ({err})") from None
-        out[k] = t.to(torch.float32) if t.is_floating_point() and t.dtype == torch.float64 else t
+        out[k] = t
     sizes = {k: t.shape[0] for k, t in out.items() if t.dim() > 0}
     if not sizes:
         raise DataError("data needs at least one array with a leading data axis")
@@ -320,6 +321,17 @@ def _check_finite(batch: Mapping[str, torch.Tensor], index: torch.Tensor, step: 
             rows = index[bad.cpu()].tolist()
             raise DataError(f"data[{k!r}] has NaN or infinite values in rows {rows[:10]}"
                             f"{' ...' if len(rows) > 10 else ''} (the minibatch of step {step})")
+
+
+def _sharded_batch(data, seed: int, epoch: int, position: int, batch_size: int, device, dtype=torch.float32):
+    """Minibatch ``position`` of epoch ``epoch`` of a :class:`~inference.shards.ShardedDataset` as
+    ``(row indices, dict of tensors on device)``, floating point in ``dtype``."""
+    rows, arrays = data.batch(seed, epoch, position, batch_size)
+    batch = {}
+    for k, v in arrays.items():
+        t = torch.from_numpy(np.ascontiguousarray(v))
+        batch[k] = t.to(device, dtype) if t.is_floating_point() else t.to(device)
+    return torch.from_numpy(rows), batch
 
 
 def _positive_int(value, name: str) -> int:
@@ -350,7 +362,10 @@ def fit(
 
     Args:
         step: a :class:`TrainStep` (its modules are updated in place).
-        data: an array, or a dict of arrays sharing a leading data axis (the batch's keys).
+        data: an array, or a dict of arrays sharing a leading data axis (the batch's keys), or a
+            :class:`~inference.shards.ShardedDataset` (rows on disk, read a block at a time; the
+            epoch's order is then the dataset's two-level permutation drawn from ``seed``, and
+            ``step.setup`` receives the first minibatch instead of the whole data).
         seed: the seed of every random choice of the run (a non-negative int).
         steps, epochs: the length of the run (exactly one): ``steps`` updates in all, or ``epochs``
             passes over the data (``ceil(N / batch_size)`` updates each).
@@ -374,8 +389,12 @@ def fit(
     """
     start_time = time.perf_counter()
     seed = check_seed(seed)
-    tensors = as_tensors(data)
-    n = next(t.shape[0] for t in tensors.values() if t.dim() > 0)
+    sharded = is_sharded(data)
+    if sharded:  # rows stay on disk; minibatches are read block by block (inference.shards)
+        tensors, n = None, data.n
+    else:
+        tensors = as_tensors(data)
+        n = next(t.shape[0] for t in tensors.values() if t.dim() > 0)
     batch_size = min(_positive_int(batch_size, "batch_size"), n)
     per_epoch = math.ceil(n / batch_size)
     if (epochs is None) == (steps is None):
@@ -387,17 +406,24 @@ def fit(
         device = torch.device(device)
         for module in weights.mods.values():
             module.to(device)
-    run_device = device or next((p.device for m in weights.mods.values() for p in m.parameters()), torch.device("cpu"))
-    tensors = {k: t.to(run_device) for k, t in tensors.items()}
+    params = [p for m in weights.mods.values() for p in m.parameters()]
+    run_device = device or next((p.device for p in params), torch.device("cpu"))
+    # floating-point data in the modules' precision (float32 unless the model was made float64)
+    dtype = next((p.dtype for p in params if p.is_floating_point()), torch.float32)
+    if not sharded:
+        tensors = {k: (t.to(run_device, dtype) if t.is_floating_point() else t.to(run_device))
+                   for k, t in tensors.items()}
     generator = torch.Generator(device=run_device).manual_seed(seed)
     index_generator = torch.Generator().manual_seed(seed)
     meta = {"seed": seed, "batch_size": batch_size, "n": n, "step": _identity(step), **dict(settings or {})}
+    if sharded:
+        meta["data"] = "sharded"  # another order of the rows than a permutation of arrays in memory
     meta = json.loads(json.dumps(meta, sort_keys=True, default=str))
 
     with _threads(num_threads), (isolated(seed) if isolate else seeded(seed)):
         # 1-2. fresh start or resume
         done, history, perm = 0, {}, None
-        step.setup(tensors)
+        step.setup(tensors if not sharded else _sharded_batch(data, seed, 0, 0, batch_size, run_device, dtype)[1])
         if checkpoint is not None and pathlib.Path(checkpoint).exists():
             state = load_checkpoint(checkpoint, weights.target)
             saved_meta = json.loads(state["meta"])
@@ -434,11 +460,14 @@ def fit(
         with tqdm(total=total, initial=done, disable=not progress, desc=f"train {step.name}") as bar:
             while done < total:
                 position = done % per_epoch
-                if position == 0 or perm is None:
-                    perm = torch.randperm(n, generator=index_generator)
-                index = perm[position * batch_size:(position + 1) * batch_size]
-                device_index = index.to(run_device)
-                batch = {k: (t[device_index] if t.dim() > 0 else t) for k, t in tensors.items()}
+                if sharded:  # the epoch's order is a function of (seed, epoch): nothing to save
+                    index, batch = _sharded_batch(data, seed, done // per_epoch, position, batch_size, run_device, dtype)
+                else:
+                    if position == 0 or perm is None:
+                        perm = torch.randperm(n, generator=index_generator)
+                    index = perm[position * batch_size:(position + 1) * batch_size]
+                    device_index = index.to(run_device)
+                    batch = {k: (t[device_index] if t.dim() > 0 else t) for k, t in tensors.items()}
                 if augment is not None:
                     batch = augment(batch, generator)
                 if not step.takes_missing:
