@@ -34,6 +34,7 @@ import numpy as np
 
 from inference.objectives import OBJECTIVES, ObjectiveStep, loss_function
 from inference.result import Result
+from inference.shards import is_sharded
 from inference.train import fit, load_checkpoint, save_checkpoint
 
 __all__ = ["train", "loss_function", "save_checkpoint", "load_checkpoint", "OBJECTIVES"]
@@ -64,7 +65,8 @@ def train(
     Args:
         model: an ``nn.Module`` with ``model(**batch)`` and ``guide(**batch)``; its weights are
             updated in place.
-        data: the programs' keyword arguments, each an array with a leading data axis.
+        data: the programs' keyword arguments, each an array with a leading data axis, or a
+            :class:`~inference.shards.ShardedDataset` (rows on disk, streamed a block at a time).
         seed: the seed of every random choice of the run (an int).
         epochs, steps: the length of the run (one of them).
         batch_size: data points per step (the last batch of an epoch may be smaller).
@@ -95,7 +97,7 @@ def train(
                  num_threads=num_threads, augment=augment,
                  callback=None if callback is None else (lambda s, losses: callback(s, losses["loss"])))
     d = result.diagnostics
-    n = next(np.shape(v)[0] for v in data.values() if np.ndim(v) > 0)
+    n = data.n if is_sharded(data) else next(np.shape(v)[0] for v in data.values() if np.ndim(v) > 0)
     return dataclasses.replace(
         result, log_evidence=-d["mean_loss_last_epoch"] * n, log_evidence_kind="lower_bound",
         diagnostics={**d, "objective": step.objective, "num_particles": num_particles, "jit": step.recorded})

@@ -74,7 +74,8 @@ import numpy as np
 from inference.errors import CheckpointError, DataError, ModelError, UnknownNameError
 from inference.io import atomic_write
 from inference.result import Result
-from inference.rng import as_key
+from inference.rng import as_key, int_seed
+from inference.shards import is_sharded
 
 __all__ = ["fit", "make_guide", "make_elbo", "IWAE", "mean_field", "GUIDES", "ELBOS"]
 
@@ -350,6 +351,25 @@ def _common_scale(trace):
 
 
 # =========================================================================== minibatches
+class _ShardBatches:
+    """Minibatch ``step`` of a :class:`~inference.shards.ShardedDataset`, read from disk (the epoch's
+    order a function of ``seed`` and the epoch; see that module)."""
+
+    def __init__(self, data, batch_size: int, seed: int):
+        if not 1 <= batch_size <= data.n:
+            raise DataError(f"batch_size must be in 1..{data.n} (the data length), got {batch_size}")
+        self.data, self.batch_size, self.seed, self.n = data, batch_size, seed, data.n
+        self.per_epoch = data.batches_per_epoch(batch_size)
+
+    @property
+    def scale(self) -> float:
+        return self.n / self.batch_size
+
+    def __call__(self, step: int) -> dict:
+        epoch, position = divmod(step, self.per_epoch)
+        return self.data.batch(self.seed, epoch, position, self.batch_size)[1]
+
+
 class _Batches:
     """Row ``step`` of a per-epoch permutation of the data axis, sliced on the host."""
 
@@ -443,7 +463,9 @@ def fit(model: Callable, data: dict | None = None, *, key, guide: str | Callable
         steps: total optimisation steps (a resumed run continues up to this count).
         learning_rate: Adam's step when ``optimizer`` is None.
         optimizer: a NumPyro optimiser / optax transformation, or a ``pyro.optim`` optimiser.
-        batch_size: rows of the data per step (see the module docstring); None uses all data.
+        batch_size: rows of the data per step (see the module docstring); None uses all data. A
+            :class:`~inference.shards.ShardedDataset` (rows on disk) is read a minibatch at a time
+            and needs ``batch_size``.
         num_samples: draws from the fitted guide to return in ``samples``.
         progress: show a progress bar.
         checkpoint: a file to resume from (when present) and to write every ``checkpoint_every``
@@ -465,7 +487,9 @@ def fit(model: Callable, data: dict | None = None, *, key, guide: str | Callable
     if optimizer is None and not (isinstance(learning_rate, (int, float)) and np.isfinite(learning_rate)
                                   and learning_rate > 0):
         raise DataError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
-    backend = backend or backend_of(model, data)
+    if is_sharded(data) and batch_size is None:
+        raise DataError("a sharded dataset is read a minibatch at a time: give batch_size")
+    backend = backend or backend_of(model, None if is_sharded(data) else data)
     if backend not in ("numpyro", "pyro"):
         raise UnknownNameError(f"unknown backend {backend!r}: 'numpyro' or 'pyro'")
     options = dict(guide=guide, elbo=elbo, num_particles=num_particles, steps=steps, learning_rate=learning_rate,
@@ -473,11 +497,12 @@ def fit(model: Callable, data: dict | None = None, *, key, guide: str | Callable
                    checkpoint=None if checkpoint is None else os.fspath(checkpoint),
                    checkpoint_every=checkpoint_every, batch_plate=batch_plate, alpha=alpha, dreg=dreg, rank=rank,
                    max_plate_nesting=max_plate_nesting)
+    data = data if is_sharded(data) else dict(data or {})
     if backend == "numpyro":
-        return _fit_numpyro(model, dict(data or {}), key, **options)
+        return _fit_numpyro(model, data, key, **options)
     from inference.svi_pyro import fit_pyro
 
-    return fit_pyro(model, dict(data or {}), key, make_guide=make_guide, make_elbo=make_elbo, **options)
+    return fit_pyro(model, data, key, make_guide=make_guide, make_elbo=make_elbo, **options)
 
 
 def _chunks(start, steps, progress, checkpoint, checkpoint_every):
@@ -520,7 +545,10 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
     check_key, init_key, batch_key, eval_key, sample_key = jax.random.split(key, 5)
 
     # 1. data, minibatches and the scaled program
-    batches = _Batches(data, batch_size, batch_key) if batch_size is not None else None
+    if is_sharded(data):  # rows on disk: minibatches only, nothing reads the whole data
+        batches, data = _ShardBatches(data, batch_size, int_seed(batch_key)), {}
+    else:
+        batches = _Batches(data, batch_size, batch_key) if batch_size is not None else None
     first = batches(0) if batches else data
     prog, guide_fn = model, guide
     scaled_sites: set = set()

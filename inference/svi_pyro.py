@@ -29,6 +29,7 @@ from inference.objectives import DRegIWAE
 from inference.likelihood import seeded
 from inference.result import Result
 from inference.rng import int_seed
+from inference.shards import is_sharded
 from inference.train import TrainStep, fit as train_fit
 
 __all__ = ["fit_pyro", "PyroSVIStep"]
@@ -159,8 +160,8 @@ def _split(data: dict) -> tuple[dict, dict]:
     for k, v in data.items():
         if isinstance(v, torch.Tensor) or (hasattr(v, "shape") and np.ndim(v) >= 1):
             t = v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
-            if t.dtype == torch.float64 and torch.get_default_dtype() == torch.float32:
-                t = t.float()
+            if not isinstance(v, torch.Tensor) and t.dtype == torch.float64 and torch.get_default_dtype() == torch.float32:
+                t = t.float()  # NumPy's float64 default read in torch's default precision; tensors as given
             (arrays if t.dim() >= 1 else static)[k] = t
         else:
             static[k] = v
@@ -187,17 +188,18 @@ def fit_pyro(model, data, key, *, guide, elbo, num_particles, steps, learning_ra
 
     start_time = time.perf_counter()
     seed = int_seed(key)
-    arrays, static = _split(data)
-    n = len(next(iter(arrays.values()))) if arrays else 1
+    sharded = is_sharded(data)
+    arrays, static = ({}, {}) if sharded else _split(data)
+    n = data.n if sharded else (len(next(iter(arrays.values()))) if arrays else 1)
     if batch_size is not None:
-        if not arrays:
+        if not arrays and not sharded:
             raise DataError("batch_size needs array-valued data with a leading data axis")
         if not 1 <= int(batch_size) <= n:
             raise DataError(f"batch_size must be in 1..{n} (the data length), got {batch_size}")
     use_dreg = elbo == "iwae" and dreg
     loss = DRegIWAE(num_particles) if use_dreg else make_elbo(
         elbo, num_particles, backend="pyro", alpha=alpha, max_plate_nesting=max_plate_nesting)
-    loop_data = arrays or {"_row": torch.zeros(1)}  # a program without array data: one pseudo-row
+    loop_data = data if sharded else (arrays or {"_row": torch.zeros(1)})  # no array data: one pseudo-row
     every = checkpoint_every or (max(1, steps // 10) if checkpoint else None)
     with pyro.get_param_store().scope():
         guide_fn = make_guide(model, guide, backend="pyro", rank=rank)
@@ -219,6 +221,8 @@ def fit_pyro(model, data, key, *, guide, elbo, num_particles, steps, learning_ra
                 bound = -float(np.mean([step.svi.evaluate_loss(**full) for _ in range(16)]))
             store = pyro.get_param_store()
             params = {name: pyro.param(name).detach().cpu().numpy().copy() for name in store.keys()}
+            if sharded:  # the guide's draws given the first minibatch: nothing reads the whole data
+                arrays = {k: torch.as_tensor(v) for k, v in data.batch(seed, 0, 0, batch_size)[1].items()}
             everything = {**static, **arrays}
             samples = _guide_draws(guide_fn, num_samples, everything) if num_samples else {}
     is_delta = guide == "delta"

@@ -330,7 +330,7 @@ def _sharded_batch(data, seed: int, epoch: int, position: int, batch_size: int, 
     batch = {}
     for k, v in arrays.items():
         t = torch.from_numpy(np.ascontiguousarray(v))
-        batch[k] = t.to(device, dtype) if t.is_floating_point() else t.to(device)
+        batch[k] = t.to(device, dtype) if t.is_floating_point() and dtype is not None else t.to(device)
     return torch.from_numpy(rows), batch
 
 
@@ -409,9 +409,10 @@ def fit(
     params = [p for m in weights.mods.values() for p in m.parameters()]
     run_device = device or next((p.device for p in params), torch.device("cpu"))
     # floating-point data in the modules' precision (float32 unless the model was made float64)
-    dtype = next((p.dtype for p in params if p.is_floating_point()), torch.float32)
+    # (a step whose weights are made on its first call, as Pyro's parameter store, keeps the data's own)
+    dtype = next((p.dtype for p in params if p.is_floating_point()), None)
     if not sharded:
-        tensors = {k: (t.to(run_device, dtype) if t.is_floating_point() else t.to(run_device))
+        tensors = {k: (t.to(run_device, dtype) if t.is_floating_point() and dtype is not None else t.to(run_device))
                    for k, t in tensors.items()}
     generator = torch.Generator(device=run_device).manual_seed(seed)
     index_generator = torch.Generator().manual_seed(seed)
