@@ -287,7 +287,8 @@ def _compiled_junction_tree(signature: tuple, evidence_vars: tuple, mode: str):
             c = plan.home[v]
             axes = tuple(i for i, u in enumerate(cliques[c]) if u != v)
             marginals.append(jnp.exp(logsumexp(belief[c], axis=axes) - log_z_tree))
-        return constant, (log_z_tree, tuple(marginals))
+        calibrated = tuple(jnp.exp(b - log_z_tree) for b in belief)
+        return constant, (log_z_tree, tuple(marginals), calibrated)
 
     return jax.jit(run)
 
@@ -347,7 +348,12 @@ def junction_tree(
         ``mode="sum"``: ``Result(marginals={v: p(x_v | e)} for every unobserved v,
         log_evidence=log Z(e), log_evidence_kind="exact")``. ``mode="max"``:
         ``Result(map={v: index}, diagnostics={"map_states", "log_joint"})`` where ``log_joint`` is
-        :math:`\\log \\tilde p(x^*, e)`. ``diagnostics["cliques"]`` and ``["width"]`` describe the tree.
+        :math:`\\log \\tilde p(x^*, e)`. ``diagnostics["cliques"]`` and ``["width"]`` describe the tree,
+        ``["parent"]`` gives each clique's parent (-1 at the root) and ``["separators"]`` each
+        clique's separator with its parent (variables in the clique's order). With ``mode="sum"``,
+        ``["clique_potentials"]`` are the calibrated clique beliefs :math:`p(x_C \\mid e)` (axes in
+        the clique's variable order) and ``["separator_potentials"]`` the separator beliefs
+        :math:`p(x_S \\mid e)` (None at the root); neighbouring beliefs agree on their separator.
 
     Example:
         >>> import numpy as np
@@ -370,7 +376,8 @@ def junction_tree(
         check_budget(entries, memory_budget, f"the junction tree's clique of {len(clique)} variables ({shown})")
     fn = _compiled_junction_tree(signature, problem.evidence_vars, mode)
     constant, out = fn(problem.tables, jnp.asarray(problem.evidence_values))
-    diagnostics = {"cliques": plan.cliques, "width": plan.width}
+    diagnostics = {"cliques": plan.cliques, "width": plan.width, "parent": plan.parent,
+                   "separators": plan.separators}
     if mode == "max":
         best, values = out
         log_joint = float(constant + best)
@@ -389,6 +396,13 @@ def junction_tree(
     log_z = float(constant + out[0])
     _check_evidence_probability(log_z, problem, "junction tree")
     marginals = {v: np.asarray(m) for v, m in zip(plan.free, out[1])}
+    potentials = tuple(np.asarray(b) for b in out[2])
+    separator_potentials = []
+    for c, table in enumerate(potentials):
+        sep = plan.separators[c]
+        axes = tuple(i for i, v in enumerate(plan.cliques[c]) if v not in sep)
+        separator_potentials.append(None if plan.parent[c] < 0 else table.sum(axis=axes))
+    diagnostics |= {"clique_potentials": potentials, "separator_potentials": tuple(separator_potentials)}
     return Result(
         method="junction_tree",
         marginals=marginals,
@@ -489,7 +503,7 @@ def _compiled_loopy(signature: tuple, evidence_vars: tuple, mode: str, capacity:
             it, f2v, residual, history = 0, f2v0, jnp.zeros(()), init[3]
         beliefs = _variable_beliefs(layout, f2v, mode)
         log_z = _bethe(layout, stacked, f2v, constant) if mode == "sum" else constant
-        return beliefs, log_z, it, residual, history
+        return beliefs, log_z, it, residual, history, f2v
 
     return jax.jit(run)
 
@@ -542,7 +556,9 @@ def loopy(
         max-marginal}, marginals=<max-marginals normalised to max 1>)``, ``diagnostics["log_joint"]``
         being :math:`\\log \\tilde p(x^*, e)` of the decoded assignment (ties between MAP
         assignments can make the per-variable argmax inconsistent). ``diagnostics``: ``converged``,
-        ``iterations``, ``max_residual`` (one entry per iteration).
+        ``iterations``, ``max_residual`` (one entry per iteration), ``messages``: the final
+        factor-to-variable messages ``{(factor index, variable): vector}``, normalised; each
+        belief is the normalised product of the messages into its variable.
 
     Example:
         >>> import numpy as np
@@ -560,7 +576,7 @@ def loopy(
     layout = message_layout(signature, problem.evidence_vars)
     capacity = max(1024, 1 << (int(max_iter) - 1).bit_length())
     fn = _compiled_loopy(signature, problem.evidence_vars, mode, capacity)
-    beliefs, log_z, iterations, residual, history = fn(
+    beliefs, log_z, iterations, residual, history, f2v = fn(
         problem.tables,
         jnp.asarray(problem.evidence_values),
         jnp.asarray(float(damping)),
@@ -576,6 +592,7 @@ def loopy(
         "iterations": iterations,
         "max_residual": np.asarray(history)[:iterations],
         "damping": float(damping),
+        "messages": _messages(layout, np.asarray(f2v)),
     }
     marginals = {v: np.exp(beliefs[i, : layout.cards[i]]) for i, v in enumerate(layout.free)}
     seconds = time.perf_counter() - start
@@ -599,6 +616,18 @@ def loopy(
         seconds=seconds,
         diagnostics=diagnostics,
     )
+
+
+def _messages(layout: MessageLayout, f2v) -> dict:
+    """The final factor -> variable messages, ``{(factor index, variable): vector}`` normalised to
+    sum 1 (``mode="sum"``) or max 1 (``mode="max"``), over the variable's states."""
+    out = {}
+    for group in layout.groups:
+        for i, f in enumerate(group.factors):
+            for j, e in enumerate(group.edges[i]):
+                v = int(group.variables[i, j])
+                out[(int(f), layout.free[v])] = np.exp(f2v[int(e), : int(layout.cards[v])])
+    return out
 
 
 def log_joint_of(problem: Problem, states: Mapping[str, int]) -> float:

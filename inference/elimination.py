@@ -215,7 +215,7 @@ def _cost(steps, scopes, sizes) -> tuple[int, int, int]:
     return flops, largest, union_max
 
 
-def plan_contraction(scopes: Sequence[Sequence[int]], sizes: Sequence[int], *, methods=None) -> Plan:
+def plan_contraction(scopes: Sequence[Sequence[int]], sizes: Sequence[int], *, methods=None, order=None) -> Plan:
     """Plan the contraction of tables with the given scopes down to a scalar.
 
     Args:
@@ -224,6 +224,8 @@ def plan_contraction(scopes: Sequence[Sequence[int]], sizes: Sequence[int], *, m
         methods: candidate planners to try, among ``"min_fill"``, ``"min_weight"``,
             ``"greedy"`` (opt_einsum), ``"optimal"`` (opt_einsum, at most 8 tables); default all
             that apply. The cheapest (flops, then largest intermediate) wins.
+        order: a chosen elimination order (variable ids): then it is the only candidate
+            (``method="given"``); variables of ``scopes`` it leaves out follow in min-fill order.
 
     Returns:
         a :class:`Plan` whose last step leaves one scalar (no step when there are < 2 tables
@@ -231,6 +233,12 @@ def plan_contraction(scopes: Sequence[Sequence[int]], sizes: Sequence[int], *, m
     """
     scopes = tuple(tuple(int(v) for v in s) for s in scopes)
     sizes = tuple(int(k) for k in sizes)
+    if order is not None:
+        order = [int(v) for v in order]
+        rest = [v for v in elimination_order(scopes, sizes, "min_fill") if v not in set(order)]
+        steps = _steps_from_path(scopes, sizes, _path_from_order(scopes, sizes, order + rest) if scopes else [])
+        flops, largest, union_max = _cost(steps, scopes, sizes)
+        return Plan(scopes, sizes, tuple(steps), flops, largest, union_max, "given")
     if methods is None:
         methods = ("min_fill", "min_weight", "greedy") + (("optimal",) if len(scopes) <= 8 else ())
     candidates = []

@@ -93,7 +93,8 @@ from inference.layout import query_plan as _plan
 from inference.protocols import ChainModel
 from inference.result import Result
 
-__all__ = ["log_evidence", "marginals", "map", "sample", "family_posteriors", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["log_evidence", "marginals", "joint", "marginal_map", "map", "sample", "family_posteriors",
+           "DEFAULT_MEMORY_BUDGET"]
 
 
 # ============================================================================ the one dispatch
@@ -174,11 +175,23 @@ def log_evidence(model, evidence=None, *, model_args=(), model_kwargs=None, memo
 
 
 @_routed
-def marginals(model, evidence=None, *, model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET) -> Result:
+def marginals(model, evidence=None, *, variables=None, virtual_evidence=None, elimination_order=None,
+              model_args=(), model_kwargs=None, memory_budget=DEFAULT_MEMORY_BUDGET) -> Result:
     """Posterior marginals :math:`p(x_v \\mid e)` of every unobserved variable, and :math:`\\log p(e)`.
 
     All marginals come from one forward and one backward pass: the gradient of
     :math:`\\log p(e)` with respect to the log factors is each factor's posterior.
+
+    Args:
+        variables: only these marginals (default: every unobserved variable). For a Bayesian
+            network the plan is then made for the ancestral closure of the query and evidence
+            variables only (:func:`inference.queries.focus`), and the outside pass stops at the
+            tensors that hold them: a cheaper plan, the same numbers.
+        virtual_evidence: ``{variable: likelihood vector}``, soft evidence
+            :math:`\\lambda_v(x_v)` multiplied in (``log_evidence`` then includes it).
+        elimination_order: variable names, the order in which to sum the unobserved variables
+            out (those left out follow in min-fill order); ``diagnostics["planner"]`` is then
+            ``"given"`` and ``diagnostics["order"]`` the order used.
 
     Returns:
         ``Result(marginals={var: array over model.states[var]}, log_evidence, kind "exact")``.
@@ -192,26 +205,61 @@ def marginals(model, evidence=None, *, model_args=(), model_kwargs=None, memory_
         ...                 [Factor(("a", "b"), np.log([[1.0, 2.0], [3.0, 4.0]]))])
         >>> marginals(g).marginals["a"]
         array([0.3, 0.7])
+        >>> marginals(g, variables=["b"], virtual_evidence={"a": [1.0, 0.0]}).marginals
+        {'b': array([0.33333333, 0.66666667])}
     """
     start = time.perf_counter()
-    problem, query, plan, layout, program = _setup("marginals", model, evidence, model_args, model_kwargs,
-                                                   memory_budget)
-    linear = _linear_tables(query.key).marginals(problem.graph, query.values, program, layout.free_ids)
+    if variables is not None or virtual_evidence is not None:
+        from inference import queries
+
+        original, problem, variables, _ = queries._focused_problem(
+            model, evidence, variables, virtual_evidence, False, model_args, model_kwargs, "exact.marginals")
+        problem = Problem(problem.graph, problem.evidence, original.sites if variables is None else None,
+                          problem.shown)
+    else:
+        problem = prepare(model, evidence, model_args, model_kwargs)
+    query = _Query(problem)
+    layout = _layout(query.key)
+    order = _order_ids(elimination_order, problem, layout)
+    plan = _plan(query.key, False, order)
+    check_budget(plan.largest, memory_budget, "exact marginals")
+    program = _program(query.key, False, False, order)
+    names = layout.free_names if variables is None else tuple(variables)
+    ids = tuple(layout.variables.index(v) for v in names)
+    linear = _linear_tables(query.key).marginals(problem.graph, query.values, program, ids)
     if linear is None:
-        value, values = program.marginals(query.restricted(), layout.free_ids)
+        value, values = program.marginals(query.restricted(), ids)
     else:
         value, values = linear
     value = float(value)
     _check_value(value, problem, "marginals")
-    per_var = dict(zip(layout.free_names, values))
+    per_var = dict(zip(names, values))
+    diagnostics = {**_plan_diagnostics(plan), "arithmetic": "log" if linear is None else "linear"}
+    if order is not None:
+        given = [layout.variables[i] for i in order]
+        diagnostics["order"] = tuple(given + [layout.variables[i] for i in plan.order if layout.variables[i] not in given])
     return Result(
         method="exact",
         marginals=_by_site(per_var, problem, stack=np.stack),
         log_evidence=value,
         log_evidence_kind="exact",
         seconds=time.perf_counter() - start,
-        diagnostics={**_plan_diagnostics(plan), "arithmetic": "log" if linear is None else "linear"},
+        diagnostics=diagnostics,
     )
+
+
+def joint(model, variables, evidence=None, **options) -> Result:
+    """The joint posterior table :math:`p(x_Q \\mid e)`: :func:`inference.queries.joint`."""
+    from inference import queries
+
+    return queries.joint(model, variables, evidence, **options)
+
+
+def marginal_map(model, variables, evidence=None, **options) -> Result:
+    """MAP over ``variables`` with the rest summed out: :func:`inference.queries.marginal_map`."""
+    from inference import queries
+
+    return queries.marginal_map(model, variables, evidence, **options)
 
 
 @_routed
@@ -409,6 +457,24 @@ def _setup(what, model, evidence, model_args, model_kwargs, memory_budget, *, pr
     return problem, query, plan, _layout(query.key), _program(query.key, prune)
 
 
+def _order_ids(order, problem: Problem, layout):
+    """A chosen elimination order (names) as variable ids, checked; None when not given."""
+    if order is None:
+        return None
+    if isinstance(order, str):
+        order = (order,)
+    ids = []
+    for v in order:
+        if v not in problem.graph.states:
+            raise DataError(f"elimination_order names unknown variable {v!r}")
+        if v in problem.evidence:
+            raise DataError(f"elimination_order names observed variable {v!r}: only unobserved ones are summed out")
+        ids.append(layout.variables.index(v))
+    if len(set(ids)) != len(ids):
+        raise DataError(f"elimination_order names a variable twice: {list(order)}")
+    return tuple(ids)
+
+
 def _restrict(tables, values, layout):
     """:func:`inference.discrete.restrict` at ``values``, then the unit tables of ``layout``."""
     return restrict(tables, layout.restrict, values) + [np.zeros(layout.sizes[i]) for i in layout.units]
@@ -511,10 +577,10 @@ def _plan_diagnostics(plan: Plan) -> dict:
 
 # ============================================================================ programs
 @functools.lru_cache(maxsize=256)
-def _program(key, prune: bool, batched: bool = False) -> Program:
+def _program(key, prune: bool, batched: bool = False, order: tuple | None = None) -> Program:
     """The executable plan; ``batched``: the tables holding evidence carry one slice per row."""
     layout = _layout(key)
     flags = None
     if batched:
         flags = [any(c is not None for c in cols) for cols in layout.restrict] + [False] * len(layout.units)
-    return Program(_plan(key, prune), flags)
+    return Program(_plan(key, prune, order), flags)

@@ -195,11 +195,12 @@ def query_layout(key) -> QueryLayout:
 
 
 @functools.lru_cache(maxsize=256)
-def query_plan(key, prune: bool) -> Plan:
-    """The contraction plan of the restricted tables (only the relevant ones when ``prune``)."""
+def query_plan(key, prune: bool, order: tuple | None = None) -> Plan:
+    """The contraction plan of the restricted tables (only the relevant ones when ``prune``);
+    ``order``: a chosen elimination order of variable ids (else the cheapest planner's)."""
     layout = query_layout(key)
     tables = layout.relevant if prune else range(len(layout.scopes))
-    return plan_contraction([layout.scopes[t] for t in tables], layout.sizes)
+    return plan_contraction([layout.scopes[t] for t in tables], layout.sizes, order=order)
 
 
 # ============================================================================ linear space

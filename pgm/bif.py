@@ -15,7 +15,7 @@ parents' axes first in the order of ``parents[v]``. :class:`pgm.bayesnet.BayesNe
     }
     variable tub {                               // comments: // and /* */
       type discrete [ 2 ] { yes, no };
-      property position = (10, 20);             // properties are ignored
+      property position = (10, 20);             // properties are kept (NetworkSpec.properties)
     }
     probability ( tub | asia ) {
       (yes) 0.05, 0.95;                          // one row per parent configuration
@@ -27,7 +27,11 @@ parents' axes first in the order of ``parents[v]``. :class:`pgm.bayesnet.BayesNe
 
 A ``table`` lists the values with the variable's own state varying slowest, then the parents in
 header order, the last parent fastest (the order pgmpy and pyAgrum read); a ``default`` row fills
-every parent configuration without a row of its own.
+every parent configuration without a row of its own. A ``default`` entry with as many values as
+the whole table (and no rows) is read as a ``table``, as pgmpy reads it: with more than one
+parent configuration the count tells the two apart. ``property`` statements of the network,
+variable and probability blocks are kept as their text (``NetworkSpec.network_properties``,
+``properties``, ``table_properties``) and written back.
 
 **XMLBIF 0.3** (Cozman's XML version): ``<VARIABLE>`` elements with ``<NAME>`` and ``<OUTCOME>``,
 ``<DEFINITION>`` elements with ``<FOR>``, ``<GIVEN>`` (parents, in order) and a ``<TABLE>`` in
@@ -87,6 +91,10 @@ class NetworkSpec:
             ``cpts[v][i_1, ..., i_m, k] = p(v = k | parents = (i_1, ..., i_m))``.
         lines: variable -> 1-based line of its probability block (its definition in XMLBIF), for
             error messages; empty when the spec was not read from a file.
+        network_properties: the ``property`` statements of the network block, each the text
+            between ``property`` and ``;`` (e.g. ``"author = me"``).
+        properties: variable -> the ``property`` statements of its variable block.
+        table_properties: variable -> the ``property`` statements of its probability block.
     """
 
     name: str
@@ -94,6 +102,9 @@ class NetworkSpec:
     parents: Mapping[str, tuple[str, ...]]
     cpts: Mapping[str, np.ndarray]
     lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    network_properties: tuple[str, ...] = ()
+    properties: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    table_properties: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -146,8 +157,9 @@ class _LineIndex:
 # --------------------------------------------------------------------------- BIF: lexical layer
 # Comments and quoted strings are matched together so that '//' inside a string is kept.
 _COMMENT_OR_STRING = re.compile(r'"[^"\n]*"|/\*.*?\*/|//[^\n]*|/\*', re.S)
-# 'property ...;' statements right after '{' or ';' (so a variable named 'property' survives).
-_PROPERTY = re.compile(r'([{;]\s*)(property\b(?:"[^"\n]*"|[^;"])*;)')
+# 'property ...;' statements right after '{' or ';' (so a variable named 'property' survives);
+# a lookbehind, so that consecutive statements all match.
+_PROPERTY = re.compile(r'(?<=[{;])(\s*)(property\b(?:"[^"\n]*"|[^;"])*;)')
 _BRACE = re.compile(r'"[^"\n]*"|[{}]')
 _HEADER_NETWORK = re.compile(r'network(?:\s+("[^"]*"|\S+))?\s*', re.S)
 _HEADER_VARIABLE = re.compile(r'variable\s+("[^"]*"|[^\s{]+)\s*', re.S)
@@ -185,10 +197,18 @@ def _strip_comments(text: str, path: str) -> str:
     return _COMMENT_OR_STRING.sub(replace, text)
 
 
-def _strip_properties(text: str) -> str:
+def _strip_properties(text: str) -> tuple[str, list[tuple[int, str]]]:
+    """The text with ``property`` statements blanked, and each statement's ``(offset, text)``
+    (the text between ``property`` and ``;``, stripped)."""
     if "property" not in text:
-        return text
-    return _PROPERTY.sub(lambda m: m.group(1) + re.sub(r"[^\n]", " ", m.group(2)), text)
+        return text, []
+    found = []
+
+    def blank(m):
+        found.append((m.start(2), m.group(2)[len("property"):-1].strip()))
+        return m.group(1) + re.sub(r"[^\n]", " ", m.group(2))
+
+    return _PROPERTY.sub(blank, text), found
 
 
 def _split_names(text: str) -> list[str]:
@@ -269,8 +289,17 @@ def parse_bif(text: str, *, path: str = "<string>", default_name: str = "bayesne
         3. read ``variable`` blocks (states), then ``probability`` blocks (parents and tables, one
            NumPy conversion per table).
     """
-    text = _strip_properties(_strip_comments(text, path))
+    text, found = _strip_properties(_strip_comments(text, path))
+    offsets = [o for o, _ in found]
     line_at = _LineIndex(text)
+
+    def inside(opened, closed):
+        lo, hi = bisect.bisect_left(offsets, opened), bisect.bisect_left(offsets, closed)
+        return tuple(p for _, p in found[lo:hi])
+
+    network_properties: tuple[str, ...] = ()
+    properties: dict[str, tuple[str, ...]] = {}
+    table_properties: dict[str, tuple[str, ...]] = {}
     name = default_name
     states: dict[str, tuple[str, ...]] = {}
     declared_at: dict[str, int] = {}
@@ -285,6 +314,7 @@ def parse_bif(text: str, *, path: str = "<string>", default_name: str = "bayesne
         if (match := _HEADER_NETWORK.fullmatch(header)) is not None:
             if match.group(1):
                 name = _unquote(match.group(1))
+            network_properties += inside(opened, closed)
         elif (match := _HEADER_VARIABLE.fullmatch(header)) is not None:
             var = _unquote(match.group(1))
             line = line_at(header_offset)
@@ -293,6 +323,8 @@ def parse_bif(text: str, *, path: str = "<string>", default_name: str = "bayesne
                                  f"{declared_at[var]})", path, line)
             states[var] = _variable_states(var, text, opened + 1, closed, path, line_at)
             declared_at[var] = line
+            if inside(opened, closed):
+                properties[var] = inside(opened, closed)
         elif (match := _HEADER_PROBABILITY.fullmatch(header)) is not None:
             probability_blocks.append((match.group(1), header_offset, opened + 1, closed))
         else:
@@ -314,13 +346,17 @@ def parse_bif(text: str, *, path: str = "<string>", default_name: str = "bayesne
                              f"{lines[var]})", path, line)
         cpts[var] = _probability_table(var, pars, states, text, start, end, path, line, line_at)
         parents[var] = pars
+        if inside(start, end):
+            table_properties[var] = inside(start, end)
         lines[var] = line
 
     for var in states:
         if var not in cpts:
             raise ParseError(f"variable {var!r} has no probability block", path, declared_at[var])
     return NetworkSpec(name=name, states=states, parents={v: parents[v] for v in states},
-                       cpts={v: cpts[v] for v in states}, lines={v: lines[v] for v in states})
+                       cpts={v: cpts[v] for v in states}, lines={v: lines[v] for v in states},
+                       network_properties=network_properties, properties=properties,
+                       table_properties=table_properties)
 
 
 def _variable_states(var: str, text: str, start: int, end: int, path: str, line_at) -> tuple[str, ...]:
@@ -438,7 +474,11 @@ def _probability_table(var, pars, states, text, start, end, path, line, line_at)
             row_numbers.append(numbers)
             row_offsets.append(match.start(3))
 
-    # Step 3: numbers.
+    # Step 3: numbers. A 'default' as long as the whole table, without rows, is a table (pgmpy).
+    if default_entry is not None and table_entry is None and not row_index and n_rows > 1:
+        count = len(_SEPARATORS.split(default_entry[0].strip())) if default_entry[0].strip() else 0
+        if count == k * n_rows:
+            table_entry, default_entry = default_entry, None
     if table_entry is not None:
         if row_index or default_entry is not None:
             raise ParseError(f"probability block of {var!r} mixes 'table' with rows", path, line)
@@ -548,22 +588,32 @@ def _format_values(values: np.ndarray) -> str:
     return ", ".join(map(repr, np.asarray(values, dtype=np.float64).tolist()))
 
 
+def _format_properties(properties) -> str:
+    """``  property <text>;`` lines; a text holding ';', '{' or '}' cannot be read back."""
+    for text in properties:
+        if any(c in text for c in ";{}\n"):
+            raise ModelError(f"property {text!r} holds ';', a brace or a newline and cannot be written to BIF")
+    return "".join(f"  property {text};\n" for text in properties)
+
+
 def format_bif(spec: NetworkSpec) -> str:
     """The BIF text of ``spec``: variables in the spec's order, one row per parent configuration
     (parents' states in row-major order), tables for variables without parents."""
-    out = [f"network {_bif_name(spec.name, 'network name')} {{\n}}\n"]
+    out = [f"network {_bif_name(spec.name, 'network name')} {{\n{_format_properties(spec.network_properties)}}}\n"]
     for var, names in spec.states.items():
         states = ", ".join(_bif_name(s, f"state of {var!r}") for s in names)
         out.append(f"variable {_bif_name(var, 'variable')} {{\n"
-                   f"  type discrete [ {len(names)} ] {{ {states} }};\n}}\n")
+                   f"  type discrete [ {len(names)} ] {{ {states} }};\n"
+                   f"{_format_properties(spec.properties.get(var, ()))}}}\n")
     for var in spec.states:
         pars = tuple(spec.parents.get(var, ()))
         table = np.asarray(spec.cpts[var], dtype=np.float64)
         head = _bif_name(var, "variable")
+        props = _format_properties(spec.table_properties.get(var, ()))
         if not pars:
-            out.append(f"probability ( {head} ) {{\n  table {_format_values(table)};\n}}\n")
+            out.append(f"probability ( {head} ) {{\n{props}  table {_format_values(table)};\n}}\n")
             continue
-        out.append(f"probability ( {head} | {', '.join(_bif_name(p, 'variable') for p in pars)} ) {{\n")
+        out.append(f"probability ( {head} | {', '.join(_bif_name(p, 'variable') for p in pars)} ) {{\n{props}")
         rows = table.reshape(-1, table.shape[-1])
         labels = itertools.product(*[[_bif_name(s, "state") for s in spec.states[p]] for p in pars])
         out.extend(f"  ({', '.join(label)}) {_format_values(row)};\n" for label, row in zip(labels, rows))

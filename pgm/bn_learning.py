@@ -29,10 +29,18 @@ the sufficient statistics of the network: the log-likelihood of complete data is
    M-step and never decreases.
    A parent configuration with :math:`N_{vj} + \sum_k a_{vjk} = 0` (never seen, no prior) gets the
    uniform row :math:`1 / r_v`.
-3. **Missing cells and latent variables**: the counts are replaced by their posterior
+3. **Available-case maximum likelihood** (:func:`available_case_cpts`, pgmpy's
+   ``complete_samples_only=False``): each family is counted on the rows where it is fully
+   observed, :math:`N^{\text{ac}}_{vjk} = \#\{n : x^{(n)}_{\pi(v)} = j, x^{(n)}_v = k\}` over those
+   rows; no inference, but not the maximum-likelihood estimate unless cells are missing
+   completely at random.
+4. **Missing cells and latent variables**: the counts are replaced by their posterior
    expectations :math:`\bar N_{vjk} = \sum_n p(x_{\pi(v)} = j, x_v = k \mid x^{(n)}_{\mathrm{obs}})`
    (the E-step, by exact inference), and steps 1-2 become the M-step of EM
-   (:func:`inference.em.fit`).
+   (:func:`inference.em.fit`). :func:`fit_em` starts some tables from given values and keeps
+   others fixed: the expected complete-data log-likelihood is a sum over the CPTs, so maximising
+   it over the free tables only, the fixed ones held, is still an exact M-step and the objective
+   still never decreases.
 
 Data arrive as anything :meth:`pgm.bayesnet.BayesNet.encode_data` reads (a dict of columns, a
 DataFrame, an ``(n, V)`` array); a missing cell is ``None`` / NaN / -1.
@@ -81,6 +89,8 @@ __all__ = [
     "bdeu_pseudo_counts",
     "random_cpts",
     "fit_cpts",
+    "available_case_cpts",
+    "fit_em",
 ]
 
 # Rows per call of the batched E-step (bounds the memory of the per-row posteriors).
@@ -545,3 +555,87 @@ def fit_cpts(graph, states: Mapping[str, object], data, pseudo_count=0.0, **em_o
         cpts[v] = np.full(shape, 1.0 / shape[-1])
     start = BayesNet(states, parents, cpts)
     return em.fit(start, data, pseudo_count=pseudo_count, **em_options).params
+
+
+# ============================================================================ partial and available-case
+def available_case_cpts(bn, data, pseudo_count=0.0):
+    r"""``bn`` with CPTs from available-case counts: family :math:`v` is counted on the rows where
+    :math:`v` and all its parents are observed (module docstring, item 3), then smoothed as in
+    :func:`cpts_from_counts`. With complete data it is the maximum-likelihood estimate.
+
+    Example::
+
+        rows = asia.encode_data(data)
+        rows[::3, 2] = -1
+        quick = available_case_cpts(asia, rows)   # pgmpy: MLE with complete_samples_only=False
+    """
+    rows = _encode(bn, data)
+    index = {v: i for i, v in enumerate(bn.variables)}
+    counts = {}
+    for var, scope, shape in _families(bn):
+        cols = [index[u] for u in scope]
+        values = rows[:, cols]
+        counts[var] = family_counts(values[np.all(values >= 0, axis=1)], shape)
+    return cpts_from_counts(bn, counts, pseudo_count)
+
+
+class _Partial:
+    """An :class:`~inference.protocols.EMModel` around a BayesNet whose ``fixed`` CPTs stay as they are."""
+
+    def __init__(self, bn, fixed: frozenset):
+        self.bn, self.fixed = bn, fixed
+
+    def expected_stats(self, data):
+        return expected_counts(self.bn, data)
+
+    def from_stats(self, stats, pseudo_count=0.0):
+        new = cpts_from_counts(self.bn, stats, pseudo_count)
+        if self.fixed:
+            new = new.with_cpts({v: np.asarray(self.bn.cpt(v)) for v in self.fixed})
+        return _Partial(new, self.fixed)
+
+    def data_is_complete(self, data) -> bool:
+        return data_is_complete(self.bn, data)
+
+    def log_prior(self, pseudo_count=0.0) -> float:
+        """The Dirichlet log prior of the free tables (a fixed table's is a constant)."""
+        pseudo = _pseudo_tables(self.bn, pseudo_count)
+        free = [v for v in self.bn.variables if v not in self.fixed]
+        if all(not np.any(pseudo[v]) for v in free):
+            return 0.0
+        with np.errstate(divide="ignore"):
+            return float(sum(dirichlet_log_density(np.asarray(self.bn.cpt(v)), pseudo[v] + 1.0) for v in free))
+
+
+def fit_em(bn, data, *, start: Mapping | None = None, fixed=(), pseudo_count=0.0, **em_options):
+    r"""EM (:func:`inference.em.fit`) from ``bn`` with some CPTs started from given values and
+    others held fixed (module docstring, item 4; pgmpy's ``init_cpds``).
+
+    Args:
+        bn: the network (its CPTs are the start of the tables ``start`` does not name).
+        data: anything ``bn.encode_data`` reads; missing cells as ``None`` / NaN / -1.
+        start: var -> CPT to start from.
+        fixed: variables whose CPTs are never re-estimated (their start value is kept).
+        pseudo_count: as in :func:`cpts_from_counts` (the fixed tables ignore it).
+        em_options: ``max_iter``, ``tol``, ... of :func:`inference.em.fit`.
+
+    Returns:
+        :func:`inference.em.fit`'s ``Result`` with ``params`` the fitted ``BayesNet``.
+
+    Example::
+
+        result = fit_em(asia, rows, start={"lung": lung_guess}, fixed=["asia", "smoke"])
+    """
+    import dataclasses
+
+    from inference import em
+
+    if isinstance(fixed, str):
+        fixed = (fixed,)
+    fixed = frozenset(fixed)
+    for v in fixed | set(start or {}):
+        if v not in bn.variables:
+            raise UnknownNameError(f"fit_em: unknown variable {v!r}; known: {list(bn.variables)}")
+    model = bn.with_cpts(dict(start)) if start else bn
+    result = em.fit(_Partial(model, fixed), data, pseudo_count=pseudo_count, **em_options)
+    return dataclasses.replace(result, params=result.params.bn)

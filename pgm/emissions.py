@@ -203,21 +203,53 @@ class GaussianEmission:
     """Gaussian components :math:`\\mathcal N(\\mu_c, \\Sigma_c)`, ``c = 0..C-1`` (one per state, or
     per state and mixture component in :class:`GaussianMixtureEmission`).
 
-    ``covariance_type="full"``: ``covariances`` (C, D, D); ``"diag"``: (C, D) variances.
+    ``covariance_type="full"``: ``covariances`` (C, D, D); ``"diag"``: (C, D) variances;
+    ``"spherical"``: one variance per component, :math:`\Sigma_c = \sigma^2_c I` ((C,) given, kept
+    as (C, D) equal columns); ``"tied"``: one matrix for all, :math:`\Sigma_c = \Sigma` ((D, D)
+    given, kept as (C, D, D) equal slices). Their M-steps (hmmlearn's) are the constrained
+    maximisers:
+
+    .. math::
+
+        \sigma^2_c = \frac{1}{D}\sum_d \frac{S_{cd} + \psi}{N_c}, \qquad
+        \Sigma = \frac{\sum_c S_c + \psi I}{\sum_c N_c},
+
+    with :math:`S` the scatter about the new means and :math:`\psi` the covariance prior
+    (:meth:`log_prior`: :math:`-\tfrac{\psi}{2}\sum_c D/\sigma^2_c`, resp.
+    :math:`-\tfrac{\psi}{2}\mathrm{tr}\,\Sigma^{-1}` once).
     """
 
     family = "gaussian"
     event_ndim = 1
 
     def __init__(self, means, covariances, covariance_type="full", *, name="means"):
-        if covariance_type not in ("full", "diag"):
-            raise ModelError(f"covariance_type must be 'full' or 'diag', got {covariance_type!r}")
-        self.covariance_type = covariance_type
+        if covariance_type not in ("full", "diag", "spherical", "tied"):
+            raise ModelError(
+                f"covariance_type must be 'full', 'diag', 'spherical' or 'tied', got {covariance_type!r}"
+            )
         self.means = np.asarray(means, dtype=np.float64)
         if self.means.ndim != 2 or not np.all(np.isfinite(self.means)):
             raise ModelError(f"means must be a finite (C, D) array, got shape {self.means.shape}")
         C, D = self.means.shape
         cov = np.asarray(covariances, dtype=np.float64)
+        # spherical and tied are stored expanded, as diag (C, D) and full (C, D, D) tables whose
+        # M-step keeps them tied (hmmlearn's shapes (C,) and (D, D) are accepted as given)
+        self.kind = covariance_type
+        if covariance_type == "spherical":
+            if cov.shape == (C,):
+                cov = np.repeat(cov[:, None], D, axis=1)
+            if cov.shape != (C, D) or not np.all(cov == cov[:, :1]):
+                raise ModelError(f"covariances must have shape {(C,)} (one variance per component) for "
+                                 f"'spherical', got {np.shape(covariances)}")
+            covariance_type = "diag"
+        elif covariance_type == "tied":
+            if cov.shape == (D, D):
+                cov = np.broadcast_to(cov, (C, D, D)).copy()
+            if cov.shape != (C, D, D) or not np.all(cov == cov[:1]):
+                raise ModelError(f"covariances must have shape {(D, D)} (one shared matrix) for 'tied', "
+                                 f"got {np.shape(covariances)}")
+            covariance_type = "full"
+        self.covariance_type = covariance_type
         if covariance_type == "diag":
             if cov.shape != (C, D):
                 raise ModelError(f"covariances must have shape {(C, D)} for 'diag', got {cov.shape}")
@@ -294,25 +326,71 @@ class GaussianEmission:
             s2 = jnp.einsum(sub, weights, exx)
         return {"s0": jnp.sum(weights, axis=(0, 1)), "s1": s1, "s2": s2}
 
-    def from_stats(self, stats, covariance_prior=0.0):
+    def from_stats(self, stats, covariance_prior=0.0, learn="mc", mean_weight=0.0, mean_prior=0.0):
+        """The M-step of the letters in ``learn`` (hmmlearn's: ``m`` means, ``c`` covariances);
+        the others stay. Covariances are the scatter about the means in force (new or kept).
+
+        ``mean_weight`` :math:`\\kappa` and ``mean_prior`` :math:`\\mu_0` (hmmlearn's
+        ``means_weight`` / ``means_prior``): :math:`\\mu_c = (\\kappa\\mu_0 + \\sum_t\\gamma_{tc}x_t)
+        / (\\kappa + N_c)` and the scatter gains :math:`\\kappa(\\mu_c-\\mu_0)(\\mu_c-\\mu_0)^T`, the
+        joint maximiser with the term :math:`-\\tfrac{\\kappa}{2}(\\mu_c-\\mu_0)^T\\Sigma_c^{-1}(\\mu_c-\\mu_0)`
+        of :meth:`log_prior`."""
         s0, s1, s2 = (np.asarray(stats[k], dtype=np.float64) for k in ("s0", "s1", "s2"))
         has = s0 > 0
         safe = np.where(has, s0, 1.0)
         means = np.where(has[:, None], s1 / safe[:, None], self.means)
-        if self.covariance_type == "diag":
+        kappa = float(mean_weight)
+        if kappa < 0:
+            raise ModelError(f"mean_weight must be >= 0, got {mean_weight!r}")
+        prior = np.broadcast_to(np.asarray(mean_prior, dtype=np.float64), self.means.shape)
+        if "m" not in learn or kappa > 0:
+            means = self.means if "m" not in learn else (kappa * prior + s1) / (kappa + s0[:, None])
+            off = means - prior
+            # scatter about these means, s2 - mu s1' - s1 mu' + s0 mu mu' + kappa off off', written as
+            # s2 - mu s1 of an equivalent s1 so that the branches below apply unchanged
+            if self.covariance_type == "diag":
+                s2 = s2 - 2 * means * s1 + 2 * s0[:, None] * means**2 + kappa * off**2
+            else:
+                outer = np.einsum("cd,ce->cde", means, s1)
+                s2 = (s2 - outer - np.swapaxes(outer, -1, -2)
+                      + 2 * s0[:, None, None] * np.einsum("cd,ce->cde", means, means)
+                      + kappa * np.einsum("cd,ce->cde", off, off))
+            s1 = s0[:, None] * means
+        if "c" not in learn:
+            return GaussianEmission(means, self.covariances, self.kind)
+        if self.kind == "tied":
+            scatter = (s2 - np.einsum("cd,ce->cde", means, s1)).sum(axis=0)
+            cov = (scatter + covariance_prior * np.eye(self.dim)) / max(float(s0.sum()), np.finfo(float).tiny)
+            cov = np.broadcast_to(0.5 * (cov + cov.T), self.covariances.shape).copy()
+        elif self.covariance_type == "diag":
             cov = (s2 - means * s1 + covariance_prior) / safe[:, None]
+            if self.kind == "spherical":
+                cov = np.repeat(cov.mean(axis=1, keepdims=True), self.dim, axis=1)
             cov = np.where(has[:, None], cov, self.covariances)
         else:
             scatter = s2 - np.einsum("cd,ce->cde", means, s1)
             cov = (scatter + covariance_prior * np.eye(self.dim)) / safe[:, None, None]
             cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
             cov = np.where(has[:, None, None], cov, self.covariances)
-        return GaussianEmission(means, cov, self.covariance_type)
+        return GaussianEmission(means, cov, self.kind)
 
-    def log_prior(self, covariance_prior=0.0):
-        """Improper inverse-Wishart-style prior :math:`\\log p(\\Sigma) = -\\tfrac{\\psi}{2}\\mathrm{tr}\\,\\Sigma^{-1}`."""
+    def log_prior(self, covariance_prior=0.0, mean_weight=0.0, mean_prior=0.0):
+        """Improper inverse-Wishart-style prior :math:`\\log p(\\Sigma) = -\\tfrac{\\psi}{2}\\mathrm{tr}\\,\\Sigma^{-1}`,
+        plus :math:`-\\tfrac{\\kappa}{2}\\sum_c(\\mu_c-\\mu_0)^T\\Sigma_c^{-1}(\\mu_c-\\mu_0)` for a mean prior."""
+        value = 0.0
+        if mean_weight:
+            off = self.means - np.broadcast_to(np.asarray(mean_prior, dtype=np.float64), self.means.shape)
+            if self.covariance_type == "diag":
+                value = float(-0.5 * mean_weight * np.sum(off**2 / self.covariances))
+            else:
+                value = float(-0.5 * mean_weight * np.einsum("cd,cd->", off, np.linalg.solve(self.covariances, off[..., None])[..., 0]))
+        return value + self._covariance_log_prior(covariance_prior)
+
+    def _covariance_log_prior(self, covariance_prior):
         if covariance_prior == 0:
             return 0.0
+        if self.kind == "tied":
+            return float(-0.5 * covariance_prior * np.trace(np.linalg.inv(self.covariances[0])))
         if self.covariance_type == "diag":
             return float(-0.5 * covariance_prior * np.sum(1.0 / self.covariances))
         return float(-0.5 * covariance_prior * np.trace(np.linalg.inv(self.covariances), axis1=-2, axis2=-1).sum())
@@ -411,12 +489,12 @@ class GaussianSingleEmission(GaussianEmission):
     def expected_stats(self, x, gamma):
         return self.stats(x, gamma)
 
-    def from_stats(self, stats, covariance_prior=0.0, **_):
-        new = GaussianEmission.from_stats(self, stats, covariance_prior)
-        return GaussianSingleEmission(new.means, new.covariances, self.covariance_type, self.means.shape[0])
+    def from_stats(self, stats, covariance_prior=0.0, learn="mc", mean_weight=0.0, mean_prior=0.0, **_):
+        new = GaussianEmission.from_stats(self, stats, covariance_prior, learn, mean_weight, mean_prior)
+        return GaussianSingleEmission(new.means, new.covariances, self.kind, self.means.shape[0])
 
-    def log_prior(self, covariance_prior=0.0, **_):
-        return GaussianEmission.log_prior(self, covariance_prior)
+    def log_prior(self, covariance_prior=0.0, mean_weight=0.0, mean_prior=0.0, **_):
+        return GaussianEmission.log_prior(self, covariance_prior, mean_weight, mean_prior)
 
 
 class GaussianMixtureEmission:
@@ -435,6 +513,8 @@ class GaussianMixtureEmission:
             raise ModelError(f"means must have shape (K={K}, n_mix={Mix}, D), got {means.shape}")
         cov = np.asarray(covariances, dtype=np.float64)
         D = means.shape[-1]
+        if covariance_type not in ("full", "diag"):
+            raise ModelError(f"a Gaussian-mixture emission takes covariance_type 'full' or 'diag', got {covariance_type!r}")
         want = (K, Mix, D, D) if covariance_type == "full" else (K, Mix, D)
         if cov.shape != want:
             raise ModelError(f"covariances must have shape {want} for {covariance_type!r}, got {cov.shape}")

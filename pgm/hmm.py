@@ -8,7 +8,8 @@
 with emission families
 
 - categorical: :math:`x_t \\mid z_t = k \\sim \\mathrm{Cat}(B_k)` over ``M`` symbols;
-- Gaussian: :math:`\\mathcal N(\\mu_k, \\Sigma_k)`, ``covariance_type`` ``"full"`` or ``"diag"``;
+- Gaussian: :math:`\\mathcal N(\\mu_k, \\Sigma_k)`, ``covariance_type`` ``"full"``, ``"diag"``,
+  ``"spherical"`` (:math:`\\sigma^2_k I`) or ``"tied"`` (one :math:`\\Sigma` for every state);
 - Gaussian mixture: :math:`\\sum_m w_{km} \\mathcal N(\\mu_{km}, \\Sigma_{km})`
 
 (the emission classes live in :mod:`pgm.emissions`; this module holds the chain and its program).
@@ -151,6 +152,41 @@ class HMM:
         p = self.chain(x, lengths)
         log_z = np.asarray(run_batch("log_likelihood", p.log_initial, p.log_transition, p.log_likelihoods, p.lengths))
         return log_z if p.batched else float(log_z[0])
+
+    @property
+    def num_free_parameters(self) -> int:
+        """Free scalars: :math:`(K-1) + K(K-1)` for the chain plus the emission's (hmmlearn's
+        count: categorical :math:`K(M-1)`; Gaussian :math:`KD` means and :math:`K`, :math:`KD`,
+        :math:`KD(D+1)/2` or :math:`D(D+1)/2` covariance entries for spherical, diag, full, tied;
+        a Gaussian mixture :math:`K(M-1) + KMD` plus its covariances)."""
+        K = self.num_states
+        e = self.emission
+        n = (K - 1) + K * (K - 1)
+        if e.family == "categorical":
+            return n + K * (e.probs.shape[1] - 1)
+        D = e.dim
+        kind = getattr(e, "kind", e.covariance_type)
+        per = {"spherical": 1, "diag": D, "full": D * (D + 1) // 2}
+        if e.family == "gaussian":
+            cov = D * (D + 1) // 2 if kind == "tied" else K * per[kind]
+            return n + K * D + cov
+        M = e.weights.shape[1]
+        return n + K * (M - 1) + K * M * D + K * M * per[kind]
+
+    def _num_steps(self, x, lengths) -> int:
+        _, lengths, _ = self._prepared(x, lengths)
+        return int(np.sum(lengths))
+
+    def aic(self, x, lengths=None) -> float:
+        """Akaike's criterion :math:`-2 \\log p(x) + 2p` (``p``: :attr:`num_free_parameters`), as
+        hmmlearn's ``aic``."""
+        return float(-2.0 * np.sum(self.log_prob(x, lengths)) + 2.0 * self.num_free_parameters)
+
+    def bic(self, x, lengths=None) -> float:
+        """Schwarz's criterion :math:`-2 \\log p(x) + p \\log n`, ``n`` the number of observed time
+        steps in all sequences, as hmmlearn's ``bic``."""
+        n = self._num_steps(x, lengths)
+        return float(-2.0 * np.sum(self.log_prob(x, lengths)) + self.num_free_parameters * np.log(n))
 
     def log_joint(self, z, x, lengths=None):
         """Complete-data :math:`\\log p(z, x)` (float, or (N,) for a batch)."""
@@ -326,24 +362,51 @@ class HMM:
         }
         return stats, float(np.sum(np.asarray(log_z)))
 
-    def from_stats(self, stats, pseudo_count=0.0, covariance_prior=0.0) -> "HMM":
-        """Baum-Welch M-step (MAP under the priors of :meth:`log_prior`)."""
+    def from_stats(self, stats, pseudo_count=0.0, covariance_prior=0.0, learn=None, mean_weight=0.0,
+                   mean_prior=0.0) -> "HMM":
+        """Baum-Welch M-step (MAP under the priors of :meth:`log_prior`).
+
+        ``learn``: which parameters to re-estimate, hmmlearn's ``params`` letters (``s`` initial,
+        ``t`` transition, ``e`` categorical emissions, ``m`` means, ``c`` covariances); the
+        others stay as they are (each update is the exact maximiser given the kept ones, so EM
+        still never decreases). Default: all. Options of :func:`inference.em.fit` reach here,
+        e.g. ``em.fit(hmm, x, learn="tm")``. ``mean_weight`` / ``mean_prior``: a prior on the
+        Gaussian means (hmmlearn's ``means_weight`` / ``means_prior``,
+        :meth:`pgm.emissions.GaussianEmission.from_stats`).
+        """
         if pseudo_count < 0 or covariance_prior < 0:
             raise ModelError("pseudo_count and covariance_prior must be non-negative")
-        initial = _normalise_counts(stats["initial"], pseudo_count, self.initial_probs)
-        transition = _normalise_counts(stats["transition"], pseudo_count, self.transition_matrix)
-        emission = self.emission.from_stats(
-            stats["emission"], pseudo_count=pseudo_count, covariance_prior=covariance_prior
-        )
+        learn = "stemc" if learn is None else str(learn)
+        unknown = set(learn) - set("stemc")
+        if unknown:
+            raise ModelError(f"learn holds unknown letters {sorted(unknown)}; use s, t, e, m, c (hmmlearn's params)")
+        initial = _normalise_counts(stats["initial"], pseudo_count, self.initial_probs) if "s" in learn \
+            else self.initial_probs
+        transition = _normalise_counts(stats["transition"], pseudo_count, self.transition_matrix) if "t" in learn \
+            else self.transition_matrix
+        if self.emission.family == "categorical":
+            emission = self.emission.from_stats(stats["emission"], pseudo_count=pseudo_count) if "e" in learn \
+                else self.emission
+        elif self.emission.family == "gaussian":
+            emission = self.emission.from_stats(stats["emission"], covariance_prior=covariance_prior, learn=learn,
+                                                mean_weight=mean_weight, mean_prior=mean_prior)
+        else:
+            if set("mc") - set(learn):
+                raise ModelError("a Gaussian-mixture emission learns its means and covariances together (learn needs m and c)")
+            emission = self.emission.from_stats(
+                stats["emission"], pseudo_count=pseudo_count, covariance_prior=covariance_prior
+            )
         return self._replace(initial, transition, emission)
 
-    def log_prior(self, pseudo_count=0.0, covariance_prior=0.0) -> float:
+    def log_prior(self, pseudo_count=0.0, covariance_prior=0.0, learn=None, mean_weight=0.0, mean_prior=0.0) -> float:
         """:math:`\\log p(\\theta)`: Dirichlet(1 + pseudo_count) on every distribution row and the
-        improper :math:`-\\tfrac{\\psi}{2}\\mathrm{tr}\\,\\Sigma^{-1}` on Gaussian covariances."""
+        improper :math:`-\\tfrac{\\psi}{2}\\mathrm{tr}\\,\\Sigma^{-1}` on Gaussian covariances (and the mean
+        prior's term when ``mean_weight`` > 0)."""
+        extra = {"mean_weight": mean_weight, "mean_prior": mean_prior} if self.emission.family == "gaussian" else {}
         return (
             _dirichlet_log_density(self.initial_probs, pseudo_count)
             + _dirichlet_log_density(self.transition_matrix, pseudo_count)
-            + self.emission.log_prior(pseudo_count=pseudo_count, covariance_prior=covariance_prior)
+            + self.emission.log_prior(pseudo_count=pseudo_count, covariance_prior=covariance_prior, **extra)
         )
 
     def data_is_complete(self, data) -> bool:

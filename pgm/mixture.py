@@ -44,6 +44,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import partial
 
@@ -417,13 +418,28 @@ def _kmeans_pp(key, x, k):
 
 
 def fit_em(key, x, n_components: int, covariance_type: str = "full", *, reg_covar: float = 1e-6,
-           max_iter: int = 100, tol: float = 1e-6, progress: bool = False) -> Result:
+           max_iter: int = 100, tol: float = 1e-6, progress: bool = False, n_init: int = 1) -> Result:
     """EM from a k-means++ start: ``inference.em.fit(GaussianMixture.initialize(...), x)``.
-    ``params`` is the fitted :class:`GaussianMixture`; ``log_evidence`` the exact log-likelihood."""
+    ``params`` is the fitted :class:`GaussianMixture`; ``log_evidence`` the exact log-likelihood.
+
+    ``n_init`` > 1 (scikit-learn's): that many starts, from ``jax.random.split(key, n_init)``,
+    each run to convergence; the one with the highest final log-likelihood is returned, with
+    ``diagnostics["restarts"]`` the final log-likelihood of every start."""
     from inference import em
 
-    start = GaussianMixture.initialize(key, x, n_components, covariance_type, reg_covar=reg_covar)
-    return em.fit(start, x, max_iter=max_iter, tol=tol, progress=progress)
+    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise DataError(f"n_init must be a positive integer, got {n_init!r}")
+    keys = [key] if n_init == 1 else list(jax.random.split(as_key(key), int(n_init)))
+    best, finals = None, []
+    for k in keys:
+        start = GaussianMixture.initialize(k, x, n_components, covariance_type, reg_covar=reg_covar)
+        result = em.fit(start, x, max_iter=max_iter, tol=tol, progress=progress)
+        finals.append(float(result.log_evidence))
+        if best is None or finals[-1] > best.log_evidence:
+            best = result
+    if n_init == 1:
+        return best
+    return dataclasses.replace(best, diagnostics={**best.diagnostics, "restarts": finals})
 
 
 # --------------------------------------------------------------------------- Bayesian mixture

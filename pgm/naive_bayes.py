@@ -9,7 +9,12 @@ with, per feature kind,
 - ``"categorical"``: :math:`x_{nj} \\in \\{0, \\dots, C_j - 1\\}`,
   :math:`p(x_{nj} = c \\mid y = k) = \\theta_{kjc}`;
 - ``"bernoulli"``: :math:`x_{nj} \\in \\{0, 1\\}`, :math:`p(x_{nj} = 1 \\mid y = k) = \\theta_{kj}`;
-- ``"gaussian"``: :math:`x_{nj} \\mid y = k \\sim \\mathcal N(\\mu_{kj}, \\sigma^2_{kj})`.
+- ``"gaussian"``: :math:`x_{nj} \\mid y = k \\sim \\mathcal N(\\mu_{kj}, \\sigma^2_{kj})`;
+- ``"multinomial"``: a row of counts :math:`x_n \\mid y = k \\sim \\mathrm{Mult}(\\textstyle\\sum_j x_{nj},
+  \\theta_{k\\cdot})` (scikit-learn's ``MultinomialNB``: :math:`\\theta_{kj} = (N_{kj} + \\alpha) /
+  (N_k + \\alpha F)`; the multinomial coefficient is the same for every class, so the class
+  posteriors agree with scikit-learn's; no missing counts, and :meth:`NaiveBayes.sample` needs
+  the data's totals, so it is refused).
 
 Classification is Bayes' rule on the program: :math:`\\log p(x_n, y_n = k)` is read off the trace of
 the program run with ``y`` set to each class in turn (vmapped over classes), and
@@ -52,9 +57,9 @@ from numpyro import handlers
 from inference.errors import DataError, ModelError
 from inference.rng import as_key
 
-__all__ = ["KINDS", "NaiveBayes", "LabelledData", "naive_bayes_program", "fit_semisupervised"]
+__all__ = ["KINDS", "NaiveBayes", "ComplementNB", "LabelledData", "naive_bayes_program", "fit_semisupervised"]
 
-KINDS = ("categorical", "bernoulli", "gaussian")
+KINDS = ("categorical", "bernoulli", "gaussian", "multinomial")
 
 
 # --------------------------------------------------------------------------- the program
@@ -82,6 +87,12 @@ def naive_bayes_program(params: dict, kind: str, x=None, y=None, n=None):
         else:
             mask = ~jnp.isnan(x)
             value = jnp.where(mask, x, 0.0)
+        if kind == "multinomial":
+            if value is None:
+                raise ModelError("a multinomial naive Bayes cannot simulate: the row totals come from the data")
+            numpyro.sample("x", dist.Multinomial(total_count=jnp.sum(value, -1), probs=params["probs"][c]),
+                           obs=value)
+            return
         if kind == "categorical":
             value = None if value is None else value.astype(jnp.int32)
             features = dist.Categorical(probs=params["probs"][c])
@@ -116,6 +127,8 @@ def sufficient_stats(resp, kind: str, x, n_categories_max: int | None = None):
     if kind == "categorical":
         onehot = jax.nn.one_hot(value.astype(jnp.int32), n_categories_max, dtype=x.dtype) * m[..., None]
         stats["counts"] = jnp.einsum("nk,nfc->kfc", resp, onehot)
+    elif kind == "multinomial":
+        stats["counts"] = resp.T @ value
     elif kind == "bernoulli":
         stats["ones"] = resp.T @ (value * m)
         stats["totals"] = resp.T @ m
@@ -172,7 +185,8 @@ class NaiveBayes:
         k = self.class_probs.shape[0]
         if self.class_probs.ndim != 1 or np.any(self.class_probs < 0) or abs(self.class_probs.sum() - 1) > 1e-8:
             raise ModelError("class_probs must be a probability vector")
-        need = {"categorical": ("probs",), "bernoulli": ("probs",), "gaussian": ("means", "variances")}[kind]
+        need = {"categorical": ("probs",), "bernoulli": ("probs",), "gaussian": ("means", "variances"),
+                "multinomial": ("probs",)}[kind]
         for name in need:
             if name not in self.params:
                 raise ModelError(f"a {kind} naive Bayes needs params[{name!r}]")
@@ -187,6 +201,10 @@ class NaiveBayes:
             self.n_categories = np.broadcast_to(np.asarray(n_categories, dtype=np.int64), probs.shape[1:2]).copy()
         else:
             self.n_categories = None
+        if kind == "multinomial":
+            probs = self.params["probs"]
+            if probs.ndim != 2 or np.any(probs < 0) or not np.allclose(probs.sum(-1), 1.0, atol=1e-8):
+                raise ModelError("multinomial probs must be (K, F) with rows summing to one")
         if kind == "bernoulli" and np.any((self.params["probs"] < 0) | (self.params["probs"] > 1)):
             raise ModelError("Bernoulli probs must lie in [0, 1]")
         if kind == "gaussian" and np.any(self.params["variances"] <= 0):
@@ -223,6 +241,9 @@ class NaiveBayes:
         if np.isinf(x).any():
             raise DataError(f"x holds an infinite value at {tuple(np.argwhere(np.isinf(x))[0])}")
         missing = np.isnan(x)
+        if self.kind == "multinomial" and (missing.any() or np.any(x < 0)):
+            i, j = np.argwhere(missing | (x < 0))[0]
+            raise DataError(f"multinomial counts must be non-negative and present; row {i}, feature {j} is {x[i, j]}")
         if self.kind == "bernoulli" and self.binarize is not None:
             x = np.where(missing, np.nan, (x > self.binarize).astype(np.float64))
         if self.kind == "bernoulli":
@@ -261,15 +282,30 @@ class NaiveBayes:
     # ------------------------------------------------------------------ learning
     @classmethod
     def fit(cls, x, y, kind: str, *, n_classes: int | None = None, alpha: float = 1.0,
-            var_smoothing: float = 1e-9, n_categories=None, binarize: float | None = None) -> "NaiveBayes":
-        """Maximum a posteriori (smoothed) parameters from labelled data (no ``-1`` labels)."""
+            var_smoothing: float = 1e-9, n_categories=None, binarize: float | None = None,
+            sample_weight=None) -> "NaiveBayes":
+        """Maximum a posteriori (smoothed) parameters from labelled data (no ``-1`` labels).
+
+        ``sample_weight``: ``(N,)`` non-negative row weights (scikit-learn's ``sample_weight``):
+        every count and moment is the weighted sum, :math:`N_{kjc} = \\sum_n w_n [y_n = k, x_{nj} = c]`;
+        the Gaussian variance floor stays ``var_smoothing`` times the largest unweighted feature
+        variance, as in scikit-learn.
+        """
         if kind not in KINDS:
             raise ModelError(f"kind must be one of {KINDS}, got {kind!r}")
         x = np.asarray(x, dtype=np.float64)
         y = _check_labels(y, len(x), n_classes, allow_unlabelled=False)
         template = cls._template(x, y, kind, n_classes=n_classes, alpha=alpha, var_smoothing=var_smoothing,
                                  n_categories=n_categories, binarize=binarize)
-        return template.from_stats(template.expected_stats(LabelledData(x, y))[0])
+        if sample_weight is None:
+            return template.from_stats(template.expected_stats(LabelledData(x, y))[0])
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (len(x),) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+            raise DataError(f"sample_weight must be ({len(x)},) finite, non-negative and not all zero, "
+                            f"got shape {w.shape}")
+        resp = jax.nn.one_hot(jnp.asarray(y), template.n_classes, dtype=jnp.float64) * jnp.asarray(w)[:, None]
+        width = int(template.params["probs"].shape[-1]) if kind == "categorical" else None
+        return template.from_stats(sufficient_stats(resp, kind, template.prepare(x), width))
 
     @classmethod
     def _template(cls, x, y, kind, *, n_classes, alpha, var_smoothing, n_categories, binarize):
@@ -291,6 +327,8 @@ class NaiveBayes:
                        n_categories=n_categories, alpha=alpha)
         if kind == "bernoulli":
             return cls(uniform, kind, {"probs": np.full((k, f), 0.5)}, alpha=alpha, binarize=binarize)
+        if kind == "multinomial":
+            return cls(uniform, kind, {"probs": np.full((k, f), 1.0 / f)}, alpha=alpha)
         epsilon = var_smoothing * float(np.nanmax(np.nanvar(x, axis=0)))
         return cls(uniform, kind, {"means": np.zeros((k, f)), "variances": np.ones((k, f))}, alpha=alpha,
                    epsilon=epsilon)
@@ -322,6 +360,9 @@ class NaiveBayes:
         if self.kind == "bernoulli":
             probs = (s["ones"] + alpha) / (s["totals"] + 2 * alpha)
             return NaiveBayes(class_probs, self.kind, {"probs": probs}, **common)
+        if self.kind == "multinomial":
+            smoothed = s["counts"] + alpha
+            return NaiveBayes(class_probs, self.kind, {"probs": smoothed / smoothed.sum(-1, keepdims=True)}, **common)
         totals = s["totals"]
         if np.any(totals <= 0):
             k, j = np.argwhere(totals <= 0)[0]
@@ -340,6 +381,8 @@ class NaiveBayes:
         probs = self.params["probs"]
         if self.kind == "bernoulli":
             return float(alpha * np.sum(np.log(probs) + np.log1p(-probs)))
+        if self.kind == "multinomial":
+            return float(alpha * np.sum(np.log(probs)))
         valid = np.broadcast_to((np.arange(probs.shape[-1])[None, :] < self.n_categories[:, None]), probs.shape)
         return float(alpha * np.sum(np.log(probs[valid])))
 
@@ -403,3 +446,66 @@ def fit_semisupervised(x, y, kind: str, *, n_classes: int | None = None, alpha: 
     if kind == "gaussian":  # the variance floor from all rows, as the supervised fit on all would use
         start.epsilon = var_smoothing * float(np.nanmax(np.nanvar(x, axis=0)))
     return em.fit(start, LabelledData(x, y), max_iter=max_iter, tol=tol, progress=progress, alpha=alpha)
+
+
+class ComplementNB:
+    r"""Complement naive Bayes for count features (Rennie, Shih, Teevan and Karger 2003;
+    scikit-learn's ``ComplementNB``): each class is scored by how badly the *other* classes'
+    word distribution explains the row,
+
+    .. math::
+
+        \tilde\theta_{kj} = \frac{\alpha + \sum_{k' \neq k} N_{k'j}}{\sum_{j'} (\alpha + \sum_{k' \neq k} N_{k'j'})},
+        \qquad w_{kj} = -\log\tilde\theta_{kj}
+        \;\Big(\text{or } \frac{\log\tilde\theta_{kj}}{\sum_{j'}\log\tilde\theta_{kj'}} \text{ with norm}\Big),
+        \qquad s_k(x) = \sum_j x_j w_{kj},
+
+    the class the :math:`\arg\max_k s_k(x)`. Not a generative model (no program): the scores are
+    not log-likelihoods, and ``predict_proba`` is their softmax, as scikit-learn's. The class
+    prior enters only when there is a single class (scikit-learn's rule).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[3.0, 0.0], [0.0, 2.0], [2.0, 1.0]])
+        >>> ComplementNB.fit(x, np.array([0, 1, 0])).predict(np.array([[4.0, 0.0]]))
+        array([0])
+    """
+
+    def __init__(self, weights, class_log_prior):
+        self.weights = np.asarray(weights, dtype=np.float64)  # (K, F)
+        self.class_log_prior = np.asarray(class_log_prior, dtype=np.float64)  # (K,)
+
+    @classmethod
+    def fit(cls, x, y, *, alpha: float = 1.0, norm: bool = False, sample_weight=None) -> "ComplementNB":
+        """Weighted counts, then the complement weights above (``alpha``: additive smoothing)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or not np.all(np.isfinite(x)) or np.any(x < 0):
+            raise DataError(f"x must be a finite non-negative (N, F) count array, got shape {x.shape}")
+        if alpha < 0:
+            raise DataError(f"alpha must be non-negative, got {alpha}")
+        y = _check_labels(y, len(x), None, allow_unlabelled=False)
+        w = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (len(x),) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise DataError(f"sample_weight must be ({len(x)},) finite and non-negative, got shape {w.shape}")
+        resp = np.eye(int(y.max()) + 1)[y] * w[:, None]  # (N, K)
+        counts = resp.T @ x  # (K, F)
+        complement = counts.sum(0) + alpha - counts
+        logged = np.log(complement / complement.sum(axis=1, keepdims=True))
+        weights = logged / logged.sum(axis=1, keepdims=True) if norm else -logged
+        class_counts = resp.sum(0)
+        return cls(weights, np.log(class_counts) - np.log(class_counts.sum()))
+
+    def scores(self, x) -> np.ndarray:
+        """``(N, K)`` :math:`s_k(x_n)` (plus the class log prior when there is one class)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.weights.shape[1]:
+            raise DataError(f"x must be (N, {self.weights.shape[1]}), got shape {x.shape}")
+        out = x @ self.weights.T
+        return out + self.class_log_prior if len(self.class_log_prior) == 1 else out
+
+    def predict_proba(self, x) -> np.ndarray:
+        s = self.scores(x)
+        return np.exp(s - np.asarray(logsumexp(s, axis=1, keepdims=True)))
+
+    def predict(self, x) -> np.ndarray:
+        return np.argmax(self.scores(x), axis=1)

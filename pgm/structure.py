@@ -15,7 +15,18 @@ r"""Learning the structure (the DAG) of a Bayesian network from complete discret
 
 with :math:`\alpha` the equivalent sample size. BDeu is the log marginal likelihood of the
 family under a Dirichlet prior that gives Markov-equivalent graphs the same score; BIC is its
-large-sample approximation. Parent configurations never seen in the data contribute exactly zero
+large-sample approximation. Three more (pgmpy's ``K2``, ``AIC`` and ``BDs``):
+
+.. math::
+
+    \mathrm{K2}(v, \Pi) &= \sum_j \Big[\log\Gamma(r) - \log\Gamma(N_j + r)\Big]
+        + \sum_{j,k} \log\Gamma(N_{jk} + 1), \\
+    \mathrm{AIC}(v, \Pi) &= \sum_{j,k} N_{jk} \log \frac{N_{jk}}{N_j} - q\,(r - 1),
+
+and BDs (Scutari, 2016), BDeu with the prior spread over the :math:`\tilde q` parent
+configurations *seen* in the data only (:math:`\alpha_j = \alpha / \tilde q`,
+:math:`\alpha_{jk} = \alpha / (\tilde q r)` on those, nothing on the others); with every
+configuration seen it is BDeu. Parent configurations never seen in the data contribute exactly zero
 to both sums (only the BIC penalty counts them), so counting runs over the observed ones only.
 
 :func:`hill_climb` climbs this score by single-edge moves:
@@ -52,6 +63,11 @@ References:
     Heckerman, Geiger and Chickering (1995). Learning Bayesian networks: the combination of
     knowledge and statistical data. Machine Learning 20.
     Schwarz (1978). Estimating the dimension of a model. Annals of Statistics 6.
+    Akaike (1974). A new look at the statistical model identification.
+    Cooper and Herskovits (1992). A Bayesian method for the induction of probabilistic networks
+    from data (K2). Machine Learning 9.
+    Scutari (2016). An empirical-Bayes score for discrete Bayesian networks (BDs). PGM 2016.
+    Friedman, Geiger and Goldszmidt (1997). Bayesian network classifiers (TAN). Machine Learning 29.
     Koller and Friedman (2009). Probabilistic Graphical Models, chapter 18.
 """
 
@@ -72,6 +88,10 @@ __all__ = [
     "family_table",
     "bic_family_score",
     "bdeu_family_score",
+    "k2_family_score",
+    "aic_family_score",
+    "bds_family_score",
+    "tan",
     "local_score",
     "score_graph",
     "hill_climb",
@@ -79,7 +99,7 @@ __all__ = [
     "chow_liu",
 ]
 
-SCORES = ("bic", "bdeu")
+SCORES = ("bic", "bdeu", "k2", "aic", "bds")
 
 
 # ============================================================================ data
@@ -161,11 +181,34 @@ def bdeu_family_score(table: np.ndarray, q: int, equivalent_sample_size: float) 
     return float(per_config.sum() + per_cell.sum())
 
 
+def k2_family_score(table: np.ndarray) -> float:
+    r"""The K2 family score (module docstring), :math:`\alpha_{jk} = 1`: zero rows add zero."""
+    r = table.shape[1]
+    n_j = table.sum(axis=1)
+    return float(np.sum(gammaln(r) - gammaln(n_j + r)) + np.sum(gammaln(table + 1.0)))
+
+
+def aic_family_score(table: np.ndarray, q: int) -> float:
+    r""":math:`\sum_{jk} N_{jk}\log(N_{jk}/N_j) - q (r-1)` (Akaike's penalty: one per free parameter)."""
+    r = table.shape[1]
+    loglik = xlogy(table, table).sum() - xlogy(table.sum(axis=1), table.sum(axis=1)).sum()
+    return float(loglik - float(q) * (r - 1))
+
+
+def bds_family_score(table: np.ndarray, equivalent_sample_size: float) -> float:
+    r"""The BDs family score (module docstring): BDeu over the :math:`\tilde q` parent
+    configurations with :math:`N_j > 0` only."""
+    seen = table[table.sum(axis=1) > 0]
+    if seen.shape[0] == 0:
+        return 0.0
+    return bdeu_family_score(seen, seen.shape[0], equivalent_sample_size)
+
+
 def _check_score(score: str, equivalent_sample_size: float) -> str:
     name = str(score).lower()
     if name not in SCORES:
         raise UnknownNameError(f"unknown score {score!r}; available: {', '.join(SCORES)}")
-    if name == "bdeu" and (not np.isfinite(equivalent_sample_size) or equivalent_sample_size <= 0):
+    if name in ("bdeu", "bds") and (not np.isfinite(equivalent_sample_size) or equivalent_sample_size <= 0):
         raise DataError(f"equivalent_sample_size must be > 0, got {equivalent_sample_size!r}")
     return name
 
@@ -175,6 +218,12 @@ def _family_score(rows, child, parents, cards, score, ess) -> float:
     q = math.prod(int(cards[p]) for p in parents)
     if score == "bic":
         return bic_family_score(table, q, rows.shape[0])
+    if score == "k2":
+        return k2_family_score(table)
+    if score == "aic":
+        return aic_family_score(table, q)
+    if score == "bds":
+        return bds_family_score(table, ess)
     return bdeu_family_score(table, q, ess)
 
 
@@ -201,8 +250,11 @@ def local_score(
 
 
 def score_graph(graph: nx.DiGraph, data, states, *, score: str = "bic", equivalent_sample_size: float = 10.0) -> float:
-    """Sum of the family scores of every variable of ``states`` with its parents in ``graph``."""
+    """Sum of the family scores of every variable of ``states`` with its parents in ``graph``
+    (``score``: one of ``SCORES``); a model with no variables scores 0, as in pgmpy."""
     score = _check_score(score, equivalent_sample_size)
+    if not states:
+        return 0.0
     rows = encode_complete(data, states)
     names = list(states)
     cards = [len(states[v]) for v in names]
@@ -232,6 +284,10 @@ def hill_climb(
     max_iter: int = 1000,
     tabu_length: int = 0,
     epsilon: float = 1e-8,
+    start_dag=None,
+    fixed_edges=(),
+    white_list=None,
+    black_list=None,
 ) -> nx.DiGraph:
     r"""Greedy hill climbing over DAGs with a decomposable score (see the module docstring).
 
@@ -244,6 +300,11 @@ def hill_climb(
         max_iter: the most moves.
         tabu_length: forbid undoing any of the last ``tabu_length`` moves (0: plain hill climbing).
         epsilon: stop when the best move gains no more than this.
+        start_dag: the graph to start from (a ``networkx.DiGraph`` or a list of edges; default
+            empty), pgmpy's ``start_dag``.
+        fixed_edges: edges that are added to the start and never removed or reversed.
+        white_list: when given, the only edges that may be added (or be created by a reversal).
+        black_list: edges that may never be added (nor created by a reversal).
 
     Returns:
         a ``networkx.DiGraph`` over all variables; ``graph.graph`` holds ``score`` (the total),
@@ -270,10 +331,24 @@ def hill_climb(
             cache[key] = _family_score(rows, v, sorted(parents), cards, score, equivalent_sample_size)
         return cache[key]
 
-    # 1. the empty graph
-    parents = [frozenset() for _ in range(V)]
-    current = [local(v, parents[v]) for v in range(V)]
+    # 1. the start graph (empty by default) with the fixed edges
+    index = {v: i for i, v in enumerate(names)}
+    start_edges = _edge_ids(start_dag.edges if isinstance(start_dag, nx.DiGraph) else (start_dag or ()),
+                            index, "start_dag")
+    fixed = _edge_ids(fixed_edges, index, "fixed_edges")
+    allowed = None if white_list is None else _edge_ids(white_list, index, "white_list")
+    banned = _edge_ids(black_list or (), index, "black_list")
     adj = np.zeros((V, V), dtype=bool)
+    for u, v in start_edges | fixed:
+        adj[u, v] = True
+    if not nx.is_directed_acyclic_graph(nx.from_numpy_array(adj.astype(int), create_using=nx.DiGraph)):
+        raise DataError("start_dag with fixed_edges has a directed cycle")
+    parents = [frozenset(np.flatnonzero(adj[:, v]).tolist()) for v in range(V)]
+    current = [local(v, parents[v]) for v in range(V)]
+
+    def addable(u, v):
+        return (u, v) not in banned and (allowed is None or (u, v) in allowed)
+
     tabu: collections.deque = collections.deque(maxlen=max(tabu_length, 0) or None)
     iterations = 0
     for _ in range(max_iter):
@@ -285,17 +360,20 @@ def hill_climb(
                 if u == v:
                     continue
                 if adj[u, v]:
+                    if (u, v) in fixed:
+                        continue
                     without = parents[v] - {u}
                     gain = local(v, without) - current[v]
                     if ("+", u, v) not in tabu and gain > best_gain:
                         best_gain, best_move = gain, ("-", u, v)
                     # reverse u -> v: no other path u ~> v, and room for a parent of u
                     other_path = bool(np.any(adj[u] & reach[:, v] & (np.arange(V) != v)))
-                    if not other_path and len(parents[u]) < limit and ("r", v, u) not in tabu:
+                    if (not other_path and len(parents[u]) < limit and ("r", v, u) not in tabu
+                            and addable(v, u)):
                         gain_r = gain + local(u, parents[u] | {v}) - current[u]
                         if gain_r > best_gain:
                             best_gain, best_move = gain_r, ("r", u, v)
-                elif not reach[v, u] and len(parents[v]) < limit and ("-", u, v) not in tabu:
+                elif not reach[v, u] and len(parents[v]) < limit and ("-", u, v) not in tabu and addable(u, v):
                     gain = local(v, parents[v] | {u}) - current[v]
                     if gain > best_gain:
                         best_gain, best_move = gain, ("+", u, v)
@@ -324,6 +402,23 @@ def hill_climb(
     graph.add_edges_from((names[u], names[v]) for u, v in zip(*np.nonzero(adj)))
     graph.graph.update(score=float(sum(current)), iterations=iterations, scored_families=len(cache))
     return graph
+
+
+def _edge_ids(edges, index, what) -> set:
+    """Edges by name -> a set of (parent id, child id); an unknown name raises naming ``what``."""
+    out = set()
+    for edge in edges:
+        try:
+            u, v = edge
+        except (TypeError, ValueError):
+            raise DataError(f"{what} must hold (parent, child) pairs, got {edge!r}") from None
+        for w in (u, v):
+            if w not in index:
+                raise UnknownNameError(f"{what} names unknown variable {w!r}; known: {list(index)}")
+        if u == v:
+            raise DataError(f"{what} holds a self-loop on {u!r}")
+        out.add((index[u], index[v]))
+    return out
 
 
 # ============================================================================ Chow-Liu
@@ -379,4 +474,61 @@ def chow_liu(data, states: Mapping[str, Sequence[str]], root: str | None = None)
     for a, b in dag.edges:
         dag.edges[a, b]["weight"] = tree.edges[a, b]["weight"]
     dag.graph["mutual_information"] = float(sum(w for _, _, w in tree.edges(data="weight")))
+    return dag
+
+
+def tan(data, states: Mapping[str, Sequence[str]], class_variable: str, root: str | None = None) -> nx.DiGraph:
+    r"""Tree-augmented naive Bayes (TAN): the class points to every feature, and the features form
+    the maximum spanning tree of the conditional mutual information given the class,
+
+    .. math::
+
+        I(X_u; X_v \mid C) = \sum_c \hat p(c)\, I(X_u; X_v \mid C = c),
+
+    oriented away from ``root`` (pgmpy's ``TreeSearch(data, root_node=root).estimate(
+    estimator_type="tan", class_node=class_variable)``).
+
+    Args:
+        data: complete data; states: var -> state names.
+        class_variable: the class; root: the feature the tree points away from (default: the
+            first feature of ``states``).
+
+    Returns:
+        a ``networkx.DiGraph``; each tree edge carries ``weight``, ``graph.graph["conditional_mutual_information"]``
+        the tree's total.
+
+    Example::
+
+        dag = tan(data, states, "class", root="x1")
+    """
+    rows = encode_complete(data, states)
+    names = list(states)
+    if class_variable not in states:
+        raise UnknownNameError(f"unknown class_variable {class_variable!r}; known: {names}")
+    features = [v for v in names if v != class_variable]
+    if root is None:
+        root = features[0] if features else None
+    if root not in features:
+        raise UnknownNameError(f"root must be a feature other than the class {class_variable!r}, got {root!r}")
+    c = names.index(class_variable)
+    cols = [names.index(v) for v in features]
+    cards = [len(states[v]) for v in features]
+    cmi = np.zeros((len(features), len(features)))
+    n = rows.shape[0]
+    for k in range(len(states[class_variable])):
+        subset = rows[rows[:, c] == k][:, cols]
+        if subset.shape[0]:
+            cmi += subset.shape[0] / n * mutual_information(subset, cards)
+    complete = nx.Graph()
+    complete.add_nodes_from(features)
+    complete.add_weighted_edges_from(
+        (features[u], features[v], cmi[u, v]) for u in range(len(features)) for v in range(u + 1, len(features))
+    )
+    tree = nx.maximum_spanning_tree(complete, algorithm="kruskal")
+    dag = nx.bfs_tree(tree, root)
+    dag.add_nodes_from(names)
+    for a, b in dag.edges:
+        dag.edges[a, b]["weight"] = tree.edges[a, b]["weight"]
+    dag.add_edges_from((class_variable, v) for v in features)
+    dag.graph["conditional_mutual_information"] = float(sum(w for _, _, w in tree.edges(data="weight")))
     return dag
