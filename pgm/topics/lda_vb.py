@@ -237,3 +237,59 @@ def _minibatches(bow: BagOfWords, batch_size: int, width: int):
     for b, (o, w, c) in enumerate(parts):
         owner[b, : len(o)], words[b, : len(o)], counts[b, : len(o)] = o, w, c
     return tuple(jnp.asarray(a) for a in (members, sizes, owner, words, counts))
+
+
+def online_vb_stream(key, data, lda: LDA, *, batch_size: int, passes: int = 1, seed: int = 0,
+                     learning_offset: float = 10.0, learning_decay: float = 0.7, width: int = 16) -> Result:
+    """Online VB for LDA on a corpus on disk: a :class:`~inference.shards.ShardedDataset` with a
+    ``counts`` key (documents x vocabulary), read a minibatch of documents at a time.
+
+    Hoffman et al. (2010), Algorithm 2: each minibatch :math:`B`'s :math:`\\gamma` starts afresh
+    (:func:`vb_e_step`), and only :math:`\\lambda` (K x V) is kept between minibatches,
+
+    .. math::
+        \\lambda \\leftarrow (1 - \\rho_t)\\lambda + \\rho_t\\big(\\eta + \\tfrac{D}{|B|}\\hat s_B\\big),
+        \\qquad \\rho_t = (\\tau_0 + t)^{-\\kappa},
+
+    so memory holds one minibatch and :math:`\\lambda`, whatever the number of documents :math:`D`.
+    The documents come in the epoch order the dataset draws from ``seed``. Minibatches are padded to
+    one shape, so the E-step compiles once. Returns ``Result(method="online_vb_stream",
+    params={"lambda", "topic_word"}, diagnostics={"steps", "passes", "first_step_seconds"})``.
+    """
+    from inference.shards import is_sharded
+
+    if not is_sharded(data) or "counts" not in data.shapes:
+        raise DataError("data must be a ShardedDataset with a 'counts' array (documents x vocabulary)")
+    n_docs, n_words = data.n, data.shapes["counts"][0]
+    if n_words != lda.n_words:
+        raise DataError(f"the counts have {n_words} columns, the model {lda.n_words} words")
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise DataError(f"passes must be a positive integer, got {passes!r}")
+    if not (0.5 < learning_decay <= 1.0):
+        raise DataError(f"learning_decay must lie in (0.5, 1] for convergence, got {learning_decay}")
+    start = time.perf_counter()
+    lam = _vb_start(as_key(key), (lda.n_topics, n_words))
+    max_chunks = batch_size * -(-n_words // width)  # fixed shapes: one compilation
+    t, first = 0, None
+    for epoch in range(passes):
+        for position in range(data.batches_per_epoch(batch_size)):
+            _, batch = data.batch(seed, epoch, position, batch_size)
+            bow = BagOfWords.from_counts(batch["counts"])
+            owner, words, counts = bow.chunked(width=width)
+            pad = max_chunks - len(owner)
+            owner = np.concatenate([owner, np.full(pad, bow.n_docs - 1, np.int32)])
+            words = np.concatenate([words, np.zeros((pad, width), np.int32)])
+            counts = np.concatenate([counts, np.zeros((pad, width))])
+            exp_elog_beta = jnp.exp(_dirichlet_expectation(lam))  # (K, V)
+            _, sstats = vb_e_step(jnp.asarray(owner), jnp.asarray(words), jnp.asarray(counts), exp_elog_beta.T,
+                                  lda.alpha, jnp.ones((bow.n_docs, lda.n_topics)))
+            rho = (learning_offset + t) ** (-learning_decay)
+            lam = (1.0 - rho) * lam + rho * (lda.eta + (n_docs / bow.n_docs) * sstats)
+            t += 1
+            if first is None:
+                lam.block_until_ready()
+                first = time.perf_counter() - start
+    lam = np.asarray(lam)
+    return Result(method="online_vb_stream", params={"lambda": lam, "topic_word": lam / lam.sum(1, keepdims=True)},
+                  seconds=time.perf_counter() - start,
+                  diagnostics={"steps": t, "passes": passes, "first_step_seconds": first})
