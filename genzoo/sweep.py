@@ -57,18 +57,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from inference.errors import DataError, GenzooError, MissingPackageError, UnknownNameError
+from inference.errors import DataError, GenzooError, MissingPackageError, SweepError, UnknownNameError
 from inference.io import atomic_write
 
 __all__ = ["sweep", "SweepRun", "SweepError", "Cell", "parse_seeds", "parse_set", "format_summary", "connect",
            "compare_models", "run_cell", "grid"]
 
 METRICS = ("max_abs_marginal", "mean_tv", "max_z_mean", "abs_log_evidence")
-
-
-class SweepError(GenzooError, RuntimeError):
-    """Cells of a sweep failed (their worker died more often than ``max_retries``, or the method
-    raised); the finished cells are kept and a new call with the same folder runs the others."""
 
 
 @dataclasses.dataclass(frozen=True)

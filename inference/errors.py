@@ -74,3 +74,8 @@ class TrainingError(GenzooError, ArithmeticError):
         super().__init__(message)
         self.step = step
         self.rows = rows
+
+
+class SweepError(GenzooError, RuntimeError):
+    """Cells of a sweep failed (their worker died more often than ``max_retries``, or the method
+    raised); the finished cells are kept and a new call with the same folder runs the others."""
