@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from inference.errors import DataError, GenzooError, MissingPackageError, SweepError, UnknownNameError
+from inference.errors import DataError, MissingPackageError, SweepError, UnknownNameError
 from inference.io import atomic_write
 
 __all__ = ["sweep", "SweepRun", "SweepError", "Cell", "parse_seeds", "parse_set", "format_summary", "connect",
