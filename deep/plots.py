@@ -15,7 +15,7 @@ import numpy as np
 
 from inference.errors import DataError
 
-__all__ = ["image_grid", "save_grid", "save_reconstructions", "save_latent_scatter"]
+__all__ = ["image_grid", "save_grid", "save_reconstructions", "save_latent_scatter", "scatter_over_density"]
 
 
 def image_grid(images, nrow: int | None = None, pad: int = 1, fill: float = 1.0) -> np.ndarray:
@@ -91,3 +91,22 @@ def save_latent_scatter(z, labels, path, *, title: str | None = None) -> pathlib
     ax.set_ylabel("z_2")
     ax.set_title(title or "posterior means")
     return _write_png(fig, path)
+
+
+def scatter_over_density(ax, density, samples, title: str = ""):
+    """Samples (n, 2) in red over the density of ``density`` (a :mod:`deep.densities` density) in
+    grey, on its box: the picture of a 2-D sampler's quality a person reads at a glance."""
+    import torch
+
+    box = float(density.box)
+    grid = np.linspace(-box, box, 200)
+    gx, gy = np.meshgrid(grid, grid)
+    with torch.no_grad():
+        lp = density.log_prob(torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1))).reshape(gx.shape).numpy()
+    ax.contourf(gx, gy, np.exp(lp), levels=20, cmap="Greys")
+    ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.5, color="C3")
+    ax.set_xlim(-box, box)
+    ax.set_ylim(-box, box)
+    ax.set_title(title, fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])

@@ -17,23 +17,8 @@ import numpy as np
 import torch
 
 from deep.densities import get
+from deep.plots import scatter_over_density
 from deep.gan_steps import mode_scores, train_gan
-
-
-def scatter_over_density(ax, density, samples, title):
-    """Samples (n, 2) over the log-density of ``density`` on its box."""
-    box = float(density.box)
-    grid = np.linspace(-box, box, 200)
-    gx, gy = np.meshgrid(grid, grid)
-    with torch.no_grad():
-        lp = density.log_prob(torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1))).reshape(gx.shape).numpy()
-    ax.contourf(gx, gy, np.exp(lp), levels=20, cmap="Greys")
-    ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.5, color="C3")
-    ax.set_xlim(-box, box)
-    ax.set_ylim(-box, box)
-    ax.set_title(title, fontsize=7)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def main(args) -> dict:
