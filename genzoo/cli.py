@@ -432,13 +432,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command. A typed error prints one line and exits 2; any other failure prints one
+    line and exits 1; ``--debug`` (anywhere on the line) shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:
         args.fn(args, extra)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("genzoo: interrupted (finished run folders and checkpoints are complete; nothing is half-written)",
+              file=sys.stderr)
+        return 130
     except GenzooError as err:
+        if debug:
+            raise
         print(f"genzoo: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - the CLI never shows a traceback unless asked
+        if debug:
+            raise
+        print(f"genzoo: internal error: {type(err).__name__}: {err} (run again with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

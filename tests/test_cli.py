@@ -138,3 +138,19 @@ def test_model_options_are_never_taken_for_abbreviated_cli_flags():
     assert _model_options(extra) == {"n": "60"}
     args, extra = build_parser().parse_known_args(["sample", "gmm", "-n", "4", "--n", "60"])
     assert args.n == 4 and extra == ["--n", "60"]
+
+
+def test_unexpected_errors_print_one_line_unless_debug(monkeypatch, capsys):
+    from genzoo import cli
+
+    def broken(args, extra):
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    assert cli.main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: something inside broke" in err and "--debug" in err
+    with pytest.raises(RuntimeError, match="inside broke"):
+        cli.main(["list", "--debug"])
+    monkeypatch.setattr(cli, "cmd_list", lambda args, extra: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert cli.main(["list"]) == 130
