@@ -88,6 +88,15 @@ class Density2D:
     def entropy(self) -> float:
         return _quadrature_entropy(self)
 
+    def score(self, x) -> torch.Tensor:
+        """:math:`\\nabla_x \\log p(x)` (n, 2) by autograd through :meth:`log_prob`, in ``x``'s precision
+        (the true score a Stein discrepancy or a score model is measured against)."""
+        x = _check_points(x)
+        with torch.enable_grad():
+            y = x.detach().float().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.log_prob(y).sum(), y)
+        return grad.to(x.dtype)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GaussianMixture2D(Density2D):

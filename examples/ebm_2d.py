@@ -21,16 +21,6 @@ from deep.ebm import kl_to_density, langevin_samples, train_ebm
 from inference.stein import ksd
 
 
-def _true_score(density):
-    def score(x):
-        with torch.enable_grad():
-            y = x.detach().float().requires_grad_(True)
-            (grad,) = torch.autograd.grad(density.log_prob(y).sum(), y)
-        return grad.double()
-
-    return score
-
-
 def main(args) -> dict:
     import matplotlib
 
@@ -52,7 +42,7 @@ def main(args) -> dict:
                                    step_size=args.sample_step_size, box=box)
         row = {"method": method, "seconds": result.seconds, **stats}
         if density.modes is not None:
-            row["ksd"] = ksd(samples, _true_score(density)).ksd2
+            row["ksd"] = ksd(samples, density.score).ksd2
         rows.append(row)
         print(f"{method:>4}: KL(p || p_E) = {stats['kl']:.3f} +- {stats['kl_se']:.3f} nats, test NLL "
               f"{stats['nll']:.3f}, log Z {stats['log_z']:.2f}" + (f", KSD^2 {row['ksd']:.4f}" if "ksd" in row else "")

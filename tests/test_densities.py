@@ -100,3 +100,12 @@ def test_mode_coverage():
     assert far["modes_captured"] == 0 and far["high_quality"] == 0.0
     with pytest.raises(DataError, match="std"):
         mode_coverage(collapsed, ring.modes, 0.0)
+
+
+def test_score_is_the_gradient_of_the_log_density():
+    # against central differences of log_prob in float64 (step 1e-5: error O(h^2) ~ 1e-10 relative)
+    p = get("8gaussians")
+    x = p.sample(5, 1).double()
+    h = 1e-5
+    fd = torch.stack([(p.log_prob(x + h * e) - p.log_prob(x - h * e)) / (2 * h) for e in torch.eye(2, dtype=x.dtype)], 1)
+    torch.testing.assert_close(p.score(x), fd, rtol=1e-4, atol=1e-5)  # score's autograd runs in float32

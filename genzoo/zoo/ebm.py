@@ -29,18 +29,6 @@ def _problem(options: Mapping[str, Any], seed: int) -> Problem:
                                 f"KSD of {options['samples']} Langevin samples against the true score"))
 
 
-def _true_score(density):
-    import torch
-
-    def score(x):
-        with torch.enable_grad():
-            y = x.detach().float().requires_grad_(True)
-            (grad,) = torch.autograd.grad(density.log_prob(y).sum(), y)
-        return grad.double()
-
-    return score
-
-
 def _method(name: str):
     def run(problem, config):
         from deep.ebm import kl_to_density, langevin_samples, train_ebm
@@ -59,7 +47,7 @@ def _method(name: str):
                                    step_size=options["sample_step_size"], box=box)
         scores = {"kl": stats["kl"], "kl_se": stats["kl_se"], "nll": stats["nll"]}
         if density.modes is not None:  # a smooth log-density: its score is defined everywhere
-            scores["ksd"] = ksd(samples, _true_score(density)).ksd2
+            scores["ksd"] = ksd(samples, density.score).ksd2
         return Result(method=name, params=energy, samples={"x": samples.numpy()}, history=result.history,
                       seconds=result.seconds, diagnostics={**result.diagnostics, "scores": scores,
                                                            "log_z": stats["log_z"]})
