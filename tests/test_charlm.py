@@ -19,13 +19,7 @@ from inference.errors import DataError, MissingPackageError, ModelError
 TEXT = "the quick brown fox jumps over the lazy dog; the dog sleeps.\n" * 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and on a loaded 2-core machine far faster than two."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _transformer(context=8, seed=0):

@@ -12,7 +12,7 @@ from deep.diffusion.schedules import (CondOTScheduler, DiscreteSchedule, SubVPSc
                                       cosine_betas, linear_betas, sde_coefficients, vp_betas)
 from inference.errors import DataError
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test, restored after
 D64 = torch.float64
 SCHEDULERS = [CondOTScheduler(), VPScheduler(), SubVPScheduler(), VEScheduler()]
 MU = torch.tensor([1.0, -0.5], dtype=D64)

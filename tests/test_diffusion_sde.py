@@ -14,7 +14,7 @@ from deep.diffusion.sde import ScoreSDE, fit
 from inference.errors import DataError, ModelError
 from inference.evaluate import gaussian_kl
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test, restored after
 D64 = torch.float64
 MU = torch.tensor([1.0, -0.5], dtype=D64)
 SIGMA = torch.tensor([[0.8, 0.3], [0.3, 0.5]], dtype=D64)

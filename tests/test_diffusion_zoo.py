@@ -11,7 +11,7 @@ from genzoo.registry import RunConfig
 from genzoo.zoo import ENTRIES
 from inference.errors import DataError
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test, restored after
 TINY = {"train_steps": 5, "points": 40, "width": 8, "train_n": 200}
 CONFIG = RunConfig(seed=0, steps=None, progress=False)
 

@@ -16,13 +16,7 @@ from inference.train import LossStep, fit
 MU = torch.tensor([1.0, -0.5])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two cores shared by many processes: more torch threads only oversubscribe them.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 COV = torch.tensor([[1.0, 0.6], [0.6, 0.8]])
 

@@ -13,7 +13,7 @@ from deep.flows import MAF, NSF, RealNVP
 from deep.flows.transforms import SplineCoupling
 from inference.errors import DataError, ModelError
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test, restored after
 
 FLOWS = {
     "realnvp": lambda dim, seed: RealNVP(dim, hidden=(8, 8), num_layers=3, seed=seed),

@@ -15,7 +15,7 @@ from deep.flows.digits import LogitFlow, LogitTransform, bits_per_dim, dequantiz
 from deep.flows.glow import ActNorm, InvConv1x1, squeeze, unsqueeze
 from inference.errors import DataError, ModelError
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test, restored after
 F64 = torch.float64
 
 

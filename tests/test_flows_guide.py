@@ -13,7 +13,7 @@ from deep.flows.guide import FlowGuide
 from inference.errors import ModelError
 from inference.svi import fit
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test, restored after
 N, PRIOR_SD, NOISE_SD = 20, 2.0, 1.0
 
 

@@ -14,7 +14,7 @@ from deep.flows.fit import density_scores, fit_flow, train_on_density
 from inference.errors import DataError
 from inference.train import load_checkpoint
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test, restored after
 
 
 def test_short_training_lowers_the_exact_kl():

@@ -12,7 +12,7 @@ import torch
 from genzoo.registry import RunConfig
 from inference.errors import UnknownNameError
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread per test, restored after
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 

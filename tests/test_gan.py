@@ -14,13 +14,7 @@ from inference.errors import CheckpointError, DataError, UnknownNameError
 from inference.train import checkpoint_state, fit
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two cores shared by many processes: more torch threads only oversubscribe them.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gan(**kw):

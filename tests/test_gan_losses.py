@@ -18,13 +18,7 @@ DX = GRID[1] - GRID[0]
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two cores shared by many processes: more torch threads only oversubscribe them.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _densities(x):
     return stats.norm.pdf(x, MU_P, SD_P), stats.norm.pdf(x, MU_Q, SD_Q)

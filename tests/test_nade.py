@@ -14,13 +14,7 @@ from deep.nade import NADE
 from inference.errors import DataError, ModelError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and on a loaded 2-core machine far faster than two."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _all_binary(dim):

@@ -11,13 +11,7 @@ from inference.stein import imq_kernel, ksd, stein_kernel_matrix
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two cores shared by many processes: more torch threads only oversubscribe them.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
