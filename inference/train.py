@@ -24,7 +24,9 @@ How a run goes (:func:`fit`):
    and nothing is loaded. It restores the weights, the optimisers, both random states, the
    epoch's permutation and the history.
 3. For each step: take the next minibatch (a fresh permutation each epoch), check that its
-   floating-point entries are finite (unless the step takes NaN as missing), call the step, and
+   floating-point entries are finite (unless the step takes NaN as missing; data held in memory
+   are checked once, row by row, before the first step, and the run stops at the step whose
+   minibatch holds a bad row, as if each were checked), call the step, and
    check that every loss it returns is finite. Every ``checkpoint_every`` steps and at the end,
    write a checkpoint atomically (temporary file, fsync, rename).
 4. Return a :class:`~inference.result.Result`: the trained module(s) as ``params``, the loss per
@@ -149,14 +151,15 @@ class LossStep(TrainStep):
 
     def __call__(self, batch, generator):
         loss = self.loss_fn(self.module, batch, generator)
-        if not torch.isfinite(loss.detach()):  # before the update: the weights stay the last good ones
-            return {"loss": loss.detach()}
+        value = loss.item()  # the one synchronisation of the step
+        if not math.isfinite(value):  # before the update: the weights stay the last good ones
+            return {"loss": value}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.clip is not None:
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.clip)
         self.optimizer.step()
-        return {"loss": loss.detach()}
+        return {"loss": value}
 
 
 # =========================================================================== checkpoints
@@ -314,6 +317,17 @@ def as_tensors(data) -> dict[str, torch.Tensor]:
     return out
 
 
+def _bad_rows(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+    """A (N,) boolean CPU tensor marking the rows with a NaN or infinite floating-point entry, or
+    None when every row is finite: the data are checked once, not each minibatch again."""
+    flags = [~torch.isfinite(t.reshape(t.shape[0], -1)).all(1) for t in tensors.values()
+             if t.is_floating_point() and t.dim() > 0]
+    if not flags:
+        return None
+    bad = torch.stack(flags).any(0).cpu()
+    return bad if bool(bad.any()) else None
+
+
 def _check_finite(batch: Mapping[str, torch.Tensor], index: torch.Tensor, step: int) -> None:
     for k, t in batch.items():
         if t.is_floating_point() and t.dim() > 0 and not torch.isfinite(t).all():
@@ -455,7 +469,11 @@ def fit(
                      "history": {k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()}}
             save_checkpoint(checkpoint, weights.target, state=state)
 
-        # 3. optimise
+        # 3. optimise. In-memory data are checked for NaN / inf once, here: a minibatch is checked
+        # again only when it holds a bad row (to stop at that step, naming it), or when its rows are
+        # read from disk or changed by ``augment`` (then every minibatch is checked).
+        check_batches = not step.takes_missing and (sharded or augment is not None)
+        bad_rows = None if step.takes_missing or check_batches else _bad_rows(tensors)
         for module in weights.mods.values():
             module.train()
         with tqdm(total=total, initial=done, disable=not progress, desc=f"train {step.name}") as bar:
@@ -468,10 +486,10 @@ def fit(
                         perm = torch.randperm(n, generator=index_generator)
                     index = perm[position * batch_size:(position + 1) * batch_size]
                     device_index = index.to(run_device)
-                    batch = {k: (t[device_index] if t.dim() > 0 else t) for k, t in tensors.items()}
+                    batch = {k: (t.index_select(0, device_index) if t.dim() > 0 else t) for k, t in tensors.items()}
                 if augment is not None:
                     batch = augment(batch, generator)
-                if not step.takes_missing:
+                if check_batches or (bad_rows is not None and bool(bad_rows[index].any())):
                     _check_finite(batch, index, done + 1)
                 losses = {k: float(v) for k, v in step(batch, generator).items()}
                 bad = {k: v for k, v in losses.items() if not math.isfinite(v)}

@@ -170,6 +170,22 @@ def test_nan_data_and_nan_loss_stop_with_the_last_good_checkpoint(tmp_path):
         assert torch.equal(fresh.state_dict()[k], before[k])
 
 
+def test_a_bad_row_stops_the_run_at_the_step_that_draws_it(tmp_path):
+    # The data are checked once before the first step; the run must still stop exactly at the step
+    # whose minibatch holds the bad row, with every earlier step done and checkpointed. The step is
+    # known in advance: fit draws epoch 1's order as randperm(n) from a generator seeded with seed.
+    n, batch, bad_row = 40, 8, 33
+    x = _data(n)["x"].clone()
+    x[bad_row, 0] = float("inf")
+    position = int((torch.randperm(n, generator=torch.Generator().manual_seed(5)) == bad_row).nonzero())
+    expected_step = position // batch + 1
+    ckpt = tmp_path / "c.ckpt"
+    with pytest.raises(DataError, match=rf"rows \[{bad_row}\] \(the minibatch of step {expected_step}\)"):
+        fit(_two_net_step(0), {"x": x}, seed=5, steps=20, batch_size=batch, checkpoint=ckpt, checkpoint_every=1)
+    if expected_step > 1:
+        assert checkpoint_state(ckpt)["step"] == expected_step - 1
+
+
 def test_bad_arguments_are_named(tmp_path):
     lin = torch.nn.Linear(3, 1)
     step = LossStep(lin, lambda m, b, g: m(b["x"]).mean())
