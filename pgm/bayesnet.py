@@ -164,6 +164,29 @@ def _config_text(structure: _Structure, var: str, row: int) -> str:
     return "(" + ", ".join(f"{p}={structure.states[p][i]}" for p, i in zip(parents, index)) + ")"
 
 
+def _check_properties(structure: _Structure, properties) -> dict:
+    """``{"network": tuple, "variables": {var: tuple}, "tables": {var: tuple}}`` of property texts;
+    ModelError naming an unknown key or variable."""
+    properties = {} if properties is None else properties
+    if not isinstance(properties, Mapping) or set(properties) - {"network", "variables", "tables"}:
+        raise ModelError("properties must be a mapping with keys among 'network', 'variables', 'tables'")
+
+    def texts(value, where):
+        if isinstance(value, str) or not all(isinstance(t, str) for t in value):
+            raise ModelError(f"the properties of {where} must be a sequence of strings, got {value!r}")
+        return tuple(value)
+
+    out = {"network": texts(properties.get("network", ()), "the network")}
+    for key in ("variables", "tables"):
+        out[key] = {}
+        for var, value in dict(properties.get(key, {})).items():
+            if var not in structure.index:
+                raise ModelError(f"properties[{key!r}] names {var!r}, which is not a variable of the network")
+            if len(value):
+                out[key][var] = texts(value, repr(var))
+    return out
+
+
 def _cpt_error(message: str, var: str) -> ModelError:
     error = ModelError(message)
     error.variable = var  # lets file readers add the line of the variable's table
@@ -317,6 +340,7 @@ class BayesNet:
         cpts: Mapping[str, Any],
         *,
         name: str = "bayesnet",
+        properties: Mapping[str, Any] | None = None,
     ):
         """Build and validate a network.
 
@@ -327,6 +351,10 @@ class BayesNet:
             cpts: variable -> table of shape ``(*[len(states[p]) for p in parents[v]],
                 len(states[v]))``, each row summing to one (within 1e-6; then renormalised).
             name: the network's name.
+            properties: BIF ``property`` statements carried to the files written (their text
+                between ``property`` and ``;``): ``{"network": [...], "variables": {var: [...]},
+                "tables": {var: [...]}}``, any key left out. Kept as the plain dict
+                :attr:`properties`; they do not affect the model.
 
         Raises:
             ModelError: naming the culprit: duplicate state names, an unknown parent, a cycle
@@ -344,12 +372,13 @@ class BayesNet:
             if var not in cpts:
                 raise _cpt_error(f"no CPT is given for {var!r}", var)
             tables[var] = _check_cpt(structure, var, cpts[var])
-        self._init(structure, tables, name)
+        self._init(structure, tables, name, _check_properties(structure, properties))
 
-    def _init(self, structure: _Structure, tables: dict[str, np.ndarray], name: str) -> None:
+    def _init(self, structure: _Structure, tables: dict[str, np.ndarray], name: str, properties: dict) -> None:
         self._structure = structure
         self._cpts = tables
         self._name = str(name)
+        self.properties = properties
         self._factor_graph = None
         self._device_cpts = None
 
@@ -394,7 +423,9 @@ class BayesNet:
     @classmethod
     def _from_network_spec(cls, spec: bif.NetworkSpec, path) -> "BayesNet":
         try:
-            return cls(spec.states, spec.parents, spec.cpts, name=spec.name)
+            properties = {"network": spec.network_properties, "variables": spec.properties,
+                          "tables": spec.table_properties}
+            return cls(spec.states, spec.parents, spec.cpts, name=spec.name, properties=properties)
         except ModelError as err:
             var = getattr(err, "variable", None)
             where = f"{os.fspath(path)}"
@@ -403,9 +434,12 @@ class BayesNet:
             raise ModelError(f"{where}: {err}") from err
 
     def to_network_spec(self) -> bif.NetworkSpec:
-        """The network as the plain record the file writers take (variables in topological order)."""
-        return bif.NetworkSpec(name=self._name, states=self.states,
-                               parents=dict(self._structure.parents), cpts=dict(self._cpts))
+        """The network as the plain record the file writers take (variables in topological order),
+        with its :attr:`properties`."""
+        props = self.properties
+        return bif.NetworkSpec(name=self._name, states=self.states, parents=dict(self._structure.parents),
+                               cpts=dict(self._cpts), network_properties=props["network"],
+                               properties=dict(props["variables"]), table_properties=dict(props["tables"]))
 
     def to_bif(self, path) -> None:
         """Write the network as BIF (gzipped when ``path`` ends in ``.gz``); reads back exactly."""
@@ -426,7 +460,7 @@ class BayesNet:
                 raise ModelError(f"a CPT is given for {var!r}, which is not a variable of the network")
             tables[var] = _check_cpt(self._structure, var, table)
         new = object.__new__(type(self))
-        new._init(self._structure, tables, self._name)
+        new._init(self._structure, tables, self._name, self.properties)
         return new
 
     # ------------------------------------------------------------------ structure

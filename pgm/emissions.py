@@ -4,6 +4,8 @@ An emission family turns a state :math:`z_t = k` into a distribution over the ob
 :math:`x_t`:
 
 - :class:`CategoricalEmission`: :math:`p(x_t = m \\mid z_t = k) = B_{km}` over ``M`` symbols;
+- :class:`MultinomialEmission`: ``M`` counts per step summing to ``n_trials``,
+  :math:`x_t \\mid z_t = k \\sim \\mathrm{Mult}(n, B_k)` (hmmlearn's ``MultinomialHMM``);
 - :class:`GaussianSingleEmission`: :math:`\\mathcal N(\\mu_k, \\Sigma_k)`, ``covariance_type``
   ``"full"`` or ``"diag"``; NaN entries are missing and marginalised;
 - :class:`GaussianMixtureEmission`: :math:`\\sum_m w_{km} \\mathcal N(\\mu_{km}, \\Sigma_{km})`.
@@ -13,6 +15,9 @@ the observations), ``log_likelihoods(x)`` (the (N, T, K) table :math:`\\log p(x_
 that forward-backward consumes), ``distribution(params, z)`` (the sample site of the program),
 and the EM pieces ``expected_stats(x, gamma)`` / ``from_stats(stats, ...)`` / ``log_prior(...)``
 (closed-form M-steps with optional Dirichlet / covariance priors).
+
+The discrete families and the checks all families share live in :mod:`pgm.emissions_discrete`;
+this module re-exports them, so ``from pgm.emissions import CategoricalEmission`` keeps working.
 
 References:
     Rabiner (1989). A tutorial on hidden Markov models and selected applications in speech recognition.
@@ -27,176 +32,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-from jax.scipy.special import gammaln
 
 from inference.errors import DataError, ModelError
+from pgm.emissions_discrete import (CategoricalEmission, MultinomialEmission, _as_batch, _dirichlet_log_density,
+                                    _normalise_counts, _probability_table, _valid_mask)
 
 _LOG_2PI = math.log(2 * math.pi)
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _probability_table(value, name, shape=None):
-    """A float64 array whose last axis holds distributions; ModelError naming ``name`` otherwise."""
-    table = np.asarray(value, dtype=np.float64)
-    if shape is not None and table.shape != shape:
-        raise ModelError(f"{name} must have shape {shape}, got {table.shape}")
-    if not np.all(np.isfinite(table)) or np.any(table < 0):
-        raise ModelError(f"{name} must hold finite non-negative probabilities")
-    sums = np.atleast_1d(table.sum(axis=-1))
-    bad = np.argwhere(np.abs(sums - 1.0) > 1e-6)
-    if bad.size:
-        where = tuple(int(i) for i in bad[0])
-        label = f"{name}" if table.ndim == 1 else f"{name} row {where if len(where) > 1 else where[0]}"
-        raise ModelError(f"{label} sums to {float(sums[where]):.9g}, not 1")
-    if table.ndim == 0:
-        raise ModelError(f"{name} must be an array of probabilities, got a scalar")
-    return table / table.sum(axis=-1, keepdims=True)
-
-
-def _dirichlet_log_density(probs, pseudo_count):
-    """:math:`\\sum_{rows} \\log \\mathrm{Dir}(p \\mid 1 + c)`; 0 for ``c = 0`` (the flat prior)."""
-    if pseudo_count == 0:
-        return 0.0
-    alpha = 1.0 + pseudo_count
-    n = probs.shape[-1]
-    rows = probs.reshape(-1, n)
-    norm = gammaln(n * alpha) - n * gammaln(alpha)
-    with np.errstate(divide="ignore"):
-        return float(np.sum(norm + pseudo_count * np.sum(np.log(rows), axis=-1)))
-
-
-def _normalise_counts(counts, pseudo_count, previous):
-    """MAP of a Dirichlet(1 + c) row given expected counts; rows with no mass keep ``previous``."""
-    counts = np.asarray(counts, dtype=np.float64) + pseudo_count
-    totals = counts.sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rows = counts / totals
-    return np.where(totals > 0, rows, previous)
-
-
-# ----------------------------------------------------------------------------- observations
-
-
-def _as_batch(x, event_ndim, lengths, float_data):
-    """(x padded (N, T, *event), lengths (N,), batched) from one sequence, a batch or a list."""
-    dtype = np.float64 if float_data else None
-    if isinstance(x, (list, tuple)) and len(x) and not np.isscalar(x[0]) and np.ndim(x[0]) >= 1:
-        seqs = [np.asarray(s, dtype=dtype) for s in x]
-        if float_data and event_ndim == 1:
-            seqs = [s[:, None] if s.ndim == 1 else s for s in seqs]
-        for i, s in enumerate(seqs):
-            if s.ndim != 1 + event_ndim or s.shape[0] == 0:
-                raise DataError(f"x[{i}] must be a non-empty sequence of shape (T,{' D' if event_ndim else ''}), got {s.shape}")
-        if lengths is not None:
-            raise DataError("lengths must not be given with a list of sequences (their lengths are used)")
-        lengths = np.array([len(s) for s in seqs])
-        T = int(lengths.max())
-        fill = np.nan if float_data else 0
-        out = np.full((len(seqs), T) + seqs[0].shape[1:], fill, dtype=np.float64 if float_data else np.int64)
-        for i, s in enumerate(seqs):
-            if s.shape[1:] != seqs[0].shape[1:]:
-                raise DataError(f"x[{i}] has event shape {s.shape[1:]}, x[0] has {seqs[0].shape[1:]}")
-            out[i, : len(s)] = s
-        return out, lengths, True
-    x = np.asarray(x, dtype=dtype)
-    if float_data and event_ndim == 1 and x.ndim == 1:
-        x = x[:, None]
-    if x.ndim == 1 + event_ndim:
-        batched, x = False, x[None]
-    elif x.ndim == 2 + event_ndim:
-        batched = True
-    else:
-        want = "(T,) or (N, T)" if event_ndim == 0 else "(T, D) or (N, T, D)"
-        raise DataError(f"x must have shape {want}, got {x.shape}")
-    N, T = x.shape[:2]
-    if T == 0:
-        raise DataError("x has no time steps")
-    if lengths is None:
-        lengths = np.full(N, T)
-    else:
-        lengths = np.asarray(lengths)
-        if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer):
-            raise DataError(f"lengths must be {N} integers (one per sequence), got {lengths!r}")
-        if np.any(lengths < 1) or np.any(lengths > T):
-            raise DataError(f"lengths must lie in 1..{T} (the padded length), got {lengths.tolist()}")
-    return x, lengths.astype(np.int64), batched
-
-
-def _valid_mask(lengths, T):
-    return np.arange(T)[None, :] < np.asarray(lengths)[:, None]
-
-
-# ----------------------------------------------------------------------------- emission families
-
-
-class CategoricalEmission:
-    """:math:`p(x_t = m \\mid z_t = k) = B_{km}` over ``M`` symbols ``0..M-1``."""
-
-    family = "categorical"
-    event_ndim = 0
-
-    def __init__(self, emission_probs, num_states):
-        self.probs = _probability_table(emission_probs, "emission_probs")
-        if self.probs.ndim != 2 or self.probs.shape[0] != num_states:
-            raise ModelError(
-                f"emission_probs must have shape (K={num_states}, M), got {self.probs.shape}"
-            )
-        self.num_symbols = self.probs.shape[1]
-
-    def params(self):
-        return {"emission_probs": self.probs}
-
-    def prepare(self, x, lengths):
-        x, lengths, batched = _as_batch(x, 0, lengths, float_data=False)
-        if np.issubdtype(x.dtype, np.floating):
-            if np.any(np.isnan(x[_valid_mask(lengths, x.shape[1])])):
-                raise DataError("x holds NaN: categorical observations cannot be missing")
-            if np.any(x != np.round(x)):
-                raise DataError("x must hold integer symbols for a categorical HMM")
-        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-            raise DataError(f"x must hold integer symbols, got dtype {x.dtype}")
-        full = bool(np.all(lengths == x.shape[1]))
-        valid = None if full else _valid_mask(lengths, x.shape[1])
-        observed = x if full else x[valid]
-        if observed.min() < 0 or observed.max() >= self.num_symbols:
-            outside = (x < 0) | (x >= self.num_symbols)
-            n, t = (int(i) for i in np.argwhere(outside if full else valid & outside)[0])
-            raise DataError(
-                f"x[{n}, {t}] = {x[n, t]} is not a symbol of the emission_probs (0..{self.num_symbols - 1})"
-            )
-        return (x if full else np.where(valid, x, 0)).astype(np.int32, copy=False), lengths, batched
-
-    def log_likelihoods(self, x):
-        return _categorical_loglik(jnp.log(self.probs), x)
-
-    def distribution(self, probs, z):
-        return dist.Categorical(probs=probs[z])
-
-    def expected_stats(self, x, gamma):
-        return {"counts": _categorical_counts(x, gamma, self.num_symbols)}
-
-    def from_stats(self, stats, pseudo_count=0.0, **_):
-        probs = _normalise_counts(stats["counts"], pseudo_count, self.probs)
-        return CategoricalEmission(probs, self.probs.shape[0])
-
-    def log_prior(self, pseudo_count=0.0, **_):
-        return _dirichlet_log_density(self.probs, pseudo_count)
-
-
-@jax.jit
-def _categorical_loglik(log_probs, x):
-    return jnp.take(log_probs.T, x, axis=0)  # (N, T, K)
-
-
-@jax.jit
-def _categorical_counts_jit(x, gamma, onehot_eye):
-    return jnp.einsum("ntk,ntm->km", gamma, onehot_eye[x])
-
-
-def _categorical_counts(x, gamma, M):
-    return _categorical_counts_jit(x, gamma, jnp.eye(M))
 
 
 class GaussianEmission:
@@ -625,4 +466,5 @@ class _StateMixture(dist.Distribution):
         return mean + jnp.einsum("...de,...e->...d", scale, noise)
 
 
-__all__ = ["CategoricalEmission", "GaussianEmission", "GaussianSingleEmission", "GaussianMixtureEmission"]
+__all__ = ["CategoricalEmission", "MultinomialEmission", "GaussianEmission", "GaussianSingleEmission",
+           "GaussianMixtureEmission"]

@@ -8,6 +8,7 @@
 with emission families
 
 - categorical: :math:`x_t \\mid z_t = k \\sim \\mathrm{Cat}(B_k)` over ``M`` symbols;
+- multinomial: ``M`` counts per step, :math:`x_t \\mid z_t = k \\sim \\mathrm{Mult}(n, B_k)`;
 - Gaussian: :math:`\\mathcal N(\\mu_k, \\Sigma_k)`, ``covariance_type`` ``"full"``, ``"diag"``,
   ``"spherical"`` (:math:`\\sigma^2_k I`) or ``"tied"`` (one :math:`\\Sigma` for every state);
 - Gaussian mixture: :math:`\\sum_m w_{km} \\mathcal N(\\mu_{km}, \\Sigma_{km})`
@@ -28,9 +29,10 @@ The hidden site ``"z"`` carries ``infer={"enumerate": "parallel"}``: NumPyro's e
 simulates (no ``x``) and scores (``x`` given). Exact inference goes through ``inference.chain``
 (forward-backward, Viterbi, FFBS) via :meth:`HMM.chain`; Baum-Welch through ``inference.em.fit``.
 
-Observations: categorical ``x`` is int (T,) for one sequence or (N, T) for a batch; Gaussian ``x`` is
-(T, D) or (N, T, D) (a 1-D array is one sequence with D = 1). A batch of sequences of different
-lengths is a padded array with ``lengths``, or a list of arrays. NaN entries of Gaussian
+Observations: categorical ``x`` is int (T,) for one sequence or (N, T) for a batch; multinomial
+``x`` is int (T, M) or (N, T, M) counts; Gaussian ``x`` is (T, D) or (N, T, D) (a 1-D array is one
+sequence with D = 1). A batch of sequences of different lengths is a padded array with
+``lengths``, or a list of arrays. NaN entries of Gaussian
 observations are missing: marginalised in the likelihood and imputed in expectation by EM.
 
 References:
@@ -61,8 +63,11 @@ from numpyro.contrib.control_flow import scan
 from inference.chain import ChainPotentials, batch_expected_counts, run_batch
 from inference.errors import DataError, ModelError
 from inference.rng import as_key
-from pgm.emissions import (CategoricalEmission, GaussianMixtureEmission, GaussianSingleEmission, _dirichlet_log_density,
-                           _normalise_counts, _probability_table, _valid_mask)
+from pgm.emissions import (CategoricalEmission, GaussianMixtureEmission, GaussianSingleEmission, MultinomialEmission,
+                           _dirichlet_log_density, _normalise_counts, _probability_table, _valid_mask)
+
+# families whose parameters are the (K, M) table emission_probs and whose observations are integers
+_DISCRETE = ("categorical", "multinomial")
 
 
 # ----------------------------------------------------------------------------- the model
@@ -71,7 +76,8 @@ from pgm.emissions import (CategoricalEmission, GaussianMixtureEmission, Gaussia
 class HMM:
     """A hidden Markov model: initial distribution, transition matrix and an emission family.
 
-    Build one with :meth:`categorical`, :meth:`gaussian` or :meth:`gaussian_mixture`.
+    Build one with :meth:`categorical`, :meth:`multinomial`, :meth:`gaussian` or
+    :meth:`gaussian_mixture`.
 
     Attributes:
         initial_probs: (K,) :math:`\\pi_k = p(z_0 = k)`.
@@ -94,6 +100,23 @@ class HMM:
         """Categorical emissions: ``emission_probs[k, m]`` = :math:`p(x_t = m \\mid z_t = k)`."""
         K = np.shape(initial_probs)[0]
         return cls(initial_probs, transition_matrix, CategoricalEmission(emission_probs, K), name=name)
+
+    @classmethod
+    def multinomial(cls, initial_probs, transition_matrix, emission_probs, n_trials=None, *, name="hmm"):
+        """Multinomial emissions (hmmlearn's ``MultinomialHMM``): each step is ``M`` counts summing
+        to ``n_trials``, ``emission_probs[k, m]`` the probability of symbol ``m`` in one trial.
+        ``n_trials=None`` takes each step's own total (simulation then needs an int).
+
+        Example:
+            >>> hmm = HMM.multinomial([0.5, 0.5], [[0.9, 0.1], [0.2, 0.8]],
+            ...                       [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], n_trials=4)
+            >>> x = hmm.sample(0, 5)["x"][0]                  # (5, 3) counts
+            >>> x.sum(axis=1).tolist(), round(float(hmm.log_prob(x)), 6) < 0
+            ([4, 4, 4, 4, 4], True)
+        """
+        K = np.shape(initial_probs)[0]
+        emission = MultinomialEmission(emission_probs, K, n_trials)
+        return cls(initial_probs, transition_matrix, emission, name=name)
 
     @classmethod
     def gaussian(cls, initial_probs, transition_matrix, means, covariances, covariance_type="full", *, name="hmm"):
@@ -156,13 +179,14 @@ class HMM:
     @property
     def num_free_parameters(self) -> int:
         """Free scalars: :math:`(K-1) + K(K-1)` for the chain plus the emission's (hmmlearn's
-        count: categorical :math:`K(M-1)`; Gaussian :math:`KD` means and :math:`K`, :math:`KD`,
-        :math:`KD(D+1)/2` or :math:`D(D+1)/2` covariance entries for spherical, diag, full, tied;
+        count: categorical and multinomial :math:`K(M-1)`; Gaussian :math:`KD` means and :math:`K`,
+        :math:`KD`, :math:`KD(D+1)/2` or :math:`D(D+1)/2` covariance entries for spherical, diag,
+        full, tied;
         a Gaussian mixture :math:`K(M-1) + KMD` plus its covariances)."""
         K = self.num_states
         e = self.emission
         n = (K - 1) + K * (K - 1)
-        if e.family == "categorical":
+        if e.family in _DISCRETE:
             return n + K * (e.probs.shape[1] - 1)
         D = e.dim
         kind = getattr(e, "kind", e.covariance_type)
@@ -245,7 +269,7 @@ class HMM:
         return zs, x_out
 
     def _emit(self, emission, z, x_t):
-        if self.emission.family == "categorical":
+        if self.emission.family in _DISCRETE:
             return numpyro.sample("x", self.emission.distribution(emission, z), obs=x_t)
         if x_t is None:
             return numpyro.sample("x", self.emission.distribution(emission, z))
@@ -270,7 +294,7 @@ class HMM:
         single missing entries for ``"diag"`` (the full-covariance program cannot marginalise part of
         a step; ``inference.chain`` and ``log_prob`` can).
         """
-        if x is not None and self.emission.family != "categorical" and self.emission.covariance_type == "full":
+        if x is not None and self.emission.family not in _DISCRETE and self.emission.covariance_type == "full":
             xp, _, _ = self._prepared(x, lengths)
             observed = ~np.isnan(xp)
             if np.any(observed.any(-1) & ~observed.all(-1)):
@@ -284,12 +308,16 @@ class HMM:
     def bayesian_model(self, x=None, T=None, lengths=None, *, concentration=1.0, mean_scale=10.0):
         """The program with priors on the parameters, for NUTS or SVI over them.
 
-        :math:`\\pi \\sim \\mathrm{Dir}(c)`, rows :math:`A_i \\sim \\mathrm{Dir}(c)`; categorical rows
-        :math:`B_k \\sim \\mathrm{Dir}(c)`; Gaussian means :math:`\\mu_k \\sim \\mathcal N(\\mu_k^{(0)},
-        s^2 I)` around this model's means and variances :math:`\\sigma^2_{kd} \\sim
-        \\mathrm{InvGamma}(2, \\sigma^{2(0)}_{kd})` (diagonal covariances; a full-covariance model
-        keeps its correlation structure fixed at this model's and scales by the sampled variances).
-        Mixture weights :math:`\\sim \\mathrm{Dir}(c)`.
+        :math:`\\pi \\sim \\mathrm{Dir}(c)`, rows :math:`A_i \\sim \\mathrm{Dir}(c)`; categorical and
+        multinomial rows :math:`B_k \\sim \\mathrm{Dir}(c)`; Gaussian means
+        :math:`\\mu_k \\sim \\mathcal N(\\mu_k^{(0)}, s^2 I)` around this model's means and the site ``"variances"`` as the covariance type ties
+        them, each :math:`\\mathrm{InvGamma}(2, \\cdot)` with this model's value as its scale:
+        :math:`\\sigma^2_{kd}` (K, D) for diag, :math:`\\sigma^2_k` (K,) for spherical
+        (:math:`\\Sigma_k = \\sigma^2_k I`), :math:`\\sigma^2_{kd}` (K, D) for full and one
+        :math:`\\sigma^2_d` (D,) shared by every state for tied. A full or tied model keeps its
+        correlations fixed at this model's and scales them by the sampled variances,
+        :math:`\\Sigma_{de} = \\rho_{de} \\sigma_d \\sigma_e`. Mixture weights
+        :math:`\\sim \\mathrm{Dir}(c)`.
         """
         K = self.num_states
         params = {
@@ -299,7 +327,7 @@ class HMM:
             ),
         }
         e = self.emission
-        if e.family == "categorical":
+        if e.family in _DISCRETE:
             params["emission_probs"] = numpyro.sample(
                 "emission_probs", dist.Dirichlet(jnp.full(e.probs.shape, concentration)).to_event(1)
             )
@@ -307,12 +335,19 @@ class HMM:
             means0 = jnp.asarray(e.means)
             cov0 = jnp.asarray(e.covariances)
             var0 = cov0 if e.covariance_type == "diag" else jnp.diagonal(cov0, axis1=-2, axis2=-1)
+            # the tying is kept: spherical states sample one variance each (K,), tied ones a single
+            # (D,) set of variances shared by every state (both stored expanded, see GaussianEmission)
+            kind = getattr(e, "kind", e.covariance_type)
+            var0 = {"spherical": var0[..., 0], "tied": var0[0]}.get(kind, var0)
             params["means"] = numpyro.sample("means", dist.Normal(means0, mean_scale).to_event(means0.ndim))
             var = numpyro.sample("variances", dist.InverseGamma(2.0, var0).to_event(var0.ndim))
-            if e.covariance_type == "diag":
+            if kind == "spherical":
+                params["covariances"] = jnp.broadcast_to(var[:, None], cov0.shape)
+            elif e.covariance_type == "diag":
                 params["covariances"] = var
-            else:
-                corr = cov0 / jnp.sqrt(var0[..., :, None] * var0[..., None, :])
+            else:  # full or tied: the correlations of this model, scaled by the sampled variances
+                diag0 = jnp.diagonal(cov0, axis1=-2, axis2=-1)
+                corr = cov0 / jnp.sqrt(diag0[..., :, None] * diag0[..., None, :])
                 params["covariances"] = corr * jnp.sqrt(var[..., :, None] * var[..., None, :])
             if e.family == "gaussian_mixture":
                 params["weights"] = numpyro.sample(
@@ -325,7 +360,8 @@ class HMM:
         (``key``: a JAX key or an int seed).
 
         Returns:
-            ``{"z": (n_sequences, T) int64, "x": (n_sequences, T) int64 or (n_sequences, T, D)}``.
+            ``{"z": (n_sequences, T) int64, "x": (n_sequences, T) int64, (n_sequences, T, M) int64
+            counts or (n_sequences, T, D)}``.
         """
         if not isinstance(T, (int, np.integer)) or T < 1:
             raise DataError(f"T must be a positive integer, got {T!r}")
@@ -334,7 +370,7 @@ class HMM:
         params = jax.tree_util.tree_map(jnp.asarray, self.params)
         zs, xs = _simulate(self, params, as_key(key), int(T), int(n_sequences))
         x = np.swapaxes(np.asarray(xs), 0, 1)
-        x = x.astype(np.int64) if self.emission.family == "categorical" else np.array(x, dtype=np.float64)
+        x = x.astype(np.int64) if self.emission.family in _DISCRETE else np.array(x, dtype=np.float64)
         return {"z": np.swapaxes(np.asarray(zs), 0, 1).astype(np.int64), "x": x}
 
     # ------------------------------------------------------------------ EM contract
@@ -367,7 +403,7 @@ class HMM:
         """Baum-Welch M-step (MAP under the priors of :meth:`log_prior`).
 
         ``learn``: which parameters to re-estimate, hmmlearn's ``params`` letters (``s`` initial,
-        ``t`` transition, ``e`` categorical emissions, ``m`` means, ``c`` covariances); the
+        ``t`` transition, ``e`` categorical or multinomial emissions, ``m`` means, ``c`` covariances); the
         others stay as they are (each update is the exact maximiser given the kept ones, so EM
         still never decreases). Default: all. Options of :func:`inference.em.fit` reach here,
         e.g. ``em.fit(hmm, x, learn="tm")``. ``mean_weight`` / ``mean_prior``: a prior on the
@@ -384,7 +420,7 @@ class HMM:
             else self.initial_probs
         transition = _normalise_counts(stats["transition"], pseudo_count, self.transition_matrix) if "t" in learn \
             else self.transition_matrix
-        if self.emission.family == "categorical":
+        if self.emission.family in _DISCRETE:
             emission = self.emission.from_stats(stats["emission"], pseudo_count=pseudo_count) if "e" in learn \
                 else self.emission
         elif self.emission.family == "gaussian":
@@ -414,7 +450,7 @@ class HMM:
 
 
 def _emission_args(emission, params):
-    if emission.family == "categorical":
+    if emission.family in _DISCRETE:
         return params["emission_probs"]
     if emission.family == "gaussian":
         return params["means"], params["covariances"]
@@ -488,5 +524,5 @@ def averaged_state_marginals(samples, x, reference_emission_probs) -> np.ndarray
     return np.asarray(jax.vmap(smooth)(pi, a, b).mean(0))  # (T, K)
 
 
-__all__ = ["HMM", "CategoricalEmission", "GaussianSingleEmission", "GaussianMixtureEmission",
+__all__ = ["HMM", "CategoricalEmission", "MultinomialEmission", "GaussianSingleEmission", "GaussianMixtureEmission",
            "averaged_state_marginals"]

@@ -9,8 +9,8 @@ then the point from that component:
     p(x_n) = \\sum_k \\pi_k\\, \\mathcal N(x_n; \\mu_k, \\Sigma_k).
 
 ``covariance_type`` says how :math:`\\Sigma_k` is parametrised: ``"full"`` (any positive definite
-matrix), ``"diag"`` (:math:`\\mathrm{diag}(\\sigma^2_{k1}, \\dots, \\sigma^2_{kD})`) or
-``"spherical"`` (:math:`\\sigma^2_k I`).
+matrix), ``"diag"`` (:math:`\\mathrm{diag}(\\sigma^2_{k1}, \\dots, \\sigma^2_{kD})`),
+``"spherical"`` (:math:`\\sigma^2_k I`) or ``"tied"`` (one matrix for all, :math:`\\Sigma_k = \\Sigma`).
 
 How each method sees the program:
 
@@ -20,11 +20,13 @@ How each method sees the program:
    :math:`N_k = \\sum_n r_{nk}`, :math:`S_k = \\sum_n r_{nk} x_n`,
    :math:`S^{(2)}_k = \\sum_n r_{nk} x_n x_n^\\top`; the M-step is closed form,
    :math:`\\pi_k = N_k / N`, :math:`\\mu_k = S_k / N_k`,
-   :math:`\\Sigma_k = S^{(2)}_k / N_k - \\mu_k \\mu_k^\\top + \\epsilon I`.
+   :math:`\\Sigma_k = S^{(2)}_k / N_k - \\mu_k \\mu_k^\\top + \\epsilon I`; tied,
+   :math:`\\Sigma = \\big(\\sum_n x_n x_n^\\top - \\sum_k N_k \\mu_k \\mu_k^\\top\\big) / N + \\epsilon I`.
    The ridge :math:`\\epsilon` = ``reg_covar`` (1e-6 by default, as in scikit-learn) keeps every
    covariance positive definite when a component collapses onto few points; a covariance that is
    still singular raises :class:`~inference.errors.ModelError` naming the component.
-2. **SVI** and **NUTS** (:class:`BayesianGaussianMixture`): priors on :math:`\\pi, \\mu, \\Sigma`
+2. **SVI** and **NUTS** (:class:`BayesianGaussianMixture`, in :mod:`pgm.mixture_bayes`): priors on
+   :math:`\\pi, \\mu, \\Sigma`
    (Dirichlet, Normal-inverse-Wishart), the assignment site ``z`` marked
    ``infer={"enumerate": "parallel"}`` so that it is summed out exactly; only the continuous
    parameters are optimised or sampled (:func:`fit_svi`, :func:`fit_nuts`).
@@ -45,7 +47,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import time
 from functools import partial
 
 import jax
@@ -77,7 +78,7 @@ __all__ = [
     "averaged_responsibilities",
 ]
 
-COVARIANCE_TYPES = ("full", "diag", "spherical")
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 _LOG_2PI = float(np.log(2 * np.pi))
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -85,9 +86,9 @@ _EPS = float(np.finfo(np.float64).eps)
 # --------------------------------------------------------------------------- array kernels
 def precision_cholesky(covariances, covariance_type: str):
     """The factor :math:`P_k` with :math:`P_k P_k^\\top = \\Sigma_k^{-1}` (full: upper triangular
-    :math:`L_k^{-\\top}` where :math:`\\Sigma_k = L_k L_k^\\top`; diag / spherical: :math:`1/\\sigma`).
-    NaN where a covariance is not positive definite."""
-    if covariance_type == "full":
+    :math:`L_k^{-\\top}` where :math:`\\Sigma_k = L_k L_k^\\top`; tied: the same of the one (D, D)
+    matrix; diag / spherical: :math:`1/\\sigma`). NaN where a covariance is not positive definite."""
+    if covariance_type in ("full", "tied"):
         chol = jnp.linalg.cholesky(covariances)
         eye = jnp.broadcast_to(jnp.eye(covariances.shape[-1]), covariances.shape)
         return jnp.swapaxes(jax.scipy.linalg.solve_triangular(chol, eye, lower=True), -1, -2)
@@ -105,6 +106,9 @@ def gmm_log_joint(x, log_weights, means, prec_chol, covariance_type: str):
     if covariance_type == "full":
         y = jnp.einsum("nd,kde->nke", x, prec_chol) - jnp.einsum("kd,kde->ke", means, prec_chol)
         log_det = jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+    elif covariance_type == "tied":  # one factor: (N, D) @ (D, D) once
+        y = (x @ prec_chol)[:, None, :] - (means @ prec_chol)[None]
+        log_det = jnp.sum(jnp.log(jnp.diagonal(prec_chol)))
     elif covariance_type == "diag":
         y = (x[:, None, :] - means[None]) * prec_chol[None]
         log_det = jnp.sum(jnp.log(prec_chol), axis=-1)
@@ -128,6 +132,8 @@ def _chunk_moments(xc, shift, log_weights, means, prec_chol, covariance_type):
     if covariance_type == "full":
         weighted = (resp[:, :, None] * xc[:, None, :]).reshape(n, -1)  # (n, K*D)
         sxx = (weighted.T @ xc).reshape(-1, d, d)  # (K, D, D)
+    elif covariance_type == "tied":
+        sxx = xc.T @ xc  # (D, D): the responsibilities of a row sum to one
     else:
         sxx = resp.T @ (xc * xc)  # (K, D)
     return jnp.sum(resp, axis=0), resp.T @ xc, sxx, jnp.sum(loglik)
@@ -139,7 +145,8 @@ def gmm_e_step(x, log_weights, means, prec_chol, covariance_type: str):
 
     Moments are taken about ``shift`` (the data mean), which keeps
     :math:`S^{(2)}_k / N_k - \bar x_k \bar x_k^\top` accurate when the data sit far from the origin.
-    ``S2_k`` is ``(K, D, D)`` for full covariances, its diagonal ``(K, D)`` otherwise. The points
+    ``S2_k`` is ``(K, D, D)`` for full covariances, the sum over components ``(D, D)`` for tied,
+    the diagonal ``(K, D)`` otherwise. The points
     are taken :data:`E_STEP_CHUNK` rows at a time and the sums accumulated.
     """
     shift = jnp.mean(x, axis=0)
@@ -177,6 +184,10 @@ def gmm_m_step(nk, sx, sxx, shift, reg_covar, covariance_type: str):
         d = sx.shape[1]
         cov = sxx / nk[:, None, None] - centred_means[:, :, None] * centred_means[:, None, :]
         cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2)) + reg_covar * jnp.eye(d)
+    elif covariance_type == "tied":
+        d = sx.shape[1]
+        cov = (sxx - jnp.einsum("k,kd,ke->de", nk, centred_means, centred_means)) / jnp.sum(nk)
+        cov = 0.5 * (cov + cov.T) + reg_covar * jnp.eye(d)
     else:
         cov = sxx / nk[:, None] - centred_means**2 + reg_covar
         if covariance_type == "spherical":
@@ -215,7 +226,7 @@ def _check_type(covariance_type: str) -> str:
 
 # --------------------------------------------------------------------------- the model
 class GaussianMixture:
-    """A finite mixture of Gaussians with full, diagonal or spherical covariances.
+    """A finite mixture of Gaussians with full, diagonal, spherical or tied covariances.
 
     .. math::
         p(x) = \\sum_{k=1}^K \\pi_k\\, \\mathcal N(x; \\mu_k, \\Sigma_k)
@@ -223,9 +234,9 @@ class GaussianMixture:
     Args:
         weights: ``(K,)`` mixing proportions :math:`\\pi`, summing to one.
         means: ``(K, D)``.
-        covariances: ``(K, D, D)`` (full), ``(K, D)`` variances (diag) or ``(K,)`` variances
-            (spherical).
-        covariance_type: ``"full"``, ``"diag"`` or ``"spherical"``.
+        covariances: ``(K, D, D)`` (full), ``(K, D)`` variances (diag), ``(K,)`` variances
+            (spherical) or one ``(D, D)`` matrix shared by every component (tied).
+        covariance_type: ``"full"``, ``"diag"``, ``"spherical"`` or ``"tied"``.
         reg_covar: the ridge the M-step adds to every variance (see the module docstring).
 
     Example:
@@ -255,7 +266,7 @@ class GaussianMixture:
         if self.means.ndim != 2:
             raise ModelError(f"means must be (K, D), got shape {self.means.shape}")
         k, d = self.means.shape
-        expected = {"full": (k, d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+        expected = {"full": (k, d, d), "diag": (k, d), "spherical": (k,), "tied": (d, d)}[covariance_type]
         if self.weights.shape != (k,):
             raise ModelError(f"weights must have shape ({k},), got {self.weights.shape}")
         if self.covariances.shape != expected:
@@ -266,7 +277,11 @@ class GaussianMixture:
             if not np.all(np.isfinite(value)):
                 raise ModelError(f"{name} hold NaN or infinite values")
         self.prec_chol = np.asarray(precision_cholesky(jnp.asarray(self.covariances), covariance_type))
-        bad = np.flatnonzero(~np.all(np.isfinite(self.prec_chol.reshape(k, -1)), axis=1))
+        if covariance_type == "tied" and not np.all(np.isfinite(self.prec_chol)):
+            raise ModelError(f"the tied covariance is not positive definite: increase reg_covar "
+                             f"(now {self.reg_covar:g})")
+        finite = np.isfinite(self.prec_chol)
+        bad = [] if covariance_type == "tied" else np.flatnonzero(~np.all(finite.reshape(k, -1), axis=1))
         if len(bad):
             raise ModelError(
                 f"the covariance of component {int(bad[0])} is not positive definite; "
@@ -285,6 +300,8 @@ class GaussianMixture:
         """``(K, D, D)`` covariance matrices whatever the parametrisation."""
         if self.covariance_type == "full":
             return self.covariances
+        if self.covariance_type == "tied":
+            return np.broadcast_to(self.covariances, (self.n_components, self.dim, self.dim)).copy()
         var = self.covariances if self.covariance_type == "diag" else self.covariances[:, None] * np.ones(self.dim)
         return var[:, :, None] * np.eye(self.dim)
 
@@ -297,9 +314,10 @@ class GaussianMixture:
         weights, means = jnp.asarray(self.weights), jnp.asarray(self.means)
         with numpyro.plate("data", n):
             z = numpyro.sample("z", dist.Categorical(probs=weights), infer={"enumerate": "parallel"})
-            if self.covariance_type == "full":
+            if self.covariance_type in ("full", "tied"):
                 chol = jnp.linalg.cholesky(jnp.asarray(self.covariances))
-                component = dist.MultivariateNormal(means[z], scale_tril=chol[z])
+                component = dist.MultivariateNormal(means[z], scale_tril=chol if self.covariance_type == "tied"
+                                                    else chol[z])
             else:
                 sd = jnp.sqrt(jnp.asarray(self.covariances))
                 sd = sd[z] if self.covariance_type == "diag" else sd[z][..., None] * jnp.ones(self.dim)
@@ -334,9 +352,11 @@ class GaussianMixture:
         return np.argmax(self.log_joint(x), axis=1)
 
     def n_parameters(self) -> int:
-        """Free parameters: :math:`K - 1` weights, :math:`KD` means and the covariances."""
+        """Free parameters: :math:`K - 1` weights, :math:`KD` means and the covariances
+        (:math:`KD(D+1)/2` full, :math:`KD` diag, :math:`K` spherical, :math:`D(D+1)/2` tied)."""
         k, d = self.means.shape
-        cov = {"full": k * d * (d + 1) // 2, "diag": k * d, "spherical": k}[self.covariance_type]
+        cov = {"full": k * d * (d + 1) // 2, "diag": k * d, "spherical": k,
+               "tied": d * (d + 1) // 2}[self.covariance_type]
         return int(cov + k * d + k - 1)
 
     def bic(self, x) -> float:
@@ -388,8 +408,8 @@ class GaussianMixture:
             raise DataError(f"n_components={n_components} exceeds the {distinct} distinct points of x")
         means = np.asarray(_kmeans_pp(as_key(key), x, int(n_components)))
         var = np.var(np.asarray(x), axis=0) + reg_covar
-        cov = {"full": np.broadcast_to(np.cov(np.asarray(x), rowvar=False, bias=True).reshape(d, d)
-                                        + reg_covar * np.eye(d), (n_components, d, d)),
+        data_cov = np.cov(np.asarray(x), rowvar=False, bias=True).reshape(d, d) + reg_covar * np.eye(d)
+        cov = {"full": np.broadcast_to(data_cov, (n_components, d, d)), "tied": data_cov,
                "diag": np.broadcast_to(var, (n_components, d)),
                "spherical": np.full(n_components, var.mean())}[covariance_type]
         return cls(np.full(n_components, 1.0 / n_components), means, np.array(cov), covariance_type,
@@ -442,75 +462,6 @@ def fit_em(key, x, n_components: int, covariance_type: str = "full", *, reg_cova
     return dataclasses.replace(best, diagnostics={**best.diagnostics, "restarts": finals})
 
 
-# --------------------------------------------------------------------------- Bayesian mixture
-class BayesianGaussianMixture:
-    """A Gaussian mixture with conjugate priors on its parameters (full covariances).
-
-    .. math::
-        \\pi \\sim \\mathrm{Dir}(\\alpha \\mathbf 1_K), \\quad
-        \\Sigma_k \\sim \\mathcal{IW}(\\nu_0, \\Psi_0), \\quad
-        \\mu_k \\mid \\Sigma_k \\sim \\mathcal N(m_0, \\Sigma_k / \\kappa_0), \\quad
-        z_n \\sim \\mathrm{Cat}(\\pi), \\quad x_n \\sim \\mathcal N(\\mu_{z_n}, \\Sigma_{z_n})
-
-    NUTS and SVI see the assignments summed out (``z`` is enumerated); :func:`gibbs` samples them.
-
-    Args:
-        n_components, dim: :math:`K`, :math:`D`.
-        concentration: :math:`\\alpha`.
-        mean_prior: :math:`m_0` (``(D,)``, zeros by default); mean_precision: :math:`\\kappa_0`.
-        dof: :math:`\\nu_0 > D - 1` (``D + 2`` by default); scale: :math:`\\Psi_0` (identity).
-
-    Example:
-        >>> import jax
-        >>> prior = BayesianGaussianMixture(3, 2)
-        >>> sorted(prior.sample(jax.random.PRNGKey(0), 10))
-        ['cov', 'loc', 'weights', 'x', 'z']
-    """
-
-    #   alpha      (m0, kappa0, nu0, Psi0)
-    #     |               |
-    #     v        +------v------------+
-    #    pi        | Sigma_k -> mu_k K |
-    #     |        +------|------------+
-    #  +--v---------------v---+
-    #  |  z[n] ------> x[n] N |
-    #  +----------------------+
-    def __init__(self, n_components: int, dim: int, *, concentration: float = 1.0, mean_prior=None,
-                 mean_precision: float = 0.01, dof: float | None = None, scale=None):
-        self.n_components, self.dim = int(n_components), int(dim)
-        self.concentration = float(concentration)
-        self.mean_prior = np.zeros(dim) if mean_prior is None else np.asarray(mean_prior, dtype=np.float64)
-        self.mean_precision = float(mean_precision)
-        self.dof = float(dim + 2) if dof is None else float(dof)
-        self.scale = np.eye(dim) if scale is None else np.asarray(scale, dtype=np.float64)
-        if self.dof <= dim - 1:
-            raise ModelError(f"dof must exceed dim - 1 = {dim - 1}, got {self.dof}")
-        if self.concentration <= 0 or self.mean_precision <= 0:
-            raise ModelError("concentration and mean_precision must be positive")
-        if self.scale.shape != (dim, dim) or not np.all(np.linalg.eigvalsh(self.scale) > 0):
-            raise ModelError(f"scale must be a positive definite ({dim}, {dim}) matrix")
-
-    def model(self, x=None, n=None):
-        n = n if x is None else x.shape[0]
-        k = self.n_components
-        weights = numpyro.sample("weights", dist.Dirichlet(jnp.full(k, self.concentration)))
-        with numpyro.plate("components", k):
-            cov = numpyro.sample("cov", dist.InverseWishart(self.dof, jnp.asarray(self.scale)))
-            loc = numpyro.sample("loc", dist.MultivariateNormal(jnp.asarray(self.mean_prior),
-                                                                cov / self.mean_precision))
-        with numpyro.plate("data", n):
-            z = numpyro.sample("z", dist.Categorical(probs=weights), infer={"enumerate": "parallel"})
-            numpyro.sample("x", dist.MultivariateNormal(loc[z], cov[z]), obs=x)
-
-    def sample(self, key, n: int) -> dict:
-        trace = handlers.trace(handlers.seed(self.model, as_key(key))).get_trace(n=int(n))
-        return {name: np.asarray(site["value"]) for name, site in trace.items() if site["type"] == "sample"}
-
-    def mixture(self, weights, loc, cov) -> GaussianMixture:
-        """The :class:`GaussianMixture` at one parameter value (a posterior mean, a draw)."""
-        return GaussianMixture(np.asarray(weights) / np.sum(weights), loc, cov, "full", reg_covar=0.0)
-
-
 def match_components(estimated_means, true_means) -> np.ndarray:
     """The permutation ``perm`` minimising :math:`\\sum_k \\lVert \\hat\\mu_{perm[k]} - \\mu_k\\rVert`
     (mixtures are identified only up to relabelling): :func:`inference.align.align` with
@@ -547,138 +498,6 @@ def averaged_responsibilities(mixtures, x, reference_means) -> np.ndarray:
     return np.mean([m.responsibilities(x)[:, match_components(m.means, reference_means)] for m in mixtures], axis=0)
 
 
-def fit_svi(key, x, prior: BayesianGaussianMixture, *, steps: int = 2000, learning_rate: float = 0.05) -> Result:
-    """SVI on the Bayesian mixture with the assignments ``z`` enumerated out (``TraceEnum_ELBO``),
-    through :func:`inference.svi.fit`.
-
-    The guide (:meth:`map_guide`) is a point mass on :math:`(\\pi, \\mu, \\Sigma)` started at
-    k-means++ centres, so SVI maximises :math:`\\log p(x, \\pi, \\mu, \\Sigma)` with
-    :math:`\\log p(x \\mid \\cdot) = \\sum_n \\log\\sum_k \\pi_k \\mathcal N(x_n; \\mu_k, \\Sigma_k)`
-    computed by enumeration: a MAP estimate, so the Result carries no log-evidence (a point mass
-    gives no bound). ``params``: ``{"weights", "loc", "cov"}`` at the optimum; ``history``: the loss
-    :math:`-\\log p(x, \\pi, \\mu, \\Sigma)` per step.
-    """
-    import dataclasses
-
-    from inference import svi
-
-    key = as_key(key)
-    x = _check_data(x, prior.dim)
-    init = _init_locations(key, x, prior.n_components)
-    result = svi.fit(prior.model, {"x": x}, key=key, guide=partial(map_guide, init), elbo="trace_enum",
-                     steps=steps, learning_rate=learning_rate)
-    params = {name: np.asarray(result.params[f"{name}_map"]) for name in ("weights", "loc", "cov")}
-    return dataclasses.replace(result, method="svi_map", params=params, log_evidence=None, log_evidence_kind=None)
-
-
-def map_guide(init: dict, x=None, n=None):
-    """A point-mass guide on the Bayesian mixture's global sites (``z`` is enumerated in the model)."""
-    from numpyro.distributions import constraints
-
-    weights = numpyro.param("weights_map", init["weights"], constraint=constraints.simplex)
-    loc = numpyro.param("loc_map", init["loc"])
-    cov = numpyro.param("cov_map", init["cov"], constraint=constraints.positive_definite)
-    numpyro.sample("weights", dist.Delta(weights, event_dim=1))
-    with numpyro.plate("components", loc.shape[0]):
-        numpyro.sample("cov", dist.Delta(cov, event_dim=2))
-        numpyro.sample("loc", dist.Delta(loc, event_dim=1))
-
-
-def _init_locations(key, x, k):
-    """Initial values for the global sites: k-means++ centres, data covariance, uniform weights."""
-    d = x.shape[1]
-    cov = jnp.cov(x, rowvar=False).reshape(d, d) + 1e-3 * jnp.eye(d)
-    return {"weights": jnp.full(k, 1.0 / k), "loc": _kmeans_pp(key, x, k), "cov": jnp.broadcast_to(cov, (k, d, d))}
-
-
-def fit_nuts(key, x, prior: BayesianGaussianMixture, *, num_samples: int = 500, num_warmup: int = 500,
-             num_chains: int = 1, progress: bool = False) -> Result:
-    """NUTS on the Bayesian mixture's weights, means and covariances, ``z`` summed out; runs through
-    :func:`inference.mcmc.nuts`, started at k-means++ centres. Samples of ``weights``, ``loc``,
-    ``cov``; the labels of a chain are those of its start (no label switching between separated
-    components)."""
-    from numpyro.infer.initialization import init_to_value
-
-    from inference import mcmc
-
-    key = as_key(key)
-    x = _check_data(x, prior.dim)
-    init = _init_locations(key, x, prior.n_components)
-    return mcmc.nuts(prior.model, {"x": x}, key=key, num_samples=num_samples, num_warmup=num_warmup,
-                     num_chains=num_chains, progress=progress, init_strategy=init_to_value(values=init))
-
-
-# --------------------------------------------------------------------------- Gibbs
-def _niw_posterior(prior, nk, sx, sxx):
-    """Normal-inverse-Wishart posterior parameters per component from the sufficient statistics
-    (Murphy 2007, eq. 250-254): :math:`\\kappa_N = \\kappa_0 + N_k`, :math:`\\nu_N = \\nu_0 + N_k`,
-    :math:`m_N = (\\kappa_0 m_0 + S_k) / \\kappa_N`,
-    :math:`\\Psi_N = \\Psi_0 + S^{(2)}_k + \\kappa_0 m_0 m_0^\\top - \\kappa_N m_N m_N^\\top`."""
-    m0, kappa0, nu0, psi0 = prior
-    kappa = kappa0 + nk
-    nu = nu0 + nk
-    m = (kappa0 * m0 + sx) / kappa[:, None]
-    psi = (psi0 + sxx + kappa0 * jnp.outer(m0, m0) - kappa[:, None, None] * m[:, :, None] * m[:, None, :])
-    return kappa, nu, m, 0.5 * (psi + jnp.swapaxes(psi, -1, -2))
-
-
-@partial(jax.jit, static_argnames=("num_sweeps",))
-def _gibbs_kernel(key, x, alpha, prior, weights, loc, cov, num_sweeps):
-    """All Gibbs sweeps in one scan. One sweep:
-
-    1. :math:`z_n \\sim p(z_n \\mid x_n, \\pi, \\mu, \\Sigma) \\propto \\pi_k \\mathcal N(x_n; \\mu_k, \\Sigma_k)`;
-    2. :math:`\\pi \\sim \\mathrm{Dir}(\\alpha + N_1, \\dots, \\alpha + N_K)`;
-    3. :math:`\\Sigma_k \\sim \\mathcal{IW}(\\nu_N, \\Psi_N)`, then
-       :math:`\\mu_k \\sim \\mathcal N(m_N, \\Sigma_k / \\kappa_N)`.
-    """
-    k = weights.shape[0]
-
-    def sweep(state, key):
-        weights, loc, cov = state
-        kz, kw, ks, km = jax.random.split(key, 4)
-        joint = gmm_log_joint(x, jnp.log(weights), loc, precision_cholesky(cov, "full"), "full")
-        z = jax.random.categorical(kz, joint, axis=1)
-        onehot = jax.nn.one_hot(z, k, dtype=x.dtype)
-        nk = onehot.sum(0)
-        sx = onehot.T @ x
-        sxx = jnp.einsum("nk,nd,ne->kde", onehot, x, x)
-        weights = jax.random.dirichlet(kw, alpha + nk)
-        kappa, nu, m, psi = _niw_posterior(prior, nk, sx, sxx)
-        cov = dist.InverseWishart(nu, psi).sample(ks)
-        loc = dist.MultivariateNormal(m, cov / kappa[:, None, None]).sample(km)
-        loglik = jnp.sum(logsumexp(joint, axis=1))
-        return (weights, loc, cov), (weights, loc, cov, loglik)
-
-    _, trace = jax.lax.scan(sweep, (weights, loc, cov), jax.random.split(key, num_sweeps))
-    return trace
-
-
-def gibbs(key, x, prior: BayesianGaussianMixture, *, num_samples: int = 1000, burn_in: int = 200) -> Result:
-    """Conjugate Gibbs sampling of the Bayesian mixture's weights, means, covariances and assignments.
-
-    Starts at k-means++ centres. ``samples``: ``weights`` ``(S, K)``, ``loc`` ``(S, K, D)``, ``cov``
-    ``(S, K, D, D)`` after ``burn_in`` sweeps; ``history``: :math:`\\log p(x \\mid \\pi, \\mu, \\Sigma)`
-    per sweep (burn-in included).
-
-    Example:
-        >>> import jax
-        >>> truth = GaussianMixture([0.5, 0.5], [[-4.0, 0.0], [4.0, 0.0]], [np.eye(2), np.eye(2)])
-        >>> x = truth.sample(jax.random.PRNGKey(0), 300)["x"]
-        >>> r = gibbs(jax.random.PRNGKey(1), x, BayesianGaussianMixture(2, 2), num_samples=200, burn_in=50)
-        >>> r.samples["loc"].shape
-        (200, 2, 2)
-    """
-    x = _check_data(x, prior.dim)
-    if burn_in < 0 or num_samples < 1:
-        raise DataError(f"need num_samples >= 1 and burn_in >= 0, got {num_samples}, {burn_in}")
-    start = time.perf_counter()
-    k_init, k_run = jax.random.split(as_key(key))
-    init = _init_locations(k_init, x, prior.n_components)
-    prior_args = (jnp.asarray(prior.mean_prior), prior.mean_precision, prior.dof, jnp.asarray(prior.scale))
-    weights, loc, cov, loglik = _gibbs_kernel(k_run, x, prior.concentration, prior_args, init["weights"],
-                                              init["loc"], init["cov"], num_sweeps=burn_in + num_samples)
-    samples = {"weights": np.asarray(weights[burn_in:]), "loc": np.asarray(loc[burn_in:]),
-               "cov": np.asarray(cov[burn_in:])}
-    return Result(method="gibbs", samples=samples, history=np.asarray(loglik), seconds=time.perf_counter() - start,
-                  params={name: value.mean(0) for name, value in samples.items()},
-                  diagnostics={"num_chains": 1, "burn_in": burn_in})
+# the Bayesian mixture and its samplers (pgm.mixture_bayes imports this module's kernels, so this
+# import comes last: pgm's __init__ imports this module first)
+from pgm.mixture_bayes import BayesianGaussianMixture, fit_nuts, fit_svi, gibbs, map_guide  # noqa: E402

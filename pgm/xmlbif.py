@@ -6,7 +6,8 @@ variable's own state varies fastest. Files are read into the same :class:`pgm.bi
 BIF files (the zoo's axis convention, the variable's own states last). A malformed file raises
 :class:`~inference.errors.ParseError` with the path and the 1-based line of the fault (expat
 records each element's line). Writers print every probability with ``repr``, so a written network
-reads back bit for bit.
+reads back bit for bit. ``<PROPERTY>`` texts of the network, its variables and its definitions are
+kept (``NetworkSpec.network_properties``, ``properties``, ``table_properties``) and written back.
 
 References:
     Cozman (1998). The Interchange Format for Bayesian Networks (BIF 0.15 and XMLBIF 0.3).
@@ -78,6 +79,8 @@ def parse_xmlbif(text: str, *, path: str = "<string>", default_name: str = "baye
 
     states: dict[str, tuple[str, ...]] = {}
     declared_at: dict[str, int] = {}
+    properties: dict[str, tuple[str, ...]] = {}
+    table_properties: dict[str, tuple[str, ...]] = {}
     for element in network.findall("VARIABLE"):
         line = line_of(element)
         kind = element.get("TYPE", "nature")
@@ -96,6 +99,8 @@ def parse_xmlbif(text: str, *, path: str = "<string>", default_name: str = "baye
             raise ParseError(f"variable {var!r} lists state {dup!r} twice", path, line)
         states[var] = outcomes
         declared_at[var] = line
+        if _properties(element):
+            properties[var] = _properties(element)
 
     parents: dict[str, tuple[str, ...]] = {}
     cpts: dict[str, np.ndarray] = {}
@@ -126,13 +131,22 @@ def parse_xmlbif(text: str, *, path: str = "<string>", default_name: str = "baye
         values = _numbers([(numbers, 0)], int(np.prod(shape)), var, path, line_at)
         cpts[var] = values.reshape(shape)
         parents[var] = pars
+        if _properties(element):
+            table_properties[var] = _properties(element)
         lines[var] = table_line
     for var in states:
         if var not in cpts:
             raise ParseError(f"variable {var!r} has no <DEFINITION>", path, declared_at[var])
     return NetworkSpec(name=name or default_name, states=states,
                        parents={v: parents[v] for v in states},
-                       cpts={v: cpts[v] for v in states}, lines={v: lines[v] for v in states})
+                       cpts={v: cpts[v] for v in states}, lines={v: lines[v] for v in states},
+                       network_properties=_properties(network), properties=properties,
+                       table_properties=table_properties)
+
+
+def _properties(element) -> tuple[str, ...]:
+    """The stripped texts of the ``<PROPERTY>`` children of ``element`` (empty ones left out)."""
+    return tuple(text for p in element.findall("PROPERTY") if (text := (p.text or "").strip()))
 
 
 def _xml_text(element, tag: str, path: str, line) -> str:
@@ -144,18 +158,22 @@ def _xml_text(element, tag: str, path: str, line) -> str:
 
 def format_xmlbif(spec: NetworkSpec) -> str:
     """The XMLBIF 0.3 text of ``spec``; each ``<TABLE>`` row-major over (GIVEN..., FOR)."""
+    def props(texts):
+        return "".join(f"\t<PROPERTY>{escape(t)}</PROPERTY>\n" for t in texts)
+
     out = ['<?xml version="1.0" encoding="UTF-8"?>\n<BIF VERSION="0.3">\n<NETWORK>\n',
-           f"<NAME>{escape(spec.name)}</NAME>\n"]
+           f"<NAME>{escape(spec.name)}</NAME>\n{props(spec.network_properties)}"]
     for var, names in spec.states.items():
         outcomes = "".join(f"\t<OUTCOME>{escape(s)}</OUTCOME>\n" for s in names)
-        out.append(f'<VARIABLE TYPE="nature">\n\t<NAME>{escape(var)}</NAME>\n{outcomes}</VARIABLE>\n')
+        out.append(f'<VARIABLE TYPE="nature">\n\t<NAME>{escape(var)}</NAME>\n{outcomes}'
+                   f'{props(spec.properties.get(var, ()))}</VARIABLE>\n')
     for var in spec.states:
         given = "".join(f"\t<GIVEN>{escape(p)}</GIVEN>\n" for p in spec.parents.get(var, ()))
         table = np.asarray(spec.cpts[var], dtype=np.float64)
         rows = table.reshape(-1, table.shape[-1])
         body = "\n".join(" ".join(map(repr, row.tolist())) for row in rows)
         out.append(f"<DEFINITION>\n\t<FOR>{escape(var)}</FOR>\n{given}\t<TABLE>\n{body}\n\t</TABLE>\n"
-                   f"</DEFINITION>\n")
+                   f"{props(spec.table_properties.get(var, ()))}</DEFINITION>\n")
     out.append("</NETWORK>\n</BIF>\n")
     return "".join(out)
 
