@@ -79,7 +79,10 @@ def test_compare_prints_table_and_plot(tmp_path):
     rows = {r["method"]: r for r in json.loads((folder / "metrics.json").read_text())["rows"]}
     assert rows["exact"]["max_abs_marginal"] == 0.0
     assert rows["junction_tree"]["max_abs_marginal"] < 1e-9
-    assert 0 < rows["likelihood_weighting"]["max_abs_marginal"] < 0.2
+    # a self-normalised estimate of a probability has se <= sqrt(1 / (4 ESS)); with the default
+    # evidence (xray=no, dysp=no) Kong's ESS is 1408 of the 2000 draws (measured; error 0.007),
+    # so 4.5 se <= 0.06; 0.07 allows an ESS down to 1030
+    assert 0 < rows["likelihood_weighting"]["max_abs_marginal"] < 0.07
     assert (folder / "compare.png").stat().st_size > 1000
 
 

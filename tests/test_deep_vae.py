@@ -60,8 +60,6 @@ def test_linear_gaussian_vae_reaches_probabilistic_pca_closed_form():
     assert ll <= ll_ml + 1e-6 * abs(ll_ml)  # the closed form is the maximum
     # finite SGD: the gap closes from (ll_ml - start) / N nats per datum to below 2e-3
     assert (ll_ml - start) / n > 0.5
-    print("gap per datum", (ll_ml - ll) / n, "start gap", (ll_ml - start) / n, "s2", s2, sigma2,
-          np.linalg.norm(c - c_ml) / np.linalg.norm(c_ml))
     assert (ll_ml - ll) / n < 2e-3
     assert abs(s2 - sigma2) / sigma2 < 0.02
     assert np.linalg.norm(c - c_ml) / np.linalg.norm(c_ml) < 0.02

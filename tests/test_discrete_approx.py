@@ -160,13 +160,41 @@ def test_mean_field_is_exact_on_a_fully_factorised_model():
             np.testing.assert_allclose(q, marginals[v], atol=tol)
 
 
+def _cavi_update_by_enumeration(graph, evidence, q):
+    """The mean-field fixed-point map computed over the whole joint: for each variable,
+    q_v(x_v) proportional to exp E_{q_-v}[sum of the log-factors that hold v]."""
+    evidence = graph.evidence_indices(evidence)
+    names = [v for v in graph.variables if v not in evidence]
+    updated = {}
+    for v in names:
+        logits = np.zeros(len(graph.states[v]))
+        for states in np.ndindex(*[len(graph.states[u]) for u in names]):
+            x = dict(zip(names, states)) | evidence
+            weight = np.prod([q[u][x[u]] for u in names if u != v])
+            logits[x[v]] += weight * sum(f.log_table[tuple(x[u] for u in f.scope)] for f in graph.factors
+                                         if v in f.scope)
+        updated[v] = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    return updated
+
+
 def test_mean_field_adam_agrees_with_cavi_and_rejects_zeros():
     dag = random_dag(3)
     log_z, _, _, _ = brute_force(dag, DAG_EVIDENCE)
+    # the same key gives both optimisers the same random start, so they climb to the same optimum
     adam = mean_field(dag, DAG_EVIDENCE, key=jax.random.key(0), method="adam", steps=800, learning_rate=0.1)
-    assert adam.diagnostics["method"] == "adam"
+    cavi = mean_field(dag, DAG_EVIDENCE, key=jax.random.key(0), method="cavi", steps=100)
+    assert (adam.diagnostics["method"], cavi.diagnostics["method"]) == ("adam", "cavi")
     assert adam.log_evidence <= log_z
-    assert np.isfinite(adam.log_evidence)
+    # Both are fixed points of the CAVI map computed by enumeration, and the same one. Adam
+    # converges linearly: measured distance to CAVI's optimum 4e-10 after 400 steps, 2e-16 (one
+    # ulp of a probability) after 800; 1e-12 allows rounding in the contractions, and the ELBO,
+    # flat at the optimum (second order in q), then agrees to the same 1e-12.
+    for result in (adam, cavi):
+        fixed = _cavi_update_by_enumeration(dag, DAG_EVIDENCE, result.marginals)
+        for v, q in result.marginals.items():
+            np.testing.assert_allclose(q, fixed[v], rtol=0, atol=1e-12)
+            np.testing.assert_allclose(q, cavi.marginals[v], rtol=0, atol=1e-12)
+    assert adam.log_evidence == pytest.approx(cavi.log_evidence, abs=1e-12)
     with pytest.raises(ModelError, match="zero entries"):
         mean_field(_xor_net(), key=jax.random.key(0), method="adam")
 

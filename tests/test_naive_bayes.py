@@ -71,9 +71,12 @@ def test_semisupervised_em_is_monotone_and_beats_labelled_only(digits):
     labelled = labels >= 0
     baseline = NaiveBayes.fit(x[labelled], y[labelled], "categorical", n_categories=n_categories)
     unlabelled = ~labelled
-    acc_em = np.mean(result.params.predict(x[unlabelled]) == y[unlabelled])
-    acc_base = np.mean(baseline.predict(x[unlabelled]) == y[unlabelled])
-    assert acc_em > acc_base + 0.03  # measured on this split: 0.87 vs 0.80 (Nigam et al. 2000 report gains of this size)
+    gain = (result.params.predict(x[unlabelled]) == y[unlabelled]).astype(float) - (
+        baseline.predict(x[unlabelled]) == y[unlabelled])
+    # measured on this split: accuracy 0.87 vs 0.80 (Nigam et al. 2000 report gains of this size).
+    # The gain is a mean of paired per-row differences over ~1600 rows: it must exceed 4.5 of its
+    # standard errors (McNemar's test in its normal form; one-sided false alarm 3e-6)
+    assert gain.mean() > 4.5 * gain.std(ddof=1) / np.sqrt(len(gain)), gain.mean()
 
 
 def test_program_simulates_what_it_scores():

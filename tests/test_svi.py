@@ -25,6 +25,16 @@ def decaying(lr0, steps):
 
 Z = 4.5  # |z| < 4.5: false-alarm probability below 1e-5 per check for a correct estimate
 
+# Where the guide family holds the exact posterior the optimum is exact, and what is left is the
+# jitter of the last Adam iterates. Near the optimum Adam moves a parameter by about lr per step
+# (its gradient normalised by the gradient's rms sigma_g) against a restoring drift lr H / sigma_g
+# (H the objective's curvature): an AR(1) walk whose stationary sd is sqrt(lr sigma_g / (2 H)).
+# With M reparametrised particles and posterior sd S:
+# - a location: sigma_g = 1 / (S sqrt(M)), H = 1 / S^2, so sd / S = sqrt(lr / (2 S sqrt(M)));
+# - a log-scale: sigma_g = sqrt(2 / M), H = 2, so sd = sqrt(lr sqrt(2 / M) / 4) (relative error).
+# lr is the step averaged over the walk's relaxation time sigma_g / (lr H) steps (the schedule
+# decays). Measured over seeds beside each test; the tolerances are Z of these sds.
+
 
 def _bound_matches_closed_form(bound, loc, scale, draws):
     m, s = float(POST.loc), float(POST.scale)
@@ -39,9 +49,11 @@ def test_normal_normal_closed_form():
     r = svi.fit(NN.model, {"x": X}, key=jax.random.PRNGKey(1), guide="normal", num_particles=4, steps=1500,
                 optimizer=decaying(0.05, 1500))
     loc, scale = float(r.params["mu_auto_loc"]), float(r.params["mu_auto_scale"])
-    # tolerance 5% of the posterior sd (0.222) on both: measured errors are below 1%
-    assert loc == pytest.approx(float(POST.loc), abs=0.05 * float(POST.scale))
-    assert scale == pytest.approx(float(POST.scale), rel=0.05)
+    # S = 0.222, M = 4; final lr 5e-4, 1.44 times that over the location's relaxation (222 steps),
+    # 3.5 times over the log-scale's (700): sds 0.028 S and 0.018 relative, measured (rms over 8
+    # seeds) 0.024 S and 0.017. Z of them: 0.13 S and 0.08.
+    assert loc == pytest.approx(float(POST.loc), abs=Z * 0.028 * float(POST.scale))
+    assert scale == pytest.approx(float(POST.scale), rel=Z * 0.018)
     # The bound at the fitted q is log p(x) - KL(q || posterior) exactly (both Gaussian: closed form);
     # the reported bound is a mean of 16 x 4 draws of log w, whose sd under q is computed here from
     # the closed forms, so it must lie within Z standard errors of that value.
@@ -67,9 +79,13 @@ def test_linear_regression_full_rank_guide():
                 optimizer=decaying(0.05, 1000), num_samples=200)
     sd = np.sqrt(np.diag(post.covariance_matrix))
     scale_tril = r.params["auto_scale_tril"]
-    # tolerance 10% of each posterior sd for the means and 10% relative for the sds
-    np.testing.assert_allclose(r.params["auto_loc"], post.mean, atol=0.1 * sd.min())
-    np.testing.assert_allclose(np.sqrt(np.diag(scale_tril @ scale_tril.T)), sd, rtol=0.1)
+    # the Adam jitter above with S = 0.082 (the smallest sd), M = 4, final lr 5e-4 (1.2 times that
+    # over the 82-step relaxation of a location, 7.6 times over the 700 of a log-scale): sds
+    # 0.043 S and 0.026 relative; measured (rms over 6 seeds) at most 0.044 S and 0.029 (the
+    # former for the coordinate with S = 0.082, where the formula gives 0.043 S)
+    jitter = np.sqrt(6e-4 * sd / (2 * np.sqrt(4)))  # sqrt(lr S / (2 sqrt(M))), per coordinate
+    assert np.all(np.abs(r.params["auto_loc"] - post.mean) < Z * jitter)
+    np.testing.assert_allclose(np.sqrt(np.diag(scale_tril @ scale_tril.T)), sd, rtol=Z * 0.029)
     assert r.samples["w"].shape == (200, 3)
 
 
@@ -90,6 +106,9 @@ def test_iwae_dreg_gradient_vanishes_at_the_posterior():
     assert max(abs(float(g)) for g in grads[False].values()) > 1e-3
     r = svi.fit(NN.model, {"x": X}, key=jax.random.PRNGKey(7), elbo="iwae", num_particles=8, steps=2000,
                 learning_rate=0.05)
+    # Not derived (issue 22 leaves it open): DReG's guide gradient vanishes at the posterior, so a
+    # run may freeze on the optimum (seeds 8, 10, 12: error below 2e-7 S) or still wander with
+    # Adam's constant step (seeds 7, 9, 11: 7.8e-4, 4.2e-4, 2.5e-3 S); this seed is one of the latter
     assert float(r.params["mu_auto_loc"]) == pytest.approx(float(POST.loc), abs=1e-3 * float(POST.scale))
 
 
