@@ -97,7 +97,8 @@ def _write_result(folder, result, problem, entry):
         "log_evidence": result.log_evidence,
         "log_evidence_kind": result.log_evidence_kind,
         "history": result.history,
-        "diagnostics": {k: v for k, v in result.diagnostics.items() if _is_jsonable(v)},
+        "diagnostics": {k: v for k, v in result.diagnostics.items()
+                        if k != "sample_sets" and _is_jsonable(v)},  # the samples are in result.json
     }
     write_json(folder / "metrics.json", metrics)
     params = result.params
@@ -150,6 +151,7 @@ def _print_marginals(result, problem, limit=12):
 
 
 def cmd_run(args, extra):
+    from genzoo import report
     from genzoo.registry import RunConfig
     from genzoo.runs import new_run_dir
 
@@ -170,7 +172,22 @@ def cmd_run(args, extra):
               + (" ..." if len(result.map) > 12 else ""))
     folder = new_run_dir(entry.name, method.name, args.out)
     _write_result(folder, result, problem, entry)
+    history = folder / "history.png"
+    _write_report(lambda: report.run_report(
+        folder, model=entry.name, family=entry.family, summary=entry.description, problem=problem,
+        method=method.name, result=result, kind=method.kind, seed=args.seed, history_png=history.read_bytes() if history.exists() else None))
     print(f"run folder: {folder}")
+
+
+def _write_report(write):
+    """Call ``write()`` (which writes report.html) and print the report's path; a report that fails
+    prints one line and leaves the run folder's other files as they are."""
+    try:
+        path = write()
+    except Exception as err:  # noqa: BLE001 - the results are written already; the picture must not undo that
+        print(f"genzoo: report.html not written: {type(err).__name__}: {err}", file=sys.stderr)
+        return
+    print(f"report: {path}")
 
 
 def cmd_compare(args, extra):
@@ -221,7 +238,7 @@ def _compare_one(entry, methods, options, args, steps, warm=False):
     problem = entry.problem(options, seed=args.seed)
     config = RunConfig(seed=args.seed, steps=steps, progress=not args.no_progress)
     rows = compare.run_methods(entry, problem, methods, config, warm=warm)
-    _report_compare(entry, problem.description, rows, args)
+    _report_compare(entry, problem.description, rows, args, problem)
 
 
 def _compare_all_ray(args):
@@ -242,21 +259,26 @@ def _compare_all_ray(args):
         print()
 
 
-def _report_compare(entry, description, rows, args):
-    """Print a comparison's table and write its run folder (metrics.json, compare.png)."""
-    from genzoo import compare
-    from genzoo.runs import new_run_dir, save_figure, write_json
+def _report_compare(entry, description, rows, args, problem=None):
+    """Print a comparison's table and write its run folder (metrics.json, compare.png, report.html);
+    ``problem`` is None where the rows came back from Ray workers without it."""
+    from genzoo import compare, report
+    from genzoo.report_plots import error_figure, has_figure, png
+    from genzoo.runs import atomic_write, new_run_dir, write_json
 
     title = f"{entry.name}: {description}"
-    print(compare.format_table(rows, title))
+    table = compare.format_table(rows, title)
+    print(table)
     folder = new_run_dir(entry.name, "compare", args.out)
     write_json(folder / "metrics.json", {"model": entry.name, "problem": description,
                                          "seed": args.seed, "rows": [r.metrics() for r in rows]})
-    import matplotlib.pyplot as plt
-
-    fig = compare.plot(rows, title)
-    save_figure(fig, folder / "compare.png", dpi=120)
-    plt.close(fig)
+    error_png = None
+    if has_figure(rows):  # errors or scores against seconds (a long table per dataset has neither)
+        error_png = png(error_figure(rows, title, entry.exact_method), dpi=120)
+        atomic_write(folder / "compare.png", error_png)
+    _write_report(lambda: report.compare_report(
+        folder, model=entry.name, family=entry.family, summary=entry.description, problem_text=description,
+        table=table, rows=rows, reference=entry.exact_method, problem=problem, seed=args.seed, error_png=error_png))
     print(f"run folder: {folder}")
 
 

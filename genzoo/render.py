@@ -4,7 +4,9 @@ The graph spec comes from NumPyro's program inspection (``get_model_relations`` 
 ``generate_graph_specification``): nodes are sample sites, edges are the dependencies the program
 actually has, plates group sites. With Graphviz's ``dot`` on the PATH the spec is drawn by
 Graphviz (as ``numpyro.render_model`` does); without it, by networkx + matplotlib, layered by
-topological generation, so ``--render`` works on a bare machine too.
+topological generation, so ``--render`` works on a bare machine too. A structure the model
+already holds as a networkx graph (a Bayesian network's DAG, an MRF's undirected graph) becomes
+the same kind of spec through :func:`graph_to_spec`, so run reports draw it without tracing the program.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 
 import networkx as nx
 
-from genzoo.runs import atomic_write, save_figure
+from genzoo.runs import atomic_write
 
 
 def graph_spec(program, model_kwargs=None) -> dict:
@@ -34,6 +36,15 @@ def spec_to_digraph(spec: dict) -> nx.DiGraph:
     return graph
 
 
+def graph_to_spec(graph: nx.Graph, observed=()) -> dict:
+    """A networkx graph (a BN's DAG, an MRF's undirected graph) as a spec like :func:`graph_spec`'s,
+    ``observed`` nodes shaded; an undirected graph is marked ``"directed": False``."""
+    observed = set(observed)
+    return {"node_data": {str(n): {"is_observed": n in observed, "distribution": "Categorical"} for n in graph.nodes},
+            "edge_list": [(str(u), str(v)) for u, v in graph.edges], "plate_groups": {None: [str(n) for n in graph]},
+            "plate_data": {}, "directed": graph.is_directed()}
+
+
 def render(spec: dict, path) -> pathlib.Path:
     """Draw ``spec`` to ``path`` (SVG or PNG, by suffix), atomically."""
     path = pathlib.Path(path)
@@ -42,40 +53,61 @@ def render(spec: dict, path) -> pathlib.Path:
         from inference.errors import DataError
 
         raise DataError(f"cannot render to {path.name!r}: use a .svg, .png or .pdf file name")
-    if shutil.which("dot"):
+    return atomic_write(path, picture(spec, fmt))
+
+
+def picture(spec: dict, fmt: str = "png", dpi: int = 100) -> bytes:
+    """The bytes of ``spec`` drawn as ``fmt``: by Graphviz's ``dot`` when it is on the PATH (as
+    ``numpyro.render_model`` does; directed graphs only), else by networkx + matplotlib."""
+    if shutil.which("dot") and spec.get("directed", True):
         from numpyro.infer.inspect import render_graph
 
-        return atomic_write(path, render_graph(spec).pipe(format=fmt))
-    return _render_matplotlib(spec, path)
+        return render_graph(spec).pipe(format=fmt)
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig = figure(spec)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=fmt, bbox_inches="tight", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
-def _render_matplotlib(spec: dict, path: pathlib.Path) -> pathlib.Path:
+def figure(spec: dict):
+    """``spec`` drawn by networkx + matplotlib: a DAG layered by topological generation, an
+    undirected graph by a seeded spring layout; observed sites grey. Returns the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     graph = spec_to_digraph(spec)
-    for layer, nodes in enumerate(nx.topological_generations(graph)):
-        for node in nodes:
-            graph.nodes[node]["layer"] = layer
-    pos = nx.multipartite_layout(graph, subset_key="layer", align="horizontal", scale=-1)
-    width = max(6.0, 1.2 * max(len(g) for g in nx.topological_generations(graph)))
-    height = max(4.0, 1.1 * sum(1 for _ in nx.topological_generations(graph)))
+    directed = spec.get("directed", True)
+    if directed:
+        layers = list(nx.topological_generations(graph))
+        for layer, nodes in enumerate(layers):
+            for node in nodes:
+                graph.nodes[node]["layer"] = layer
+        pos = nx.multipartite_layout(graph, subset_key="layer", align="horizontal", scale=-1)
+        width, height = max(6.0, 1.2 * max(map(len, layers))), max(4.0, 1.1 * len(layers))
+    else:
+        pos = nx.spring_layout(graph, seed=0)
+        width = height = max(5.0, 0.6 * len(graph) ** 0.5 * 2)
     fig, ax = plt.subplots(figsize=(min(width, 40), min(height, 40)))
     observed = [n for n, d in graph.nodes(data=True) if d.get("is_observed")]
     latent = [n for n in graph.nodes if n not in observed]
     style = dict(node_size=900, edgecolors="black", ax=ax)
     nx.draw_networkx_nodes(graph, pos, nodelist=latent, node_color="white", **style)
     nx.draw_networkx_nodes(graph, pos, nodelist=observed, node_color="lightgrey", **style)
-    nx.draw_networkx_edges(graph, pos, ax=ax, arrows=True, arrowsize=12, node_size=900)
+    nx.draw_networkx_edges(graph, pos, ax=ax, node_size=900, **(dict(arrows=True, arrowsize=12) if directed else
+                                                                 dict(arrows=False)))
     nx.draw_networkx_labels(graph, pos, ax=ax, font_size=7)
     plates = {p: ns for p, ns in spec.get("plate_groups", {}).items() if p is not None and ns}
     if plates:
         ax.set_title("plates: " + "; ".join(f"{p} ({', '.join(ns[:4])}{'...' if len(ns) > 4 else ''})"
                                             for p, ns in plates.items()), fontsize=8)
     ax.axis("off")
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return fig

@@ -54,6 +54,15 @@ def _trained(problem, kind, config):
     return model, seconds
 
 
+def with_sample_set(result, problem):
+    """``result`` with its samples as ``diagnostics["sample_sets"]`` under the density's name (the
+    run report draws them over the true density)."""
+    import dataclasses
+
+    sets = {problem.data["density"].name: result.samples["x"]}
+    return dataclasses.replace(result, diagnostics={**result.diagnostics, "sample_sets": sets})
+
+
 def _ddpm(num_steps):
     def run(problem, config):
         from deep.diffusion.recipes import score_samples, timed, with_nll
@@ -72,7 +81,7 @@ def _ddpm(num_steps):
             terms = None if model.T <= 100 else 50
             lp, s = timed(model.bound, d["test"], generator=config.seed + 1, num_terms=terms)
             result = with_nll(result, lp, d["density"], kind="lower_bound", seconds=s)
-        return result
+        return with_sample_set(result, problem)
 
     return run
 
@@ -87,14 +96,16 @@ def _sde(kind, sampler):
         extra = {"train_seconds": train_s}
         if sampler == "sde":
             x, secs = timed(model.reverse_sde_sample, n, generator=config.seed, num_steps=250)
-            return score_samples(f"{kind}_sde", x, d["truth"], seconds=secs, steps=250, extra=extra)
+            return with_sample_set(score_samples(f"{kind}_sde", x, d["truth"], seconds=secs, steps=250, extra=extra),
+                                   problem)
         if sampler == "pc":
             x, secs = timed(model.pc_sample, n, generator=config.seed, num_steps=100, corrector_steps=1)
-            return score_samples(f"{kind}_pc", x, d["truth"], seconds=secs, steps=200, extra=extra)
+            return with_sample_set(score_samples(f"{kind}_pc", x, d["truth"], seconds=secs, steps=200, extra=extra),
+                                   problem)
         out, secs = timed(model.ode_sample, n, generator=config.seed, method="dopri5", atol=1e-4, rtol=1e-4)
         result = score_samples(f"{kind}_ode", out.x, d["truth"], seconds=secs, steps=out.nfe, extra=extra)
         lik, s = timed(model.log_prob, d["test"], method="dopri5", atol=1e-4, rtol=1e-4)
-        return with_nll(result, lik.log_prob, d["density"], kind="estimate", seconds=s)
+        return with_sample_set(with_nll(result, lik.log_prob, d["density"], kind="estimate", seconds=s), problem)
 
     return run
 

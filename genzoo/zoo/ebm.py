@@ -48,9 +48,11 @@ def _method(name: str):
         scores = {"kl": stats["kl"], "kl_se": stats["kl_se"], "nll": stats["nll"]}
         if density.modes is not None:  # a smooth log-density: its score is defined everywhere
             scores["ksd"] = ksd(samples, density.score).ksd2
-        return Result(method=name, params=energy, samples={"x": samples.numpy()}, history=result.history,
+        samples = samples.numpy()
+        return Result(method=name, params=energy, samples={"x": samples}, history=result.history,
                       seconds=result.seconds, diagnostics={**result.diagnostics, "scores": scores,
-                                                           "log_z": stats["log_z"]})
+                                                           "log_z": stats["log_z"],
+                                                           "sample_sets": {density.name: samples}})
 
     return run
 

@@ -16,7 +16,7 @@ import time
 
 from genzoo.registry import Method, ModelEntry, Option
 
-from genzoo.zoo.diffusion import _problem
+from genzoo.zoo.diffusion import _problem, with_sample_set
 
 
 def _trained(problem, coupling, config):
@@ -44,10 +44,11 @@ def _fm(coupling, solver):
             out, secs = timed(model.sample, n, generator=config.seed, method="dopri5", atol=1e-4, rtol=1e-4)
             result = score_samples(f"{coupling}_adaptive", out.x, d["truth"], seconds=secs, steps=out.nfe, extra=extra)
             lik, s = timed(model.log_prob, d["test"], method="dopri5", atol=1e-4, rtol=1e-4)
-            return with_nll(result, lik.log_prob, d["density"], kind="estimate", seconds=s)
+            return with_sample_set(with_nll(result, lik.log_prob, d["density"], kind="estimate", seconds=s), problem)
         k = int(solver.split("_")[1])
         out, secs = timed(model.sample, n, generator=config.seed, method="euler", num_steps=k)
-        return score_samples(f"{coupling}_{solver}", out.x, d["truth"], seconds=secs, steps=out.nfe, extra=extra)
+        return with_sample_set(score_samples(f"{coupling}_{solver}", out.x, d["truth"], seconds=secs, steps=out.nfe,
+                                             extra=extra), problem)
 
     return run
 

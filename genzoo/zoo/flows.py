@@ -48,8 +48,10 @@ def _density_method(kind: str):
         from deep.flows.fit import train_on_density
         from inference.result import Result
 
+        import torch
+
         opts = problem.data["options"]
-        scores, seconds, flows = {}, 0.0, {}
+        scores, seconds, flows, sets = {}, 0.0, {}, {}
         for name in problem.data["densities"]:
             r = train_on_density(kind, name, seed=config.seed, steps=config.steps or opts["steps"],
                                  n_train=opts["n_train"], n_test=opts["n_test"], lr=opts["lr"],
@@ -59,8 +61,10 @@ def _density_method(kind: str):
                     scores[f"{key} {name}"] = value
             seconds += r.seconds
             flows[name] = r.params
+            # 1,000 draws per density for the run report's scatter over the true density
+            sets[name] = r.params.sample((1000,), torch.Generator().manual_seed(config.seed + 3)).numpy()
         scores["train seconds"] = seconds
-        return Result(method=kind, params=flows, seconds=seconds, diagnostics={"scores": scores})
+        return Result(method=kind, params=flows, seconds=seconds, diagnostics={"scores": scores, "sample_sets": sets})
 
     return run
 

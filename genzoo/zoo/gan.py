@@ -51,12 +51,15 @@ def _method(loss: str, packed: bool):
         samples = result.params.sample(config.seed + 2, options["eval"])
         return Result(method=f"{loss}{'_pack' if packed else ''}", params=result.params, samples={"x": samples},
                       history=result.history, seconds=result.seconds,
-                      diagnostics={**result.diagnostics, "scores": scores})
+                      diagnostics={**result.diagnostics, "scores": scores,
+                                   "sample_sets": {problem.model.name: samples}})  # drawn by the run report
 
     return run
 
 
 def _digits(problem, config, loss, pack):
+    import numpy as np
+
     from deep.gan_steps import conditional_digit_scores, train_conditional_digits
     from inference.result import Result
 
@@ -64,8 +67,12 @@ def _digits(problem, config, loss, pack):
     result = train_conditional_digits(problem.data, seed=config.seed, steps=config.steps or options["steps"],
                                       loss=loss, pack=pack, progress=config.progress)
     scores = conditional_digit_scores(result.params, problem.data["classifier"], config.seed + 1)
+    labels = np.arange(36) % 10  # digits 0-9 in turn, for the run report's image grid
+    images = result.params.sample(config.seed + 2, len(labels), y=labels).reshape(-1, 8, 8)
+    images = (images + 1) / 2  # pixels in [-1, 1] (digits_data) -> [0, 1]
     return Result(method=f"{loss}{'_pack' if pack > 1 else ''}", params=result.params, history=result.history,
-                  seconds=result.seconds, diagnostics={**result.diagnostics, "scores": scores})
+                  seconds=result.seconds, diagnostics={**result.diagnostics, "scores": scores,
+                                                       "sample_sets": {"digits": images}})
 
 
 def _sample(problem, seed, n):
