@@ -27,8 +27,9 @@ build one out of the graph:
    log-sum of any belief, and each variable's marginal comes from the smallest clique holding it.
    With ``mode="max"`` the sum becomes a max and a root-to-leaves trace-back decodes the MAP.
 
-**Loopy BP** (:func:`loopy`). The same local updates on the factor graph itself, iterated with a
-flooding schedule until the messages stop changing:
+**Loopy BP** (:func:`loopy`). The same local updates on the factor graph itself, iterated until
+the messages stop changing, in a flooding (all at once), sequential (one factor after another) or
+residual (largest change first) order (:mod:`inference.bp_schedules`):
 
 .. math::
 
@@ -79,6 +80,7 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
+from inference.bp_schedules import SCHEDULES, compiled_loopy, reduce_mode
 from inference.discrete import (
     DEFAULT_MEMORY_BUDGET,
     Problem,
@@ -88,22 +90,11 @@ from inference.discrete import (
     logsumexp,
     prepare,
     restrict,
-    safe_normalise,
     structure,
 )
 from inference.elimination import elimination_cliques
 from inference.errors import DataError
-from inference.layout import (
-    NEG_INF,
-    MessageLayout,
-    axis_view,
-    constant_term,
-    group_tables,
-    message_layout,
-    pad_last,
-    query_layout,
-    query_plan,
-)
+from inference.layout import MessageLayout, message_layout, query_layout, query_plan
 from inference.result import Result
 
 
@@ -220,12 +211,6 @@ def junction_tree_plan(signature: tuple, evidence_vars: tuple) -> JunctionTree:
     )
 
 
-def _reduce(x, axes, mode):
-    if not axes:
-        return x
-    return logsumexp(x, axis=axes) if mode == "sum" else jnp.max(x, axis=axes)
-
-
 @functools.lru_cache(maxsize=64)
 def _compiled_junction_tree(signature: tuple, evidence_vars: tuple, mode: str):
     cards, scopes, _ = structure(signature)
@@ -238,7 +223,7 @@ def _compiled_junction_tree(signature: tuple, evidence_vars: tuple, mode: str):
         """Reduce clique c's log-table onto its separator with the parent (in c's order)."""
         sep = set(plan.separators[c])
         axes = tuple(i for i, v in enumerate(cliques[c]) if v not in sep)
-        return _reduce(belief, axes, mode)
+        return reduce_mode(belief, axes, mode)
 
     def run(tables, evidence_values):
         tables = restrict(tables, columns, evidence_values)
@@ -276,7 +261,7 @@ def _compiled_junction_tree(signature: tuple, evidence_vars: tuple, mode: str):
                         table = table + expand(up[other], plan.separators[other], cliques[c])
                 sep = set(plan.separators[ch])
                 axes = tuple(i for i, v in enumerate(cliques[c]) if v not in sep)
-                reduced = _reduce(table, axes, mode)
+                reduced = reduce_mode(table, axes, mode)
                 # reduced is over the separator in c's order; re-order to ch's order
                 down[ch] = _reorder(reduced, [v for v in cliques[c] if v in sep], plan.separators[ch])
         log_z_tree = (
@@ -414,100 +399,6 @@ def junction_tree(
 
 
 # =========================================================================== loopy BP
-def _factor_to_variable(layout: MessageLayout, tables, v2f, mode):
-    """All factor -> variable messages from the variable -> factor ones: (E, K), unnormalised."""
-    out = []
-    for group, table in zip(layout.groups, tables):
-        arity = len(group.shape)
-        incoming = [
-            axis_view(v2f[group.edges[:, j], : group.shape[j]], j, arity) for j in range(arity)
-        ]
-        per_position = []
-        for j in range(arity):
-            acc = table
-            for i in range(arity):
-                if i != j:
-                    acc = acc + incoming[i]
-            axes = tuple(1 + i for i in range(arity) if i != j)
-            per_position.append(pad_last(_reduce(acc, axes, mode), layout.width, NEG_INF))
-        out.append(jnp.stack(per_position, axis=1).reshape(-1, layout.width))
-    return jnp.concatenate(out, axis=0)
-
-
-def _variable_to_factor(layout: MessageLayout, f2v):
-    """All variable -> factor messages: the product of the other incoming messages, (E, K)."""
-    padded = jnp.concatenate([f2v, jnp.zeros((1, layout.width))], axis=0)
-    mask = jnp.asarray(layout.mask)[layout.edge_var]
-    return mask + jnp.sum(padded[layout.others], axis=1)
-
-
-def _variable_beliefs(layout: MessageLayout, f2v, mode):
-    total = jax.ops.segment_sum(f2v, layout.edge_var, num_segments=len(layout.free))
-    return safe_normalise(total + jnp.asarray(layout.mask), mode=mode)
-
-
-def _bethe(layout: MessageLayout, tables, f2v, constant):
-    """The Bethe estimate of log Z at the current messages."""
-    v2f = safe_normalise(_variable_to_factor(layout, f2v))
-    value = constant
-    for group, table in zip(layout.groups, tables):
-        arity = len(group.shape)
-        log_b = table
-        for j in range(arity):
-            log_b = log_b + axis_view(v2f[group.edges[:, j], : group.shape[j]], j, arity)
-        axes = tuple(range(1, arity + 1))
-        log_b = safe_normalise(log_b, axis=axes)
-        b = jnp.exp(log_b)
-        value = value + jnp.sum(jnp.where(b > 0, b * (table - log_b), 0.0))
-    log_bv = _variable_beliefs(layout, f2v, "sum")
-    bv = jnp.exp(log_bv)
-    neg_entropy = jnp.sum(jnp.where(bv > 0, bv * log_bv, 0.0), axis=-1)
-    return value + jnp.sum((layout.degree - 1) * neg_entropy)
-
-
-@functools.lru_cache(maxsize=64)
-def _compiled_loopy(signature: tuple, evidence_vars: tuple, mode: str, capacity: int):
-    """``capacity`` sizes the residual history (a power of two >= max_iter, so that different
-    ``max_iter`` values share one compiled function); max_iter itself is an argument."""
-    _, scopes, _ = structure(signature)
-    columns = evidence_columns(scopes, evidence_vars)
-    layout = message_layout(signature, evidence_vars)
-    n_edges = len(layout.edge_var)
-    mask = jnp.asarray(layout.mask)
-
-    def run(tables, evidence_values, damping, tol, max_iter):
-        reduced = restrict(tables, columns, evidence_values)
-        stacked = group_tables(layout, reduced)
-        constant = constant_term(layout, reduced)
-        f2v0 = safe_normalise(mask[layout.edge_var] if n_edges else jnp.zeros((0, layout.width)), mode=mode)
-
-        def body(state):
-            it, f2v, _, history = state
-            # 1. variable -> factor, 2. factor -> variable (flooding), 3. damping in probability space
-            v2f = safe_normalise(_variable_to_factor(layout, f2v), mode=mode)
-            new = safe_normalise(_factor_to_variable(layout, stacked, v2f, mode), mode=mode)
-            mixed = jnp.logaddexp(jnp.log1p(-damping) + new, jnp.log(damping) + f2v)
-            new = jnp.where(damping > 0, safe_normalise(mixed, mode=mode), new)
-            # 4. residual: the largest change of a message, in probability
-            residual = jnp.max(jnp.abs(jnp.exp(new) - jnp.exp(f2v)), initial=0.0)
-            return it + 1, new, residual, history.at[it].set(residual)
-
-        def cond(state):
-            it, _, residual, _ = state
-            return (it < max_iter) & (residual > tol)
-
-        init = (jnp.asarray(0), f2v0, jnp.asarray(jnp.inf), jnp.full((capacity,), jnp.nan))
-        if n_edges:
-            it, f2v, residual, history = jax.lax.while_loop(cond, body, init)
-        else:
-            it, f2v, residual, history = 0, f2v0, jnp.zeros(()), init[3]
-        beliefs = _variable_beliefs(layout, f2v, mode)
-        log_z = _bethe(layout, stacked, f2v, constant) if mode == "sum" else constant
-        return beliefs, log_z, it, residual, history, f2v
-
-    return jax.jit(run)
-
-
 def check_loopy_options(mode, damping, max_iter):
     """The options every loopy message-passing schedule shares (this module's :func:`loopy`, the
     lattice BP of the MRF layer): ``mode`` "sum" or "max", ``damping`` in [0, 1), ``max_iter`` >= 1.
@@ -528,15 +419,19 @@ def loopy(
     damping: float = 0.0,
     max_iter: int = 200,
     tol: float = 1e-8,
+    schedule: str = "flooding",
     model_args=(),
     model_kwargs=None,
 ) -> Result:
-    """Loopy belief propagation (sum- or max-product) with a flooding schedule.
+    """Loopy belief propagation (sum- or max-product) with a flooding, sequential or residual schedule.
 
-    Every iteration recomputes all variable->factor and then all factor->variable messages at
-    once (factors grouped by table shape, one vectorised update per group), mixes the new
-    messages with the old ones in probability space,
-    :math:`m \\leftarrow (1 - \\delta) m^{new} + \\delta m^{old}`, and stops when no message
+    With ``schedule="flooding"`` every iteration recomputes all variable->factor and then all
+    factor->variable messages at once (factors grouped by table shape, one vectorised update per
+    group); ``"sequential"`` sweeps the factors in a fixed order, each reading the messages its
+    predecessors just sent; ``"residual"`` commits, one factor at a time, the factor whose update
+    would change its messages most (Elidan et al. 2006; see :mod:`inference.bp_schedules`). Each
+    new message is mixed with the old one in probability space,
+    :math:`m \\leftarrow (1 - \\delta) m^{new} + \\delta m^{old}`, and the run stops when no message
     moves by more than ``tol`` (in probability) or after ``max_iter`` iterations.
 
     Exact on trees (a fixed point is reached after diameter-many iterations). On graphs with
@@ -548,7 +443,10 @@ def loopy(
         evidence: ``{variable: state name or index}``, clamped.
         mode: ``"sum"`` (marginals, Bethe log Z) or ``"max"`` (max-marginals and their argmax).
         damping: :math:`\\delta \\in [0, 1)`.
-        max_iter: the most iterations; tol: the convergence threshold on the message change.
+        max_iter: the most iterations (sweeps; for ``"residual"``, rounds of as many single-factor
+            updates as there are factors); tol: the convergence threshold on the message change.
+        schedule: ``"flooding"``, ``"sequential"`` or ``"residual"``; every schedule has the same
+            fixed points (and on a tree the exact answer), not the same convergence.
 
     Returns:
         ``mode="sum"``: ``Result(marginals, log_evidence=<Bethe estimate>,
@@ -556,7 +454,8 @@ def loopy(
         max-marginal}, marginals=<max-marginals normalised to max 1>)``, ``diagnostics["log_joint"]``
         being :math:`\\log \\tilde p(x^*, e)` of the decoded assignment (ties between MAP
         assignments can make the per-variable argmax inconsistent). ``diagnostics``: ``converged``,
-        ``iterations``, ``max_residual`` (one entry per iteration), ``messages``: the final
+        ``iterations``, ``max_residual`` (one entry per iteration: the largest message change in
+        it), ``schedule``, ``messages``: the final
         factor-to-variable messages ``{(factor index, variable): vector}``, normalised; each
         belief is the normalised product of the messages into its variable.
 
@@ -570,12 +469,14 @@ def loopy(
         (True, array([0.2857, 0.7143]))
     """
     check_loopy_options(mode, damping, max_iter)
+    if schedule not in SCHEDULES:
+        raise DataError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}")
     start = time.perf_counter()
     problem = prepare(model, evidence, model_args, model_kwargs)
     signature = problem.graph.signature()
     layout = message_layout(signature, problem.evidence_vars)
     capacity = max(1024, 1 << (int(max_iter) - 1).bit_length())
-    fn = _compiled_loopy(signature, problem.evidence_vars, mode, capacity)
+    fn = compiled_loopy(signature, problem.evidence_vars, mode, capacity, schedule)
     beliefs, log_z, iterations, residual, history, f2v = fn(
         problem.tables,
         jnp.asarray(problem.evidence_values),
@@ -592,6 +493,7 @@ def loopy(
         "iterations": iterations,
         "max_residual": np.asarray(history)[:iterations],
         "damping": float(damping),
+        "schedule": schedule,
         "messages": _messages(layout, np.asarray(f2v)),
     }
     marginals = {v: np.exp(beliefs[i, : layout.cards[i]]) for i, v in enumerate(layout.free)}

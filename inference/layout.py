@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Mapping
+import math
 
+import jax
 import jax.numpy as jnp
 import networkx as nx
 import numpy as np
@@ -173,9 +174,15 @@ def query_layout(key) -> QueryLayout:
     ids = {v: i for i, v in enumerate(variables)}
     sizes = tuple(k for _, k in var_cards)
     ev_col = {ids[v]: j for j, v in enumerate(ev_names)}
-    total = sum(int(np.prod([sizes[ids[v]] for v in s], dtype=np.int64)) for s in scopes)
-    restrict = tuple(tuple(ev_col.get(ids[v]) for v in s) for s in scopes)
-    restricted = [tuple(ids[v] for v in s if ids[v] not in ev_col) for s in scopes]
+    id_scopes = [tuple(map(ids.__getitem__, s)) for s in scopes]
+    total = sum(math.prod(map(sizes.__getitem__, s)) for s in id_scopes)
+    if ev_col:
+        restrict = tuple(tuple(map(ev_col.get, s)) for s in id_scopes)
+        restricted = [tuple(i for i in s if i not in ev_col) for s in id_scopes]
+    else:  # (the common case, kept to C-level loops: a 300 x 300 grid has 179,400 factors)
+        nothing = {n: (None,) * n for n in set(map(len, id_scopes))}
+        restrict = tuple(nothing[len(s)] for s in id_scopes)
+        restricted = id_scopes
     free = tuple(i for i in range(len(variables)) if i not in ev_col)
     held = {v for s in restricted for v in s}
     units = tuple(i for i in free if i not in held)
@@ -357,70 +364,113 @@ class MessageLayout:
     mask: np.ndarray
 
 
-def _bucket_shapes(shapes: Mapping[int, tuple], slack: int = 4) -> list[tuple[tuple, list[int]]]:
-    """Group factors of one arity whose shapes pad to a common shape (the elementwise max) without
-    any table growing more than ``slack``-fold: fewer, larger groups mean fewer vectorised updates
-    and a smaller program to compile."""
-    buckets: list[tuple[tuple, int, list[int]]] = []  # (padded shape, smallest member size, factors)
-    for f in sorted(shapes, key=lambda f: (len(shapes[f]), -int(np.prod(shapes[f])), f)):
-        shape, size = shapes[f], int(np.prod(shapes[f]))
-        for k, (padded, smallest, members) in enumerate(buckets):
-            if len(padded) != len(shape):
-                continue
-            merged = tuple(max(a, b) for a, b in zip(padded, shape))
-            if int(np.prod(merged)) <= slack * min(smallest, size):
-                buckets[k] = (merged, min(smallest, size), members + [f])
+def _bucket_shapes(factors: np.ndarray, shapes: np.ndarray, slack: int = 4) -> list[tuple[tuple, np.ndarray]]:
+    """Group factors of one arity (``shapes``: (F, arity)) whose shapes pad to a common shape (the
+    elementwise max) without any table growing more than ``slack``-fold: fewer, larger groups mean
+    fewer vectorised updates and a smaller program to compile.
+
+    Factors are taken largest first (ties by index), each into the first bucket it fits. A run of
+    equal shapes in that order all land in the bucket the run's first member chose (joining
+    leaves the bucket's padded shape and smallest size as they were for the next equal shape, and
+    the buckets before it, which refused the shape, only grow harder to join), so the loop runs
+    once per run."""
+    sizes = np.prod(shapes, axis=1)
+    order = np.lexsort((factors, -sizes))
+    shapes, sizes, factors = shapes[order], sizes[order], factors[order]
+    starts = np.flatnonzero(np.r_[True, np.any(shapes[1:] != shapes[:-1], axis=1)])
+    buckets: list[list] = []  # [padded shape, smallest member size, [runs of factors]]
+    for a, b in zip(starts, np.r_[starts[1:], len(factors)]):
+        shape, size = tuple(int(n) for n in shapes[a]), int(sizes[a])
+        for bucket in buckets:
+            merged = tuple(max(m, n) for m, n in zip(bucket[0], shape))
+            if math.prod(merged) <= slack * min(bucket[1], size):
+                bucket[0], bucket[1] = merged, min(bucket[1], size)
+                bucket[2].append(factors[a:b])
                 break
         else:
-            buckets.append((shape, size, [f]))
-    return [(padded, sorted(members)) for padded, _, members in buckets]
+            buckets.append([shape, size, [factors[a:b]]])
+    return [(padded, np.sort(np.concatenate(runs))) for padded, _, runs in buckets]
 
 
 @functools.lru_cache(maxsize=64)
 def message_layout(signature: tuple, evidence_vars: tuple) -> MessageLayout:
-    """Group the reduced factors by (padded) table shape and number the factor-variable edges."""
-    cards, _, _ = structure(signature)
+    """Group the reduced factors by (padded) table shape and number the factor-variable edges
+    (array operations throughout: a 300 x 300 grid's layout takes a fraction of a second)."""
     query = query_layout((signature, tuple(evidence_vars)))
     free = query.free_names
-    index = {v: i for i, v in enumerate(query.free_ids)}  # variable id -> position in free
-    rscopes = tuple(tuple(free[index[i]] for i in s) for s in query.scopes[: len(query.restrict)])
-    index = {v: i for i, v in enumerate(free)}
-    shapes = {f: tuple(cards[v] for v in scope) for f, scope in enumerate(rscopes) if scope}
-    constants = [f for f, scope in enumerate(rscopes) if not scope]
-    buckets = _bucket_shapes(shapes)
+    position = np.full(len(query.variables), -1, dtype=np.int64)  # variable id -> position in free
+    position[list(query.free_ids)] = np.arange(len(free))
+    free_cards = np.asarray(query.sizes, dtype=np.int64)[list(query.free_ids)]
+    rscopes = query.scopes[: len(query.restrict)]
+    arity = np.fromiter(map(len, rscopes), dtype=np.int64, count=len(rscopes))
+    constants = np.flatnonzero(arity == 0).tolist()
     groups, edge_var, next_edge = [], [], 0
-    for shape, factors in buckets:
-        variables = np.asarray([[index[v] for v in rscopes[f]] for f in factors], dtype=np.int64)
-        edges = next_edge + np.arange(variables.size, dtype=np.int64).reshape(variables.shape)
-        next_edge += variables.size
-        edge_var.extend(variables.ravel().tolist())
-        groups.append(FactorGroup(shape, tuple(factors), variables, edges))
-    edge_var = np.asarray(edge_var, dtype=np.int64)
-    n_edges = len(edge_var)
-    at_var = [np.flatnonzero(edge_var == i) for i in range(len(free))]
-    degree = np.asarray([len(e) for e in at_var], dtype=np.int64)
-    depth = max(int(degree.max(initial=1)) - 1, 1)
-    others = np.full((n_edges, depth), n_edges, dtype=np.int64)
-    for edges in at_var:
-        for e in edges:
-            rest = edges[edges != e]
-            others[e, : len(rest)] = rest
-    free_cards = np.asarray([cards[v] for v in free], dtype=np.int64)
+    for a in np.unique(arity[arity > 0]):
+        factors = np.flatnonzero(arity == a)
+        variables = position[np.asarray([rscopes[f] for f in factors], dtype=np.int64)]  # (F, a)
+        row = np.empty(len(rscopes), dtype=np.int64)
+        row[factors] = np.arange(len(factors))
+        for shape, members in _bucket_shapes(factors, free_cards[variables]):
+            group_vars = variables[row[members]]
+            edges = next_edge + np.arange(group_vars.size, dtype=np.int64).reshape(group_vars.shape)
+            next_edge += group_vars.size
+            edge_var.append(group_vars.ravel())
+            groups.append(FactorGroup(shape, tuple(members.tolist()), group_vars, edges))
+    edge_var = np.concatenate(edge_var) if edge_var else np.zeros(0, dtype=np.int64)
+    degree = np.bincount(edge_var, minlength=len(free)).astype(np.int64)
+    others = _other_edges(edge_var, degree)
     width = int(free_cards.max(initial=1))
     mask = np.where(np.arange(width)[None, :] < free_cards[:, None], 0.0, NEG_INF)
     return MessageLayout(free, free_cards, width, tuple(groups), tuple(constants), edge_var, others, degree, mask)
 
 
+def _other_edges(edge_var: np.ndarray, degree: np.ndarray) -> np.ndarray:
+    """(E, D-1): for each edge, the other edges at its variable in increasing order, padded with E.
+
+    A CSR layout in :math:`O(E \\log E)`: a stable argsort lists each variable's edges in order
+    (``order[starts[v] : starts[v] + degree[v]]``); an edge of rank ``r`` there takes the
+    entries ``j = c + [c >= r]`` for columns ``c``, skipping itself."""
+    n_edges = len(edge_var)
+    depth = max(int(degree.max(initial=1)) - 1, 1)
+    if n_edges == 0:
+        return np.full((0, depth), 0, dtype=np.int64)
+    order = np.argsort(edge_var, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    rank = np.empty(n_edges, dtype=np.int64)
+    rank[order] = np.arange(n_edges) - starts[edge_var[order]]
+    column = np.arange(depth)[None, :]
+    j = column + (column >= rank[:, None])
+    valid = j < degree[edge_var][:, None]
+    index = np.minimum(starts[edge_var][:, None] + j, n_edges - 1)
+    return np.where(valid, order[index], n_edges)
+
+
 def group_tables(layout: MessageLayout, reduced):
     """Stack the reduced tables of each group, padded with ``-inf`` (probability 0) to the group's
-    shape: a list of (F, *shape) arrays."""
+    shape: a list of (F, *shape) arrays.
+
+    The members of a group that share one reduced shape are stacked by one ``jnp.stack`` and padded
+    by one ``lax.pad``; a group of several shapes concatenates those blocks and puts the rows back
+    in the group's factor order by one gather, so the traced program grows with the number of
+    distinct shapes, not of factors."""
     out = []
     for group in layout.groups:
-        tables = []
-        for f in group.factors:
-            pad = [(0, n - m) for n, m in zip(group.shape, reduced[f].shape)]
-            tables.append(jnp.pad(reduced[f], pad, constant_values=NEG_INF) if any(p for _, p in pad) else reduced[f])
-        out.append(jnp.stack(tables))
+        shapes = layout.cards[group.variables]  # (F, arity): each member's reduced shape
+        kinds, which = np.unique(shapes, axis=0, return_inverse=True)
+        which = which.reshape(-1)
+        blocks, rows = [], []
+        for k, shape in enumerate(kinds):
+            members = np.flatnonzero(which == k)
+            block = jnp.stack([reduced[group.factors[i]] for i in members])
+            if tuple(shape) != tuple(group.shape):
+                config = [(0, 0, 0)] + [(0, int(n - m), 0) for n, m in zip(group.shape, shape)]
+                block = jax.lax.pad(block, jnp.asarray(NEG_INF, block.dtype), config)
+            blocks.append(block)
+            rows.append(members)
+        stacked = blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks)
+        if len(blocks) > 1:
+            stacked = stacked[np.argsort(np.concatenate(rows))]
+        out.append(stacked)
     return out
 
 

@@ -133,3 +133,45 @@ def test_sampler_bad_input():
         kernel.init(np.full((3, 3), 2, dtype=np.int32))
     with pytest.raises(DataError, match=r"must exceed burn_in"):
         run(kernel, 0, np.zeros((3, 3), dtype=np.int32), 10, burn_in=10)
+
+
+def test_uniform_bits_are_threefry_with_both_words():
+    """The oracle is JAX itself: its pre-partitionable threefry scheme draws the same words."""
+    from inference.checkerboard import uniform_bits
+
+    for key in (jax.random.key(5), jax.random.PRNGKey(5)):
+        for shape in ((4, 6), (3, 5)):  # an even and an odd number of words
+            with jax.threefry_partitionable(False):
+                expected = jax.random.bits(key, shape, dtype=np.uint32)
+            np.testing.assert_array_equal(np.asarray(uniform_bits(key, shape)), np.asarray(expected))
+    rbg = jax.random.key(5, impl="rbg")  # another key type: its own generator
+    expected = jax.random.bits(rbg, (3, 5), dtype=np.uint32)
+    np.testing.assert_array_equal(np.asarray(uniform_bits(rbg, (3, 5))), np.asarray(expected))
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_checkerboard_sweep_equals_a_numpy_sweep_on_the_same_uniforms(periodic):
+    """One Ising sweep (black sites, then white sites given the new black ones) recomputed in
+    float64 NumPy from the same 23-bit uniforms: the states agree site for site. (They could
+    differ only where a uniform lies within float32 rounding, ~1e-7, of its probability: about
+    60 * 1e-7 chance for this fixed key, and the key is fixed.)"""
+    from inference.checkerboard import checkerboard_step, uniform_bits
+
+    shape = (4, 6) if periodic else (5, 6)
+    field = np.linspace(-0.5, 0.7, np.prod(shape)).reshape(shape)
+    unary, k = Ising(shape, 0.35, field=field, periodic=periodic).potts_form()
+    kernel = checkerboard_gibbs(unary, k, periodic=periodic)
+    x0 = _start(9, shape, 2, 1)[0]
+    key = jax.random.key(11)
+    new, info = jax.jit(kernel.step)(key, kernel.init(x0))
+    u = (np.asarray(uniform_bits(key, shape)) >> 9) * 2.0**-23
+    x = x0.copy()
+    black = np.indices(shape).sum(axis=0) % 2 == 1  # odd sites first, as inference.checkerboard.colours
+    for colour in (black, ~black):
+        s = np.pad(2.0 * x - 1.0, 1, mode="wrap" if periodic else "constant")  # outside an open grid: 0
+        nb = s[:-2, 1:-1] + s[2:, 1:-1] + s[1:-1, :-2] + s[1:-1, 2:]
+        logit = unary[..., 1] - unary[..., 0] + k * nb  # K = 2J in the Potts form: K (n_up - n_down)
+        x = np.where(colour, (u < 1.0 / (1.0 + np.exp(-logit))).astype(np.int32), x)
+    np.testing.assert_array_equal(np.asarray(new.x), x)
+    assert float(info.changed) == np.mean(x != x0)
+    assert checkerboard_step is kernel.step.func
