@@ -153,10 +153,12 @@ def prepare_corpus(text: str, *, block: int = 64, val_fraction: float = 0.1, max
 
 
 def train_lm(kind: str, corpus: dict, *, seed: int, steps: int = 2000, batch_size: int = 12, lr: float = 1e-3,
-             device=None, progress: bool = False, checkpoint=None, alpha: float = 1.0, **sizes) -> Result:
+             device=None, progress: bool = False, checkpoint=None, alpha: float = 1.0, num_threads: int | None = None,
+             **sizes) -> Result:
     """A character model on ``corpus`` (:func:`prepare_corpus`): ``"unigram"`` / ``"bigram"`` by
     counting the training characters (smoothing ``alpha``), ``"lstm"`` / ``"transformer"`` through
-    :func:`inference.train.fit` (Adam, gradients clipped at norm 1 as nanoGPT does)."""
+    :func:`inference.train.fit` (Adam, gradients clipped at norm 1 as nanoGPT does) on
+    ``num_threads`` torch threads (None: torch's setting)."""
     from deep.charlm import BigramLM, UnigramLM, build_lm, lm_loss
     from inference.train import LossStep, fit
 
@@ -168,7 +170,7 @@ def train_lm(kind: str, corpus: dict, *, seed: int, steps: int = 2000, batch_siz
         return Result(method=f"count:{kind}", params=lm, seconds=time.perf_counter() - start)
     lm = build_lm(kind, vocab.size, seed=seed, device=device or "cpu", **sizes)
     return fit(LossStep(lm, lm_loss, lr=lr, clip=1.0, name="nats"), {"x": corpus["train"]}, seed=seed, steps=steps,
-               batch_size=batch_size, device=device, progress=progress, checkpoint=checkpoint)
+               batch_size=batch_size, device=device, progress=progress, checkpoint=checkpoint, num_threads=num_threads)
 
 
 def lm_result(method: str, lm, val_windows, *, train_seconds: float) -> Result:

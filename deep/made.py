@@ -35,6 +35,13 @@ connectivity-agnostic training) and the test-time density is the uniform **mixtu
 
 an average of probabilities (a mean of log-probabilities would not normalise).
 
+Inpainting (:meth:`MADE.conditional_sample`) draws the unobserved variables :math:`x_U` given the
+observed :math:`x_O` exactly, from the mixture's :math:`p(x_U \mid x_O) = \sum_k w_k\, p_k(x_U \mid
+x_O)` with :math:`w_k \propto p_k(x_O)`, or from one set's :math:`p_k(x_U \mid x_O)`. Unlike NADE's,
+a MADE's orderings are fixed when it is built, so :math:`p_k(x_O)` and the ancestral walk are one
+pass only for a set whose ordering puts :math:`O` first; otherwise the :math:`2^{|U|}` completions
+are enumerated (a few unobserved variables), or the sampler refuses.
+
 References:
     Germain, Gregor, Murray and Larochelle (2015). MADE: Masked autoencoder for distribution
         estimation. ICML.
@@ -67,7 +74,7 @@ from inference.errors import DataError, ModelError
 from inference.likelihood import seeded
 from inference.rng import as_generator
 
-__all__ = ["MaskedLinear", "made_masks", "check_order", "MADENet", "MADE"]
+__all__ = ["MaskedLinear", "made_masks", "check_order", "check_evidence", "MADENet", "MADE"]
 
 
 class MaskedLinear(nn.Linear):
@@ -100,6 +107,32 @@ def check_order(order, dim: int, name: str = "order") -> torch.Tensor:
     if not torch.equal(torch.sort(o).values, torch.arange(dim)):
         raise ModelError(f"{name}: {o.tolist()} is not a permutation of 0..{dim - 1}")
     return o
+
+
+def check_evidence(x, mask, dim: int, *, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evidence of a conditional sampler: ``(observed, m)``, both (B, D).
+
+    ``x`` is (B, D); ``mask`` (B, D) or (D,) is boolean, True where ``x`` is observed. The
+    unobserved entries of ``x`` are ignored (they may be NaN) and set to 0 in ``observed``; the
+    observed ones must be 0 or 1 (DataError naming the first bad entry otherwise).
+    """
+    m = torch.as_tensor(mask, device=device)
+    if m.dtype != torch.bool:
+        raise DataError(f"mask: expected a boolean tensor (True = observed), got dtype {m.dtype}")
+    x = torch.as_tensor(x)
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise DataError(f"x: expected shape (B, {dim}), got {tuple(x.shape)}")
+    x = x.to(device, dtype)
+    if m.shape == (dim,):
+        m = m.expand(x.shape[0], dim)
+    if m.shape != x.shape:
+        raise DataError(f"mask: expected shape ({dim},) or {tuple(x.shape)}, got {tuple(m.shape)}")
+    observed = torch.where(m, x, torch.zeros_like(x))  # (B, D)
+    bad = m & (observed != 0) & (observed != 1)
+    if bad.any():
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise DataError(f"x: observed entry ({row}, {col}) is {float(x[row, col])}, not 0 or 1")
+    return observed, m
 
 
 def made_masks(degrees_in: torch.Tensor, hidden_sizes: Sequence[int], out_multiplier: int = 1,
@@ -306,18 +339,148 @@ class MADE(nn.Module):
         generator = as_generator(generator, weight.device)
         which = torch.randint(0, self.num_masks, (n,), generator=generator, device=weight.device)  # (n,)
         out = torch.zeros(n, self.dim, dtype=weight.dtype, device=weight.device)  # (n, D)
+        free = torch.ones(self.dim, dtype=torch.bool, device=weight.device)  # (D,) every variable drawn
+        return self._ancestral(which, out, free, generator)
+
+    # ------------------------------------------------------------------ inpainting
+    def observed_first(self, mask) -> torch.Tensor:
+        """Which mask sets' orderings put every observed variable (``mask`` (D,), True = observed)
+        before every unobserved one, (K,) bool: the sets whose conditional
+        :math:`p_k(x_U \mid x_O)` is an ancestral walk (and whose :math:`p_k(x_O)` is one pass)."""
+        m = torch.as_tensor(mask, device=self.net.orders.device)
+        if m.dtype != torch.bool or m.shape != (self.dim,):
+            raise DataError(f"mask: expected a boolean tensor of shape ({self.dim},), got {m.dtype} {tuple(m.shape)}")
+        position = torch.argsort(self.net.orders, 1)  # (K, D): position[k, i] = t with o_k[t] = i
+        last_observed = torch.where(m, position, -1).amax(1)  # (K,)
+        first_free = torch.where(m, self.dim, position).amin(1)  # (K,)
+        return last_observed < first_free
+
+    def conditional_sample(self, x, mask, generator, *, mask_index: int | None = None,
+                           max_enumerate: int = 12) -> torch.Tensor:
+        """Fill the unobserved entries of ``x`` (B, D) by exact conditional sampling.
+
+        ``mask`` (B, D) or (D,) is True where ``x`` is observed (the other entries of ``x`` are
+        ignored and may be NaN). Per row, with :math:`O` its observed and :math:`U` its unobserved
+        variables, the draw is from
+
+        - ``mask_index=None``: the conditional of the model's density, the mixture
+          :math:`p = \frac1K \sum_k p_k`:
+
+          .. math::
+
+              p(x_U \mid x_O) = \sum_k w_k(x_O)\, p_k(x_U \mid x_O), \qquad
+              w_k(x_O) = \frac{p_k(x_O)}{\sum_j p_j(x_O)};
+
+        - ``mask_index=k``: the conditional :math:`p_k(x_U \mid x_O)` of mask set ``k`` alone.
+
+        A MADE's orderings are fixed per mask set (unlike NADE's, chosen at test time), so two
+        exact routes exist:
+
+        1. every set used puts :math:`O` before :math:`U` in its ordering (:meth:`observed_first`):
+           :math:`\log p_k(x_O)` is the sum of the first :math:`|O|` conditionals of one pass, a set
+           is drawn by :math:`w_k`, then :math:`|U|` ancestral passes in its ordering;
+        2. otherwise, when :math:`|U| \le` ``max_enumerate``: all :math:`2^{|U|}` completions are
+           scored by the (mixture) joint and one is drawn from their normalised probabilities.
+
+        Else ModelError (name the row, what is observed and the sets that put it first).
+
+        Example:
+            >>> made = MADE(dim=6, hidden=(16,), num_masks=3, seed=0)
+            >>> x = made.sample(4, generator=1)
+            >>> mask = torch.tensor([True, False, True, False, False, True])
+            >>> filled = made.conditional_sample(x, mask, generator=2)
+            >>> bool((filled[:, mask] == x[:, mask]).all())
+            True
+        """
+        weight = self.net.layers[0].weight
+        generator = as_generator(generator, weight.device)
+        if isinstance(max_enumerate, bool) or int(max_enumerate) != max_enumerate or max_enumerate < 0:
+            raise ModelError(f"max_enumerate must be a non-negative integer, got {max_enumerate!r}")
+        observed, m = check_evidence(x, mask, self.dim, device=weight.device, dtype=weight.dtype)  # (B, D)
+        if mask_index is None:
+            sets = torch.arange(self.num_masks, device=weight.device)
+        elif isinstance(mask_index, bool) or int(mask_index) != mask_index or not 0 <= int(mask_index) < self.num_masks:
+            raise ModelError(f"mask_index must be None (the mixture) or in [0, {self.num_masks}), got {mask_index!r}")
+        else:
+            sets = torch.tensor([int(mask_index)], device=weight.device)
+        out = observed.clone()
+        patterns, which = torch.unique(m, dim=0, return_inverse=True)  # (P, D), (B,)
         with torch.no_grad():
-            for k in range(self.num_masks):
-                rows = (which == k).nonzero().flatten()
-                if rows.numel() == 0:
+            for p, pattern in enumerate(patterns):
+                rows = (which == p).nonzero().flatten()
+                free = ~pattern  # (D,)
+                if not free.any():
                     continue
-                self.net.use_mask(k)
-                x = torch.zeros(rows.numel(), self.dim, dtype=weight.dtype, device=weight.device)
-                for i in self.net.order.tolist():
-                    p = torch.sigmoid(self.net(x)[:, i, 0])  # (n_k,)
-                    x[:, i] = (torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p).to(x.dtype)
-                out[rows] = x
+                first = self.observed_first(pattern)  # (K,)
+                if bool(first[sets].all()):
+                    out[rows] = self._observed_first_draw(observed[rows], free, sets, generator)
+                elif int(free.sum()) <= max_enumerate:
+                    out[rows] = self._enumerated_draw(observed[rows], free, sets, generator)
+                else:
+                    raise ModelError(self._no_route(int(rows[0]), pattern, sets, first, max_enumerate))
         return out
+
+    def _observed_first_draw(self, x, free, sets, generator) -> torch.Tensor:
+        # Route 1: w_k from one pass per set (p_k(x_O): the observed conditionals come first), a set
+        # per row drawn from w, then the ancestral walk over the free variables only.
+        if sets.numel() == 1:
+            which = sets.expand(x.shape[0])
+        else:
+            log_w = torch.stack([(-F.binary_cross_entropy_with_logits(self.logits(x, int(k)), x, reduction="none")
+                                  * ~free).sum(-1) for k in sets])  # (S, n): log p_k(x_O)
+            which = sets[torch.multinomial(torch.softmax(log_w, 0).T, 1, generator=generator)[:, 0]]  # (n,)
+        return self._ancestral(which, x, free, generator)
+
+    def _enumerated_draw(self, x, free, sets, generator, budget: int = 1 << 16) -> torch.Tensor:
+        # Route 2: every completion of the free variables, scored by the (mixture) joint; the 1/K of
+        # the mixture cancels in the normalisation.
+        u = int(free.sum())
+        codes = torch.arange(1 << u, device=x.device)
+        table = ((codes[:, None] >> torch.arange(u, device=x.device)) & 1).to(x.dtype)  # (2^u, u)
+        out = x.clone()
+        chunk = max(1, budget >> u)
+        for start in range(0, x.shape[0], chunk):
+            part = x[start:start + chunk]  # (c, D)
+            full = part[:, None, :].repeat(1, 1 << u, 1)  # (c, 2^u, D)
+            full[:, :, free] = table
+            flat = full.reshape(-1, self.dim)  # (c 2^u, D)
+            joint = torch.logsumexp(torch.stack([self.log_prob_mask(flat, int(k)) for k in sets]), 0)
+            pick = torch.multinomial(torch.softmax(joint.reshape(part.shape[0], 1 << u), 1), 1,
+                                     generator=generator)[:, 0]  # (c,)
+            out[start:start + chunk] = full[torch.arange(part.shape[0], device=x.device), pick]
+        return out
+
+    @torch.no_grad()
+    def _ancestral(self, which, x, free, generator) -> torch.Tensor:
+        """Rows of ``x`` (n, D) completed by ancestral sampling in the ordering of mask set
+        ``which[row]``, drawing the ``free`` (D,) variables and keeping the others."""
+        out = x.clone()
+        for k in range(self.num_masks):
+            rows = (which == k).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            self.net.use_mask(k)
+            part = out[rows]  # (n_k, D)
+            drawn = free.tolist()
+            for i in self.net.order.tolist():
+                if not drawn[i]:
+                    continue
+                p = torch.sigmoid(self.net(part)[:, i, 0])  # (n_k,)
+                part[:, i] = (torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p).to(part.dtype)
+            out[rows] = part
+        return out
+
+    def _no_route(self, row: int, pattern, sets, first, max_enumerate: int) -> str:
+        observed = pattern.nonzero().flatten().tolist()
+        late = [int(k) for k in sets if not first[k]]
+        fits = [k for k in range(self.num_masks) if first[k]]
+        hint = (f"pass mask_index={fits[0]} to draw from that set's own conditional p_k(x_U | x_O) (mask sets "
+                f"{fits} put them first), " if fits else "")
+        return (f"mask of row {row} (observed variables {observed}): no exact conditional of "
+                f"{'the mixture' if sets.numel() > 1 else f'mask set {int(sets[0])}'}: mask set(s) {late} order an "
+                f"unobserved variable before an observed one, and {int((~pattern).sum())} unobserved variables are "
+                f"more than max_enumerate={max_enumerate} to enumerate; {hint}or raise max_enumerate "
+                f"(2^|U| completions), or train more mask sets, or use deep.NADE (any ordering at test time)")
 
 
 def _degrees(order: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from deep.data import check_images
-from deep.made import check_order
+from deep.made import check_evidence, check_order
 from inference.errors import DataError, ModelError
 from inference.likelihood import seeded
 from inference.rng import as_generator
@@ -191,22 +191,7 @@ class NADE(nn.Module):
         ones after, so the draw is from :math:`p_o(x_{\\bar S} \\mid x_S)` exactly.
         """
         generator = as_generator(generator, self.W.device)
-        m = torch.as_tensor(mask, device=self.W.device)
-        if m.dtype != torch.bool:
-            raise DataError(f"mask: expected a boolean tensor (True = observed), got dtype {m.dtype}")
-        x = torch.as_tensor(x)
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise DataError(f"x: expected shape (B, {self.dim}), got {tuple(x.shape)}")
-        x = x.to(self.W.device, self.W.dtype)
-        if m.shape == (self.dim,):
-            m = m.expand(x.shape[0], self.dim)
-        if m.shape != x.shape:
-            raise DataError(f"mask: expected shape ({self.dim},) or {tuple(x.shape)}, got {tuple(m.shape)}")
-        observed = torch.where(m, x, torch.zeros_like(x))
-        bad = m & (observed != 0) & (observed != 1)
-        if bad.any():
-            row, col = (int(i) for i in bad.nonzero()[0])
-            raise DataError(f"x: observed entry ({row}, {col}) is {float(x[row, col])}, not 0 or 1")
+        observed, m = check_evidence(x, mask, self.dim, device=self.W.device, dtype=self.W.dtype)  # (B, D)
         base = self._orders(order, 1)[0]  # (D,)
         # Step 1: per row, the observed variables first (stable sort keeps ``base``'s relative order).
         rank = (~m[:, base]).to(torch.int8)  # (B, D) 0 for observed

@@ -6,8 +6,10 @@ model on the first call and keeps it on the problem, so a second (timed) call on
 table's "first call" column is training plus evaluation, "train s" the training alone.
 ``--quick 1`` sizes the run for two CPU cores in under two minutes (300 steps of batch 32 at
 learning rate 3e-3, a 2-layer transformer of width 64, an LSTM of 128 units, 300 validation
-windows); the default is nanoGPT's CPU "baby" transformer and budget (4 layers of width 128,
-2,000 steps of batch 12, all validation windows).
+windows, training on one torch thread: about 42 CPU seconds in all; on a shared, loaded 2-core
+machine torch's default of two threads made the same run take ten times the CPU time, the threads
+waiting on each other); the default is nanoGPT's CPU "baby" transformer and budget (4 layers of
+width 128, 2,000 steps of batch 12, all validation windows).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Mapping
 from genzoo.registry import Method, ModelEntry, Option, Problem
 
 QUICK = {"steps": 300, "batch_size": 32, "lr": 3e-3, "val_windows": 300, "lstm_width": 128, "layers": 2,
-         "width": 64}
+         "width": 64, "threads": 1}
 
 
 def _flag(value) -> bool:
@@ -67,7 +69,7 @@ def _trained(problem, kind, config):
         start = time.perf_counter()
         checkpoint = _checkpoint(o, kind, sizes, config) if kind == "transformer" else None
         fitted = train_lm(kind, problem.data["corpus"], seed=config.seed, steps=config.steps or o["steps"],
-                          batch_size=o["batch_size"], lr=o["lr"], checkpoint=checkpoint,
+                          batch_size=o["batch_size"], lr=o["lr"], checkpoint=checkpoint, num_threads=o["threads"] or None,
                           progress=config.progress and sys.stderr.isatty(), **sizes)
         cache[kind] = (fitted.params, time.perf_counter() - start)
     return cache[kind]
@@ -146,6 +148,7 @@ ENTRY = ModelEntry(
         "width": Option(128, "transformer width", int),
         "context": Option(64, "characters a position attends to (and the training window)", int),
         "lstm_width": Option(256, "LSTM hidden units", int),
+        "threads": Option(0, "torch threads while training (0: torch's default)", int),
         "val_windows": Option(0, "validation windows of 64 characters (0: all)", int),
         "checkpoint": Option("auto", "the transformer's checkpoint file, resumed or written ('auto': "
                              "runs/charlm-cache/<hash of the settings>.ckpt; '': none)", str),
