@@ -100,6 +100,7 @@ from inference.forward_backward import (
 from inference.protocols import ChainModel
 from inference.result import Result
 from inference.viterbi import _viterbi, _viterbi_batch
+from inference.rng import as_key
 
 
 # ----------------------------------------------------------------------------- named records
@@ -459,6 +460,7 @@ def sample(model, key, n, evidence=None, *, lengths=None, model_args=(), model_k
 
     ``samples["z"]`` is (n, T), or (n, N, T) for a batch, int64 (-1 past each length).
     """
+    key = as_key(key)
     start = time.perf_counter()
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise DataError(f"n must be a positive integer number of draws, got {n!r}")

@@ -92,6 +92,7 @@ from inference.layout import query_layout as _layout
 from inference.layout import query_plan as _plan
 from inference.protocols import ChainModel
 from inference.result import Result
+from inference.rng import as_key
 
 __all__ = ["log_evidence", "marginals", "joint", "marginal_map", "map", "sample", "family_posteriors",
            "DEFAULT_MEMORY_BUDGET"]
@@ -327,6 +328,7 @@ def sample(model, key, n, evidence=None, *, model_args=(), model_kwargs=None, me
         >>> sample(g, jax.random.key(0), 4).samples["a"].shape
         (4,)
     """
+    key = as_key(key)
     start = time.perf_counter()
     n = _check_count(n)
     key = _check_key(key)

@@ -59,6 +59,7 @@ from inference.elimination import colouring
 from inference.layout import card_mask, flat_layout, flatten_tables, make_reads, read
 from inference.result import Result
 from inference.starts import no_start, pick_starts, sequential_sampler
+from inference.rng import as_key
 
 
 @functools.lru_cache(maxsize=64)
@@ -165,6 +166,7 @@ def gibbs(
         ``colours`` (classes updated in parallel), ``ess`` and ``r_hat`` per variable and state
         (of the state indicator :math:`[x_v = k]`; NaN for a state never or always visited).
     """
+    key = as_key(key)
     n, burn_in, chains, thin = int(n), int(burn_in), int(chains), int(thin)
     for name, value, low in (("n", n, 1), ("burn_in", burn_in, 0), ("chains", chains, 1), ("thin", thin, 1)):
         if value < low:

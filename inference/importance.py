@@ -52,6 +52,7 @@ from inference.discrete import prepare, structure
 from inference.errors import EvidenceError, ModelError
 from inference.layout import Reads, card_mask, flat_layout, flatten_tables, make_reads, read
 from inference.result import Result
+from inference.rng import as_key
 
 
 # =========================================================================== likelihood weighting
@@ -131,6 +132,7 @@ def likelihood_weighting(
         EvidenceError: when every sample has weight zero (the evidence has probability zero, or is
             too unlikely for ``n`` samples).
     """
+    key = as_key(key)
     start = time.perf_counter()
     problem = prepare(model, evidence, model_args, model_kwargs)
     if not problem.graph.directed:

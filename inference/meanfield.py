@@ -58,6 +58,7 @@ from inference.errors import ModelError
 from inference.layout import axis_view, constant_term, group_tables, message_layout
 from inference.result import Result
 from inference.starts import initial_states
+from inference.rng import as_key
 
 
 def _weighted(w, table):
@@ -193,6 +194,7 @@ def mean_field(
         history=<ELBO after each step>)``; ``diagnostics``: ``method``, ``initial``
         (``"random"`` or ``"configuration"``), ``last_change`` (ELBO gain of the last step).
     """
+    key = as_key(key)
     if method not in ("cavi", "adam"):
         raise ValueError(f"method must be 'cavi' or 'adam', got {method!r}")
     steps = int(steps if steps is not None else (100 if method == "cavi" else 1000))

@@ -77,6 +77,7 @@ import numpy as np
 from scipy.special import gammaln, xlogy
 
 from inference.errors import DataError, ModelError, UnknownNameError
+from inference.rng import as_key
 
 __all__ = [
     "family_counts",
@@ -498,6 +499,7 @@ def random_cpts(bn, key, concentration: float = 1.0):
         start = random_cpts(asia, jax.random.PRNGKey(0))
         fitted = inference.em.fit(start, data_with_missing_cells).params
     """
+    key = as_key(key)
     import jax
 
     if not np.isfinite(concentration) or concentration <= 0:

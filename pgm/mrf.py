@@ -52,6 +52,7 @@ import numpyro.distributions as dist
 
 from inference.errors import DataError, ModelError
 from inference.factors import Factor, FactorGraph
+from inference.rng import as_key
 
 __all__ = ["MarkovNet", "check_potential_table"]
 
@@ -260,6 +261,7 @@ class MarkovNet:
         """``n`` exact draws ``{variable: (n,) state indices}`` by forward-filter backward-sample on
         the exact engine's contraction plan (``inference.exact.sample``): an undirected model has no
         ancestral order to simulate in; for wide graphs use a sampler (``inference.gibbs``)."""
+        key = as_key(key)
         from inference import exact
 
         return exact.sample(self, key, n).samples

@@ -159,6 +159,7 @@ class PLSA:
 def fit_plsa(key, counts, n_topics: int, *, max_iter: int = 100, tol: float = 1e-6, beta: float = 1.0) -> Result:
     """PLSA by EM through :func:`inference.em.fit` from a random start; ``params`` is the fitted
     :class:`PLSA`, ``params.topic_word`` its topics."""
+    key = as_key(key)
     from inference import em
 
     bow = _bow(counts, integer=False)
