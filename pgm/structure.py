@@ -231,7 +231,7 @@ def local_score(
     data, states, variable: str, parents: Sequence[str] = (), *, score: str = "bic",
     equivalent_sample_size: float = 10.0,
 ) -> float:
-    """The family score of ``variable`` with ``parents`` on ``data`` (``score`` "bic" or "bdeu").
+    """The family score of ``variable`` with ``parents`` on ``data`` (``score``: one of ``SCORES``).
 
     Example::
 
@@ -294,7 +294,7 @@ def hill_climb(
     Args:
         data: complete data, anything ``BayesNet.encode_data`` reads.
         states: var -> state names (their order fixes the state indices and the variable order).
-        score: ``"bic"`` or ``"bdeu"``.
+        score: one of ``SCORES`` (``"bic"``, ``"bdeu"``, ``"k2"``, ``"aic"``, ``"bds"``).
         equivalent_sample_size: :math:`\alpha` of BDeu.
         max_parents: the most parents a variable may get (None: no limit).
         max_iter: the most moves.
