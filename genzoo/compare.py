@@ -17,6 +17,11 @@ forms) or they are read off its samples.
 Where no exact answer exists but a method's own figures do (topic models: held-out perplexity, the
 error of its topics against the true ones, coherence), the Result states them in
 ``diagnostics["scores"]`` (name -> number) and the table shows one column per name.
+
+A method measured on several datasets (``genzoo compare deep``: every deep family on the same 2-D
+densities and digits) states one dict per dataset in ``diagnostics["rows"]``; the table is then long
+(one line per method and dataset: method, dataset, then the dicts' columns in order of first
+appearance), followed by the methods' ``diagnostics["notes"]`` as footnotes, each once.
 """
 
 from __future__ import annotations
@@ -46,10 +51,13 @@ class Row:
     log_evidence_kind: str | None
     result: Result = dataclasses.field(repr=False, compare=False, default=None)
     scores: dict = dataclasses.field(default_factory=dict)
+    table: list = dataclasses.field(default_factory=list)  # diagnostics["rows"]: one dict per dataset
 
     def metrics(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("result")
+        if not d["table"]:
+            d.pop("table")  # the usual one-line rows keep their metrics.json as it was
         return d
 
 
@@ -135,9 +143,10 @@ def run_methods(
             if reference.log_evidence is not None and result.log_evidence is not None:
                 dlog = abs(float(result.log_evidence) - float(reference.log_evidence))
         scores = {k: float(v) for k, v in result.diagnostics.get("scores", {}).items()}
+        table = [dict(r) for r in result.diagnostics.get("rows", [])]
         rows.append(
             Row(name, seconds, first, max_abs, tv, z, dlog, result.log_evidence, result.log_evidence_kind, result,
-                scores)
+                scores, table)
         )
     return rows
 
@@ -150,7 +159,38 @@ def _fmt(x, spec=".2e"):
     return format(x, spec)
 
 
+def _cell(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, (bool, str)):
+        return str(x)
+    if isinstance(x, (int, np.integer)) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e6):
+        return str(int(x))
+    return _fmt(float(x), ".4g")
+
+
+def _layout(header: Sequence[str], body: Sequence[Sequence[str]], title: str) -> list[str]:
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    out = [title] if title else []
+    out += [line, "-" * len(line)]
+    return out + ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+
+
+def long_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]], list[str]]:
+    """The long form of rows carrying ``table`` dicts: ``(header, body, notes)``, all as text
+    (``header`` = method, then the dicts' keys in order of first appearance; ``notes`` the methods'
+    ``diagnostics["notes"]``, each once)."""
+    columns = list(dict.fromkeys(k for r in rows for t in r.table for k in t))
+    body = [[r.method, *(_cell(t.get(c)) for c in columns)] for r in rows for t in r.table]
+    notes = list(dict.fromkeys(n for r in rows if r.result is not None for n in r.result.diagnostics.get("notes", ())))
+    return ["method", *columns], body, notes
+
+
 def format_table(rows: Sequence[Row], title: str = "") -> str:
+    if any(r.table for r in rows):
+        header, body, notes = long_table(rows)
+        return "\n".join(_layout(header, body, title) + [f"  {n}" for n in notes])
     show_z = any(r.max_z_mean is not None for r in rows)
     score_names = list(dict.fromkeys(name for r in rows for name in r.scores))
     show_marg = any(r.max_abs_marginal is not None for r in rows) or not (show_z or score_names)
@@ -174,12 +214,7 @@ def format_table(rows: Sequence[Row], title: str = "") -> str:
         ]
         for r in rows
     ]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
-    out = [title] if title else []
-    out += [line, "-" * len(line)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
-    return "\n".join(out)
+    return "\n".join(_layout(header, body, title))
 
 
 def plot(rows: Sequence[Row], title: str):
