@@ -72,7 +72,7 @@ from inference.result import Result
 from inference.rng import check_seed
 from inference.shards import is_sharded
 
-__all__ = ["TrainStep", "LossStep", "fit", "save_checkpoint", "load_checkpoint", "checkpoint_state", "isolated"]
+__all__ = ["TrainStep", "LossStep", "fit", "threads", "save_checkpoint", "load_checkpoint", "checkpoint_state", "isolated"]
 
 MAGIC = b"GENZOO-DEEP-CKPT-1\n"
 
@@ -278,7 +278,8 @@ def isolated(seed: int | None = None):
 
 
 @contextlib.contextmanager
-def _threads(n: int | None):
+def threads(n: int | None):
+    """Run a block with ``n`` torch threads (None: leave the count alone), restoring the count after."""
     if n is None:
         yield
         return
@@ -290,6 +291,10 @@ def _threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+
+_threads = threads  # the former private name
 
 
 # =========================================================================== the loop
@@ -435,7 +440,7 @@ def fit(
         meta["data"] = "sharded"  # another order of the rows than a permutation of arrays in memory
     meta = json.loads(json.dumps(meta, sort_keys=True, default=str))
 
-    with _threads(num_threads), (isolated(seed) if isolate else seeded(seed)):
+    with threads(num_threads), (isolated(seed) if isolate else seeded(seed)):
         # 1-2. fresh start or resume
         done, history, perm = 0, {}, None
         step.setup(tensors if not sharded else _sharded_batch(data, seed, 0, 0, batch_size, run_device, dtype)[1])
