@@ -325,8 +325,10 @@ def as_tensors(data) -> dict[str, torch.Tensor]:
 def _bad_rows(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
     """A (N,) boolean CPU tensor marking the rows with a NaN or infinite floating-point entry, or
     None when every row is finite: the data are checked once, not each minibatch again."""
-    flags = [~torch.isfinite(t.reshape(t.shape[0], -1)).all(1) for t in tensors.values()
-             if t.is_floating_point() and t.dim() > 0]
+    floats = [t for t in tensors.values() if t.is_floating_point() and t.dim() > 0]
+    if all(bool(torch.isfinite(t).all()) for t in floats):  # the usual case: one reduction per array
+        return None
+    flags = [~torch.isfinite(t.reshape(t.shape[0], -1)).all(1) for t in floats]
     if not flags:
         return None
     bad = torch.stack(flags).any(0).cpu()
