@@ -85,16 +85,21 @@ def test_graph_score_equals_pgmpy(asia, asia_data):
 # gains 112 to 1292 against at most 8.5, with sd about sqrt(2 gain) <= 15: BIC finds exactly 7 of
 # the 8 edges, recall 0.875. A non-edge enters when a chi2_1 exceeds log n = 8.5 (chance 0.0035
 # for each of the 20 non-adjacent pairs): two spurious edges, precision 7/9 < 0.85, have chance
-# 2e-3. Measured: 7 edges, all true. BDeu (ESS 10) finds all 8 true edges plus 4 extra ones
-# (pgmpy's HillClimbSearch with BDeu also adds extra edges on this data): its 0.6 precision is
-# the measured 8/12 rounded down, not derived.
-@pytest.mark.parametrize("score, min_recall, min_precision", [("bic", 0.85, 0.85), ("bdeu", 0.85, 0.6)])
+# 2e-3. Measured: 7 edges, all true. BDeu (ESS 10) has BIC's log n / 2 penalty per parameter
+# asymptotically, so the same gains give it the same recall bound. Its precision has no such bound:
+# a parent configuration the data never show costs BDeu nothing, and a finer split of the ESS
+# sharpens the prior of pure configurations, so BDeu adds parents to the deterministic
+# either = tub OR lung and to its child xray beside either (Silander, Kontkanen and Myllymaki 2007;
+# measured: asia -> either, tub -> xray, lung -> xray, lung -> asia). What BDeu finds is checked
+# instead against pgmpy's search under pgmpy's BDeu, edge for edge (test_hill_climb_against_pgmpy).
+@pytest.mark.parametrize("score, min_recall, min_precision", [("bic", 0.85, 0.85), ("bdeu", 0.85, None)])
 def test_hill_climb_recovers_asia(asia, asia_data, score, min_recall, min_precision):
     dag = structure.hill_climb(asia_data, asia.states, score=score)
     assert nx.is_directed_acyclic_graph(dag) and set(dag.nodes) == set(asia.variables)
     truth, found = _skeleton(asia.graph), _skeleton(dag)
     assert len(truth & found) / len(truth) >= min_recall
-    assert len(truth & found) / len(found) >= min_precision
+    if min_precision is not None:
+        assert len(truth & found) / len(found) >= min_precision
     # the reported total is the graph's score, and it beats the true graph's (a local optimum of the
     # data's score, not of the truth's)
     total = structure.score_graph(dag, asia_data, asia.states, score=score)
@@ -103,6 +108,7 @@ def test_hill_climb_recovers_asia(asia, asia_data, score, min_recall, min_precis
 
 
 def test_hill_climb_against_pgmpy(asia, asia_data):
+    from pgmpy.base import DAG
     from pgmpy.estimators import BDeu, BIC, HillClimbSearch
 
     frame = _frame(asia.states, asia_data)
@@ -123,13 +129,21 @@ def test_hill_climb_against_pgmpy(asia, asia_data):
     # BDeu: different tie-breaking ends in different optima; ours scores higher on this data
     # (measured: -11392.51 against pgmpy's -11392.86)
     ours = structure.hill_climb(asia_data, asia.states, score="bdeu")
+    bdeu = BDeu(frame, equivalent_sample_size=10, state_names=states)
     peer = HillClimbSearch(frame, state_names=states).estimate(
-        scoring_method=BDeu(frame, equivalent_sample_size=10, state_names=states),
-        tabu_length=0, epsilon=1e-8, show_progress=False,
+        scoring_method=bdeu, tabu_length=0, epsilon=1e-8, show_progress=False,
     )
     assert structure.score_graph(ours, asia_data, asia.states, score="bdeu") >= structure.score_graph(
         nx.DiGraph(peer.edges), asia_data, asia.states, score="bdeu"
     )
+    # From our optimum as its start, pgmpy's search under pgmpy's BDeu finds no add, delete or
+    # reversal that gains more than 1e-8: the same graph, edge for edge (the extra edges included)
+    start = DAG(ours.edges)
+    start.add_nodes_from(asia.variables)
+    again = HillClimbSearch(frame, state_names=states).estimate(
+        scoring_method=bdeu, start_dag=start, tabu_length=0, epsilon=1e-8, show_progress=False,
+    )
+    assert set(again.edges) == set(ours.edges) and set(again.edges) - set(asia.graph.edges)
 
 
 @pytest.mark.slow
@@ -138,11 +152,20 @@ def test_hill_climb_recovers_most_of_alarm():
     data = alarm.sample(jax.random.PRNGKey(11), 2000)
     dag = structure.hill_climb(data, alarm.states, score="bic")
     truth, found = _skeleton(alarm.graph), _skeleton(dag)
-    # measured (n = 2000, key 11): 38 of the 46 true edges among 46 found (recall and precision
-    # 0.83); keys 1 and 2 give 41/46 and 40/46
-    assert len(truth & found) / len(truth) >= 0.75
-    assert len(truth & found) / len(found) >= 0.75
     assert nx.is_directed_acyclic_graph(dag)
+    # Recall, by the gains n I(c; p | other parents) of each true edge against BIC's penalty
+    # (log n / 2) x (parameters added), from the true network's family marginals (exact variable
+    # elimination, n = 2000): five edges gain 0.7 to 72.6 against penalties 102.6 to 136.8, five
+    # or more sds of the gain below (sd about sqrt(2 gain + df / 2)), so recall is at most 41/46;
+    # 34 gain more than their penalty plus 4 sds. A greedy search need not keep those 34 (it may
+    # explain a family by a neighbour's edges: here it takes MINVOL - VENTALV, MINVOL - VENTTUBE
+    # for MINVOL - VENTLUNG, VENTLUNG - VENTTUBE, INTUBATION - MINVOL), so the lower bound below is
+    # a sanity floor, measured (key 11: 38 of 46 true among 46 found; keys 1 and 2: 41 and 40).
+    # pgmpy's HillClimbSearch under its BIC, started from our graph, returns it edge for edge
+    # (checked once; 13 s, so it is left out here; test_hill_climb_against_pgmpy does it for BDeu on
+    # asia).
+    assert 0.75 <= len(truth & found) / len(truth) <= 41 / 46
+    assert len(truth & found) / len(found) >= 0.75
 
 
 def test_hill_climb_max_parents_and_tabu(asia, asia_data):
