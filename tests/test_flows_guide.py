@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -85,3 +86,29 @@ def test_flow_guide_bad_input():
         FlowGuide(one_latent, "nsf", seed=0)(y)
     with pytest.raises(ModelError, match="init_scale"):
         FlowGuide(model, "realnvp", init_scale=0.0, seed=0)
+
+
+def test_eight_schools_program_is_the_numpyro_model():
+    # The Pyro program must be the same density as pgm.conjugate.EightSchools(centered=True): its
+    # log joint at a point equals NumPyro's, to float64 rounding (a sum of 18 log densities).
+    import jax.numpy as jnp
+    import pyro
+    from numpyro.infer.util import log_density
+
+    from deep.flows.guide import eight_schools
+    from pgm.conjugate import EightSchools
+
+    data = EightSchools.data()
+    point = {"mu": 4.4, "tau": 3.6, "theta": np.linspace(-2.0, 9.0, 8)}
+    conditioned = pyro.poutine.condition(eight_schools, {k: torch.as_tensor(v, dtype=torch.float64)
+                                                         for k, v in point.items()})
+    with torch.random.fork_rng():
+        torch.set_default_dtype(torch.float64)
+        try:
+            trace = pyro.poutine.trace(conditioned).get_trace(data["sigma"], data["y"])
+        finally:
+            torch.set_default_dtype(torch.float32)
+    ours = float(trace.log_prob_sum())
+    theirs, _ = log_density(EightSchools(centered=True).model, (), data,
+                            {k: jnp.asarray(v) for k, v in point.items()})
+    assert abs(ours - float(theirs)) < 1e-10 * abs(float(theirs))

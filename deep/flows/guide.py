@@ -50,7 +50,7 @@ from deep.flows.base import FlowSequence, FlowTransform
 from deep.flows.fit import FLOWS_2D, make_flow
 from inference.errors import ModelError, UnknownNameError
 
-__all__ = ["FlowGuide", "ElementwiseAffine", "funnel"]
+__all__ = ["FlowGuide", "ElementwiseAffine", "funnel", "eight_schools"]
 
 
 class ElementwiseAffine(FlowTransform):
@@ -135,3 +135,26 @@ def funnel(dim: int = 9):
 
     v = pyro.sample("v", pdist.Normal(torch.tensor(0.0), 3.0))
     pyro.sample("x", pdist.Normal(torch.zeros(int(dim)), torch.exp(v / 2)).to_event(1))
+
+
+def eight_schools(sigma, y=None):
+    """Rubin's eight schools in the centred form, as a Pyro program: the same model as
+    :class:`pgm.conjugate.EightSchools` (``centered=True``), whose funnel between :math:`\\tau` and
+    :math:`\\theta` makes a mean-field guide collapse :math:`\\tau`; a flow guide can bend with it.
+
+    .. math::
+        \\mu \\sim \\mathcal N(0, 5^2), \\quad \\tau \\sim \\mathrm{HalfCauchy}(5), \\quad
+        \\theta_j \\sim \\mathcal N(\\mu, \\tau^2), \\quad y_j \\sim \\mathcal N(\\theta_j, \\sigma_j^2)
+
+    ``sigma`` and ``y`` are (J,) arrays (``pgm.conjugate.EightSchools.data()``).
+    """
+    import pyro
+    import pyro.distributions as pdist
+
+    sigma = torch.as_tensor(sigma, dtype=torch.get_default_dtype())
+    y = None if y is None else torch.as_tensor(y, dtype=sigma.dtype)
+    mu = pyro.sample("mu", pdist.Normal(torch.tensor(0.0, dtype=sigma.dtype), 5.0))
+    tau = pyro.sample("tau", pdist.HalfCauchy(torch.tensor(5.0, dtype=sigma.dtype)))
+    with pyro.plate("schools", sigma.shape[0]):
+        theta = pyro.sample("theta", pdist.Normal(mu, tau))
+        pyro.sample("y", pdist.Normal(theta, sigma), obs=y)
