@@ -94,6 +94,10 @@ def _trace_at_init(model, data, key, init_strategy):
     except (DataError, ModelError):
         raise
     except Exception as err:  # a failure inside the user's program: say where
+        empty = [k for k, v in data.items() if np.ndim(v) > 0 and np.shape(v)[0] == 0]
+        if empty:  # the likely cause (a plate of size 0, a mean of nothing): name the argument
+            raise DataError(f"data {empty[0]!r} is empty (shape {np.shape(data[empty[0]])}); the program "
+                            f"failed on it: {type(err).__name__}: {err}") from err
         where = f"after site {last.name!r}" if last.name else "before its first site"
         raise ModelError(f"the program failed {where}: {type(err).__name__}: {err}") from err
 

@@ -5,11 +5,13 @@ never leaves it with deterministic factors), and mean field needs a point mass o
 a random start has none. Both get it here, by sequential importance sampling: the unobserved
 variables are drawn in the graph's order, variable :math:`v` proportionally to the product of the
 factors whose last unobserved variable is :math:`v` (evaluated at the values already drawn and the
-evidence), and the log-weight is the sum of the log normalisers,
+evidence), and the log-weight is the sum of the log normalisers plus the log-values of the factors
+over evidence variables only (:math:`F_e`; without them evidence of probability zero could start),
 
 .. math::
 
-    \\log w = \\sum_v \\log \\sum_{x_v} \\prod_{f:\\ \\mathrm{last}(f) = v} \\phi_f(x_{S_f}),
+    \\log w = \\sum_{f \\in F_e} \\log \\phi_f(e_{S_f})
+        + \\sum_v \\log \\sum_{x_v} \\prod_{f:\\ \\mathrm{last}(f) = v} \\phi_f(x_{S_f}),
 
 so a finite weight means a configuration of positive probability. For a Bayesian network these are
 forward samples with each evidence CPT folded in as soon as its parents are drawn. Among
@@ -66,10 +68,13 @@ def sequential_sampler(signature: tuple, evidence_vars: tuple, n: int):
     flat = flat_layout(signature)
     width = flat.width
     activated: dict[str, list[int]] = {v: [] for v in free}
+    clamped = []  # factors over evidence only: a constant term of log w (zero evidence -> -inf)
     for f, scope in enumerate(scopes):
         mine = [v for v in scope if v not in observed]
         if mine:
             activated[max(mine, key=rank.get)].append(f)
+        else:
+            clamped.append((f, tuple(list(evidence_vars).index(v) for v in scope)))
     depth = max((len(a) for a in activated.values()), default=1) or 1
     pairs = []
     for v in free:
@@ -84,8 +89,9 @@ def sequential_sampler(signature: tuple, evidence_vars: tuple, n: int):
     def run(tables, evidence_values, key):
         table = flatten_tables(tables, flat)
         x0 = jnp.zeros((n, len(variables)), dtype=jnp.int64).at[:, ev_pos].set(evidence_values)
+        logw0 = jnp.zeros(n) + sum((tables[f][tuple(evidence_values[i] for i in cols)] for f, cols in clamped), 0.0)
         if not free:
-            return x0, jnp.zeros(n)
+            return x0, logw0
 
         def step(carry, xs):
             x, logw = carry
@@ -97,7 +103,7 @@ def sequential_sampler(signature: tuple, evidence_vars: tuple, n: int):
 
         xs = (jnp.asarray(free_pos), *dataclasses.astuple(step_reads), mask,
               jax.random.split(key, len(free)))
-        (x, logw), _ = jax.lax.scan(step, (x0, jnp.zeros(n)), xs)
+        (x, logw), _ = jax.lax.scan(step, (x0, logw0), xs)
         return x, logw
 
     return run

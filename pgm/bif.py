@@ -62,13 +62,16 @@ import bisect
 import dataclasses
 import gzip
 import itertools
+import math
 import os
 import re
+import zlib
 from typing import Mapping
 
 import numpy as np
 
-from inference.errors import ModelError, ParseError
+from inference.discrete import DEFAULT_MEMORY_BUDGET
+from inference.errors import MemoryBudgetError, ModelError, ParseError
 
 __all__ = [
     "NetworkSpec",
@@ -119,7 +122,7 @@ def _read_text(path) -> str:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise ParseError(f"corrupted gzip data: {err}", path) from err
     try:
         return raw.decode("utf-8")
@@ -271,7 +274,10 @@ def read_bif(path) -> NetworkSpec:
 
     Raises:
         ParseError: with the path and 1-based line of the fault: unbalanced braces, an unknown
-            variable or state, a wrong number of values, a non-number, a missing table.
+            variable or state, a wrong number of values, a non-number, a missing table, or
+            corrupted gzip data.
+        MemoryBudgetError: a table (typically one filled by ``default``) whose float64 entries
+            would exceed ``inference.discrete.DEFAULT_MEMORY_BUDGET``, with its path and line.
     """
     path = os.fspath(path)
     text = _read_text(path)
@@ -414,7 +420,13 @@ def _probability_table(var, pars, states, text, start, end, path, line, line_at)
     """
     k = len(states[var])
     cards = [len(states[p]) for p in pars]
-    n_rows = int(np.prod(cards, dtype=np.int64))
+    n_rows = math.prod(cards)  # a Python int: no overflow before the budget check
+    if 8 * n_rows * k > DEFAULT_MEMORY_BUDGET:  # refused before NumPy tries to allocate it
+        raise MemoryBudgetError(
+            f"{path}, line {line}: the CPT of {var!r} ({k} states, {len(pars)} parents, {n_rows:,} parent "
+            f"configurations) needs a table of {n_rows * k:,} entries ({8 * n_rows * k / 2**30:.3g} GiB in "
+            f"float64), over the {DEFAULT_MEMORY_BUDGET / 2**30:.3g} GiB a table may take"
+        )
     if pars:
         fast = _plain_rows(pars, states, text, start, end, k, n_rows)
         if fast is not None:

@@ -218,6 +218,28 @@ def _check_data(x, dim: int | None = None) -> jnp.ndarray:
     return jnp.asarray(x)
 
 
+def _check_collapse(stats, cov: np.ndarray, covariance_type: str, reg_covar: float) -> None:
+    """ModelError naming the first component whose M-step variance (ridge included) is no larger
+    than the rounding error of the subtraction that produced it,
+    :math:`S^{(2)}_{k,ii}/N_k - \\bar x_{k,i}^2 \\le 10^3\\,\\varepsilon\\, S^{(2)}_{k,ii}/N_k` (a few ulps of
+    the second moment, with room for the rounding of the sums over rows): the component collapsed
+    onto a point and only ``reg_covar`` can keep it a density, as in scikit-learn."""
+    nk, _, sxx = (np.asarray(s) for s in stats[:3])
+    second = (np.diagonal(sxx, axis1=-2, axis2=-1) if covariance_type == "full" else sxx) / (nk[:, None] + 10 * _EPS)
+    var = np.diagonal(cov, axis1=-2, axis2=-1) if covariance_type == "full" else cov
+    if covariance_type == "spherical":
+        second = second.mean(axis=1)
+    var = var.reshape(len(nk), -1)
+    collapsed = np.argwhere(var <= 1e3 * _EPS * second.reshape(len(nk), -1))
+    if len(collapsed):
+        k, i = (int(j) for j in collapsed[0])
+        raise ModelError(
+            f"component {k} collapsed onto a single point (variance {var[k, i]:.3g} in dimension {i}, "
+            f"at float64 rounding level; about {float(nk[k]):.3g} points): increase reg_covar "
+            f"(now {reg_covar:g}; scikit-learn's default is 1e-6)"
+        )
+
+
 def _check_type(covariance_type: str) -> str:
     if covariance_type not in COVARIANCE_TYPES:
         raise ModelError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
@@ -271,7 +293,7 @@ class GaussianMixture:
             raise ModelError(f"weights must have shape ({k},), got {self.weights.shape}")
         if self.covariances.shape != expected:
             raise ModelError(f"{covariance_type} covariances must have shape {expected}, got {self.covariances.shape}")
-        if np.any(self.weights < 0) or abs(self.weights.sum() - 1.0) > 1e-8:
+        if not (np.all(self.weights >= 0) and abs(self.weights.sum() - 1.0) <= 1e-8):  # NaN fails too
             raise ModelError(f"weights must be non-negative and sum to 1, got sum {self.weights.sum():.12g}")
         for name, value in (("means", self.means), ("covariances", self.covariances)):
             if not np.all(np.isfinite(value)):
@@ -382,6 +404,8 @@ class GaussianMixture:
     def from_stats(self, stats) -> "GaussianMixture":
         """M-step: the closed-form maximiser of the expected complete-data log-likelihood."""
         weights, means, cov = gmm_m_step(*stats, self.reg_covar, covariance_type=self.covariance_type)
+        if self.covariance_type != "tied":
+            _check_collapse(stats, np.asarray(cov), self.covariance_type, self.reg_covar)
         return GaussianMixture(np.asarray(weights), np.asarray(means), np.asarray(cov), self.covariance_type,
                                reg_covar=self.reg_covar)
 

@@ -183,8 +183,8 @@ class NaiveBayes:
         self.params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
         self.alpha, self.binarize, self.epsilon = float(alpha), binarize, float(epsilon)
         k = self.class_probs.shape[0]
-        if self.class_probs.ndim != 1 or np.any(self.class_probs < 0) or abs(self.class_probs.sum() - 1) > 1e-8:
-            raise ModelError("class_probs must be a probability vector")
+        if self.class_probs.ndim != 1 or not (np.all(self.class_probs >= 0) and abs(self.class_probs.sum() - 1) <= 1e-8):
+            raise ModelError(f"class_probs must be a probability vector (NaN fails), got {self.class_probs}")
         need = {"categorical": ("probs",), "bernoulli": ("probs",), "gaussian": ("means", "variances"),
                 "multinomial": ("probs",)}[kind]
         for name in need:
@@ -192,6 +192,8 @@ class NaiveBayes:
                 raise ModelError(f"a {kind} naive Bayes needs params[{name!r}]")
             if self.params[name].shape[0] != k:
                 raise ModelError(f"params[{name!r}] has {self.params[name].shape[0]} classes, class_probs {k}")
+            if not np.all(np.isfinite(self.params[name])):
+                raise ModelError(f"params[{name!r}] holds NaN or infinite values")
         if kind == "categorical":
             probs = self.params["probs"]
             if probs.ndim != 3 or not np.allclose(probs.sum(-1), 1.0, atol=1e-8) or np.any(probs < 0):
@@ -407,6 +409,8 @@ def _check_labels(y, n, n_classes, *, allow_unlabelled: bool) -> np.ndarray:
     y = np.asarray(y)
     if y.shape != (n,):
         raise DataError(f"y must have shape ({n},), got {y.shape}")
+    if n == 0:
+        raise DataError("x and y hold no rows: a naive Bayes model needs labelled data")
     if y.dtype.kind == "f":
         if np.isnan(y).any():
             raise DataError("labels hold NaN: mark an unlabelled row with -1")

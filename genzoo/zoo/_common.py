@@ -36,6 +36,10 @@ def parse_evidence(text: str) -> dict[str, str]:
 
             raise EvidenceError(f"evidence item {item!r} is not of the form VARIABLE=STATE")
         var, state = (s.strip() for s in item.split("=", 1))
+        if var in evidence:
+            from inference.errors import EvidenceError
+
+            raise EvidenceError(f"evidence gives variable {var!r} twice ({var}={evidence[var]}, {var}={state})")
         evidence[var] = state
     return evidence
 

@@ -23,7 +23,7 @@ class BagOfWords:
     ``count[i]`` times in document ``doc[i]``.
 
     Build it with :meth:`from_counts`, which checks the counts: non-negative, finite, integer
-    (``integer=True``), no empty document.
+    (``integer=True``), at least one document and one word, no empty document.
     """
 
     doc: np.ndarray
@@ -38,6 +38,8 @@ class BagOfWords:
         counts = np.asarray(counts)
         if counts.ndim != 2:
             raise DataError(f"counts must be a (documents, words) matrix, got shape {counts.shape}")
+        if 0 in counts.shape:
+            raise DataError(f"the corpus is empty: counts have shape {counts.shape} (documents, words)")
         if counts.dtype.kind not in "iuf":
             raise DataError(f"counts must be numbers, got dtype {counts.dtype}")
         if counts.dtype.kind == "f":

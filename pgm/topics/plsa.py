@@ -56,6 +56,18 @@ PLSA_DENSE_CELLS = 2**22
 """Corpora with at most this many document-word cells take :func:`plsa_e_step_dense`."""
 
 
+def _check_distributions(name: str, rows: np.ndarray) -> None:
+    """Each row of the matrix ``rows`` must be a probability vector (1e-8: float64 rounding of a
+    normalised row of up to ~10^7 entries is far below it); ModelError names the first bad row."""
+    if rows.ndim != 2:
+        raise ModelError(f"{name} must be a matrix, got shape {rows.shape}")
+    bad = ~(np.all(rows >= 0, axis=1) & (np.abs(rows.sum(1) - 1.0) <= 1e-8))  # NaN fails too
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ModelError(f"{name} row {i} is not a probability distribution (sum {rows[i].sum():.12g}, "
+                         f"min {rows[i].min():.6g})")
+
+
 class PLSA:
     """Probabilistic latent semantic analysis, :math:`p(w \\mid d) = \\sum_k \\theta_{dk}\\phi_{kw}`,
     fitted by EM (:func:`fit_plsa`, or :func:`inference.em.fit` on a :class:`PLSA`).
@@ -83,6 +95,8 @@ class PLSA:
         self.beta = float(beta)
         if not 0.0 < self.beta <= 1.0:
             raise ModelError(f"the tempering exponent beta must lie in (0, 1], got {beta}")
+        for name, rows in (("doc_topic", self.doc_topic), ("topic_word", self.topic_word)):
+            _check_distributions(name, rows)
         if self.doc_topic.shape[1] != self.topic_word.shape[0]:
             raise ModelError(f"doc_topic has {self.doc_topic.shape[1]} topics, topic_word {self.topic_word.shape[0]}")
 
@@ -119,8 +133,13 @@ class PLSA:
 
     def from_stats(self, stats) -> "PLSA":
         n_dk, n_kw = (np.asarray(s) for s in stats)
-        return PLSA(n_dk / n_dk.sum(1, keepdims=True), n_kw / np.maximum(n_kw.sum(1, keepdims=True), 1e-300),
-                    beta=self.beta)
+        # a topic no token was assigned to keeps a zero row: an M-step result, not a user's model,
+        # so it bypasses the row check of __init__
+        fitted = object.__new__(PLSA)
+        fitted.doc_topic = n_dk / n_dk.sum(1, keepdims=True)
+        fitted.topic_word = n_kw / np.maximum(n_kw.sum(1, keepdims=True), 1e-300)
+        fitted.beta = self.beta
+        return fitted
 
     def data_is_complete(self, counts) -> bool:
         return False
