@@ -3,23 +3,27 @@
 The courses' lesson is that no family wins on every axis. This module trains each family of the
 zoo (its own trainer, through the one loop) on the same draws of three 2-D densities of
 :mod:`deep.densities` (``8gaussians``, ``checkerboard``, PacGAN's ``ring``) and on scikit-learn's
-8 x 8 digits, and scores every trained model on the same held-out draws:
+8 x 8 digits (binarised for VAE, IWAE, NADE, MADE; 17 grey levels for the others, see
+:mod:`deep.zoo_table_digits`), and scores every trained model on the same held-out draws:
 
 - **NLL** (nats per point; per image on digits) with its kind: ``exact`` (flows, NADE, MADE),
   ``bound`` (VAE / IWAE: the IWAE bound with :math:`K` particles; DDPM: its variational bound; the
   flows on dequantised digits: :math:`-\\log P(k) \\le -\\log p(v) + D \\log L`), ``quadrature``
   (the EBM: :math:`E(x) + \\log Z` with :math:`\\log Z` by the midpoint rule on a grid, exact up to
   the grid), ``ode`` (score SDE and flow matching: the probability-flow ODE's change of variables,
-  exact up to the solver's tolerance).
+  exact up to the solver's tolerance; on digits ``ode (Hutchinson)``, the divergence estimated
+  without bias), ``estimate (AIS)`` (the digits EBM: :math:`\log Z` by annealed importance sampling).
 - **KL** :math:`= \\mathrm{NLL} - H(p)` on the 2-D densities, whose entropy :math:`H(p)` is known:
   an unbiased estimate of :math:`\\mathrm{KL}(p \\,\\|\\, q)` from the test draws (an upper bound on
   it in expectation where the NLL is a bound).
 - **MMD** (squared, Gaussian kernel, median bandwidth; :func:`inference.evaluate.mmd`) and **W2**
   (the exact 2-Wasserstein distance by optimal assignment, :func:`inference.evaluate.wasserstein2`)
   of ``n_eval`` model samples against ``n_eval`` fresh true points, for every family on 2-D, so
-  implicit models (GANs) sit in the same table as likelihood models.
+  implicit models (GANs) sit in the same table as likelihood models; on digits the MMD of
+  ``n_eval`` draws against the held-out images in pixel space.
 - **modes**: modes captured (:func:`inference.evaluate.mode_coverage`: a mode with at least one
-  sample within 3 sd) on the Gaussian mixtures (8 Gaussians and the ring, 8 modes each).
+  sample within 3 sd) on the Gaussian mixtures (8 Gaussians and the ring, 8 modes each); on digits
+  the classes (0-10) a digit classifier assigns to at least 1% of the draws.
 - **train s**, **s / 1k samples** (wall seconds to draw 1,000 samples) and **NFE**, network
   evaluations per sample: 1 for a flow's inverse pass, a GAN's generator and a VAE's decoder; D for
   MAF's inverse and for NADE / MADE (one per coordinate); the Langevin steps of the EBM (one energy
@@ -28,7 +32,8 @@ zoo (its own trainer, through the one loop) on the same draws of three 2-D densi
 
 :func:`run_family` returns a :class:`~inference.result.Result` whose ``diagnostics["rows"]`` hold
 one dict per dataset (keys :data:`COLUMNS`) and ``diagnostics["sample_sets"]`` the samples drawn:
-``(n_eval, 2)`` arrays for the densities, ``(n, 8, 8)`` arrays in [0, 1] for digits.
+``(n_eval, 2)`` arrays for the densities, ``(digit_samples, 8, 8)`` arrays in [0, 1] for digits;
+``diagnostics["estimators"]`` the standard errors (and AIS figures) of the estimated digits NLLs.
 
 Example:
     >>> import dataclasses
@@ -66,36 +71,39 @@ DIGITS_GREY = "digits (17 levels)"
 DATASETS = DENSITIES + (DIGITS_BINARY, DIGITS_GREY)
 COLUMNS = ("dataset", "NLL", "NLL kind", "KL", "MMD", "W2", "modes", "train s", "s / 1k samples", "NFE")
 
-_DIGIT_FAMILIES = {"vae": DIGITS_BINARY, "iwae": DIGITS_BINARY, "nade": DIGITS_BINARY, "made": DIGITS_BINARY,
-                   "realnvp": DIGITS_GREY, "glow": DIGITS_GREY}
+_DIGIT_FAMILIES = {f: DIGITS_BINARY if f in ("vae", "iwae", "nade", "made") else DIGITS_GREY for f in FAMILIES}
 _NO_2D = ("nade", "made", "glow")
 
 #: What the table leaves out and why, one line per family concerned (the table's footnote).
+_BINARY = "VAE, IWAE: Bernoulli decoders on binarised digits (no dequantised-digits row)."
+_AR = "NADE, MADE: binary models, so binarised digits only (pixel > 8 of 0..16)."
+_LOGIT = ("DDPM, score SDE, flow matching, EBM on digits: 64-D vectors in the flows' logit space "
+          "y = logit(0.05 + 0.9 v) of the dequantised pixels v = (k + u) / 17 (4 dequantisations per training "
+          "image); their log p(y) is mapped to log p(v) by the flows' change of variables, so their NLL is the same "
+          "bound as the flows'.")
+_GANS = "GAN, WGAN-GP on digits: unconditional, on the grey pixels scaled to [-1, 1]; no likelihood."
 NOTES = {
-    "vae": "VAE, IWAE: Bernoulli decoders on binarised digits (no dequantised-digits row).",
-    "iwae": "VAE, IWAE: Bernoulli decoders on binarised digits (no dequantised-digits row).",
-    "realnvp": "RealNVP: dequantised digits (a density on continuous pixels), no binarised row.",
-    "nade": "NADE, MADE: binary models, so binarised digits only (pixel > 8 of 0..16).",
-    "made": "NADE, MADE: binary models, so binarised digits only (pixel > 8 of 0..16).",
+    "vae": _BINARY, "iwae": _BINARY, "nade": _AR, "made": _AR,
+    "realnvp": "RealNVP, MAF, NSF: dense flows on the 64 dequantised pixels (after the logit), no binarised row.",
+    "maf": "RealNVP, MAF, NSF: dense flows on the 64 dequantised pixels (after the logit), no binarised row.",
+    "nsf": "RealNVP, MAF, NSF: dense flows on the 64 dequantised pixels (after the logit), no binarised row.",
     "glow": "Glow: a convolutional image flow, so dequantised digits only.",
-    "maf": "MAF, NSF: no digits row (deep.flows.digits builds Glow and RealNVP image flows only).",
-    "nsf": "MAF, NSF: no digits row (deep.flows.digits builds Glow and RealNVP image flows only).",
-    "gan": "GAN, WGAN-GP, EBM, DDPM, score SDE, flow matching: 2-D densities only in this table.",
-    "wgan_gp": "GAN, WGAN-GP, EBM, DDPM, score SDE, flow matching: 2-D densities only in this table.",
-    "ebm": "GAN, WGAN-GP, EBM, DDPM, score SDE, flow matching: 2-D densities only in this table.",
-    "ddpm": "GAN, WGAN-GP, EBM, DDPM, score SDE, flow matching: 2-D densities only in this table.",
-    "score_sde": "GAN, WGAN-GP, EBM, DDPM, score SDE, flow matching: 2-D densities only in this table.",
-    "flow_matching": "GAN, WGAN-GP, EBM, DDPM, score SDE, flow matching: 2-D densities only in this table.",
+    "gan": _GANS, "wgan_gp": _GANS, "ebm": _LOGIT, "ddpm": _LOGIT, "score_sde": _LOGIT, "flow_matching": _LOGIT,
 }
+_DIGITS_NOTE = ("digits: MMD of n_eval draws (quantised back to the 17 grey levels) against the held-out images "
+                "(binarised for the binary rows) in pixel space [0, 1]; modes = digit classes (0-10) that a logistic "
+                "regression trained on the training images assigns to at least 1% of the draws.")
 _KIND_NOTES = {
-    "vae": "VAE, IWAE: Bernoulli decoders on binarised digits (no dequantised-digits row).",
-    "iwae": "VAE, IWAE: Bernoulli decoders on binarised digits (no dequantised-digits row).",
-    "realnvp": "RealNVP: dequantised digits (a density on continuous pixels), no binarised row.",
     "bound": "NLL kind 'bound': VAE / IWAE the IWAE bound (K particles), DDPM its variational bound, flows on "
              "dequantised digits the bound -log P(k) <= -log p(v) + D log 17; KL is then an upper bound.",
     "quadrature": "NLL kind 'quadrature': the EBM's E(x) + log Z, log Z by the midpoint rule on a grid (exact up to "
                   "the grid).",
     "ode": "NLL kind 'ode': the probability-flow ODE's likelihood (dopri5, tolerance 1e-4), exact up to the solver.",
+    "ode (Hutchinson)": "NLL kind 'ode (Hutchinson)': the probability-flow ODE's likelihood (dopri5, tolerance 1e-4) "
+                        "with the divergence by Hutchinson's estimator (Rademacher probes): unbiased for log p.",
+    "estimate (AIS)": "NLL kind 'estimate (AIS)': E(y) + log Z, log Z by annealed importance sampling (MALA moves) "
+                      "from N(0, 2^2 I): log Z is low on average (Jensen), so this NLL is optimistic; left out "
+                      "('-') when the weights' ESS is under 5.",
 }
 
 
@@ -116,8 +124,11 @@ class Sizes:
         sde_steps: Euler-Maruyama steps of the reverse SDE.
         langevin_steps: Langevin steps that draw the EBM's samples.
         glow_steps: Glow's steps of flow per level.
-        digit_samples: images drawn per digits model.
-        threads: torch threads while a family trains and samples (restored afterwards): these
+        digit_samples: images kept per digits model for the report's grid (MMD and modes use ``n_eval``).
+        digits_layers: layers of the dense digits flows (RealNVP, MAF, NSF).
+        probes: Hutchinson probes per test image of the 64-D ODE likelihoods.
+        ais_chains, ais_betas: AIS chains and temperatures of the digits EBM's :math:`\log Z`.
+        threads: torch and BLAS threads while a family trains and samples (restored afterwards): these
             networks are tiny, and on a shared machine a second thread mostly spins.
     """
 
@@ -134,6 +145,10 @@ class Sizes:
     langevin_steps: int = 300
     glow_steps: int = 2
     digit_samples: int = 64
+    digits_layers: int = 6
+    probes: int = 2
+    ais_chains: int = 200
+    ais_betas: int = 500
     threads: int = 1
 
     def describe(self) -> str:
@@ -143,9 +158,9 @@ class Sizes:
 
 
 QUICK = Sizes(steps=300, hidden=32, n_train=5000, n_eval=1000, digits_steps=300, digits_hidden=64, vae_epochs=3,
-              k_iwae=20, T=200, sde_steps=100, langevin_steps=200)
+              k_iwae=20, T=200, sde_steps=100, langevin_steps=200, digits_layers=2)
 FULL = Sizes(steps=1000, hidden=64, n_train=10000, n_eval=1000, digits_steps=1000, digits_hidden=100,
-             vae_epochs=10, k_iwae=50, T=1000, sde_steps=250, langevin_steps=300)
+             vae_epochs=10, k_iwae=50, T=1000, sde_steps=250, langevin_steps=300, ais_chains=500, ais_betas=2000)
 
 
 def datasets_of(family: str) -> tuple[str, ...]:
@@ -310,41 +325,6 @@ _FIT_2D = {"vae": _vae_2d(False), "iwae": _vae_2d(True), "realnvp": _flow_2d("re
            "flow_matching": _diffusion_2d("flow_matching")}
 
 
-# --------------------------------------------------------------------------- digits fitters
-def _digits_fit(family: str, parts: Mapping, sizes: Sizes, seed: int) -> tuple[Fitted, np.ndarray]:
-    """(the trained model, its per-image test log-likelihood in nats)."""
-    train_x, test_x = parts["train"], parts["test"]
-    if family in ("nade", "made"):
-        from deep.autoregressive import fit_density
-        from deep.made import MADE
-        from deep.nade import NADE
-
-        model = (NADE(64, sizes.digits_hidden, seed=seed) if family == "nade"
-                 else MADE(64, (sizes.digits_hidden,), seed=seed))
-        _, secs = _timed(fit_density, model, train_x.reshape(-1, 64), seed=seed, steps=sizes.digits_steps,
-                         batch_size=100, lr=3e-3)
-        with torch.no_grad():
-            lp = model.log_prob(torch.as_tensor(test_x.reshape(-1, 64), dtype=torch.float32)).double().numpy()
-        return Fitted(lambda n, s: model.sample(n, s), model.log_prob, "exact", 64, secs, model), lp
-    if family in ("vae", "iwae"):
-        from deep.recipes import compare_bounds, fit
-
-        result, secs = _timed(fit, train_x, model=family, seed=seed, epochs=sizes.vae_epochs,
-                              hidden=(sizes.digits_hidden,))
-        vae = result.params
-        (bound,) = compare_bounds(vae, test_x, seed=seed + 1, k_iwae=sizes.k_iwae, which=("iwae",))
-        return Fitted(lambda n, s: vae.sample(s, n), None, "bound", 1, secs, vae), bound.diagnostics["per_datum"]
-    from deep.flows.digits import fit_digits
-
-    extra = {"levels": 2, "glow_steps": sizes.glow_steps} if family == "glow" else {"num_layers": 6}
-    result = fit_digits(family, parts["all"], seed=seed, steps=sizes.digits_steps, hidden=sizes.digits_hidden,
-                        **extra)
-    flow = result.params
-    nll = result.diagnostics["scores"]["test NLL (nats)"]
-    return (Fitted(lambda n, s: flow.sample((n,), s), None, "bound", 1, result.seconds, flow),
-            np.array([-nll]))  # fit_digits reports the mean over its own held-out 20%
-
-
 # --------------------------------------------------------------------------- scoring
 def _numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -382,15 +362,30 @@ def score_2d(fitted: Fitted, data: Mapping, sizes: Sizes, seed: int) -> tuple[di
     return row, x
 
 
-def _score_digits(family: str, name: str, parts: Mapping, sizes: Sizes, seed: int) -> tuple[dict, np.ndarray, Fitted]:
-    fitted, lp = _digits_fit(family, parts, sizes, seed)
-    raw, sample_s = _timed(fitted.sample, sizes.digit_samples, seed + 2)
-    images = np.clip(_numpy(raw).reshape(-1, 8, 8), 0.0, 1.0)
+def _score_digits(family: str, name: str, parts: Mapping, sizes: Sizes, seed: int) -> tuple[dict, np.ndarray, dict]:
+    """One digits row (:mod:`deep.zoo_table_digits`), the report's images (digit_samples, 8, 8), the fit."""
+    from deep.zoo_table_digits import classes_covered, fit_digits_family, to_pixels
+    from inference.evaluate import mmd
+
+    fit = fit_digits_family(family, parts, sizes, seed)
+    raw, sample_s = _timed(fit["sample"], sizes.n_eval, seed + 2)
+    pixels = to_pixels(raw, fit["space"])  # (n_eval, 64) in [0, 1]
+    binary = name == DIGITS_BINARY
     row = dict.fromkeys(COLUMNS)
-    row.update({"dataset": name, "NLL": float(-np.mean(lp)), "NLL kind": fitted.nll_kind,
-                "train s": fitted.train_seconds, "s / 1k samples": sample_s * 1000 / sizes.digit_samples,
-                "NFE": float(fitted.nfe)})
-    return row, images, fitted
+    row.update({"dataset": name, "MMD": mmd(pixels, parts["test"].reshape(len(parts["test"]), -1)),
+                "modes": classes_covered(pixels, binary=binary, seed=seed), "train s": fit["train s"],
+                "s / 1k samples": sample_s * 1000 / sizes.n_eval,
+                "NFE": float(fit["nfe"]() if callable(fit["nfe"]) else fit["nfe"])})
+    if fit["nll"] is not None:
+        row.update({"NLL": float(np.mean(fit["nll"])), "NLL kind": fit["nll_kind"]})
+    return row, pixels[:sizes.digit_samples].reshape(-1, 8, 8), fit
+
+
+def _ais_text(ais) -> str:
+    if ais is None:
+        return "."
+    return (f"; AIS log Z {ais['log_z']:.4g} +- {ais['standard_error']:.2g}, weights' ESS {ais['ess']:.3g} of "
+            f"the chains, MALA acceptance {ais['acceptance']:.2f}.")
 
 
 def run_family(family: str, data: Mapping, sizes: Sizes, *, seed: int, datasets: Sequence[str] | None = None,
@@ -401,6 +396,7 @@ def run_family(family: str, data: Mapping, sizes: Sizes, *, seed: int, datasets:
     diagnostics={"rows": [...], "sample_sets": {...}, "notes": [...], "sizes": {...}})``; see the
     module docstring for the columns.
     """
+    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
     from inference.train import _threads  # the loop's own set-and-restore of torch's thread count
@@ -410,9 +406,10 @@ def run_family(family: str, data: Mapping, sizes: Sizes, *, seed: int, datasets:
         return Result(method=family, seconds=0.0, diagnostics={
             "rows": [], "sample_sets": {}, "notes": [f"{LABELS[family]}: not run (it is measured on "
                                                      f"{', '.join(datasets_of(family))}; none was chosen)."]})
-    rows, sets, models = [], {}, {}
+    rows, sets, models, notes, estimators = [], {}, {}, [], {}
     start = time.perf_counter()
-    with _threads(sizes.threads):
+    # BLAS threads too (the digits classifier, MMD): two OpenBLAS threads on a shared machine spun 25x the CPU
+    with _threads(sizes.threads), threadpool_limits(sizes.threads):
         for name in tqdm(names, desc=LABELS[family], disable=not progress, leave=False):
             if name in DENSITIES:
                 x = data[name]["train"]
@@ -420,11 +417,19 @@ def run_family(family: str, data: Mapping, sizes: Sizes, *, seed: int, datasets:
                 fitted = _ebm_2d(x, sizes, seed, box=box) if family == "ebm" else _FIT_2D[family](x, sizes, seed)
                 row, samples = score_2d(fitted, data[name], sizes, seed)
             else:
-                row, samples, fitted = _score_digits(family, name, data[name], sizes, seed)
+                row, samples, fit = _score_digits(family, name, data[name], sizes, seed)
+                fitted = Fitted(fit["sample"], None, fit["nll_kind"], fit["nfe"], fit["train s"], fit["model"])
+                if "nll_se" in fit:
+                    estimators[name] = {k: fit[k] for k in ("nll_se", "ais") if k in fit}
+                    nll = "-" if row["NLL"] is None else f"{row['NLL']:.4g}"
+                    notes.append(f"{LABELS[family]} on {name}: NLL {nll} +- {fit['nll_se']:.2g} "
+                                 f"(the estimator's standard error)" + _ais_text(fit.get("ais")))
             rows.append(row)
             models[name] = fitted.model
             sets[name] = samples
-    notes = [NOTES[family]] if family in NOTES else []
+    notes = ([NOTES[family]] if family in NOTES else []) + notes
+    notes += [_DIGITS_NOTE] if any(r["dataset"] in (DIGITS_BINARY, DIGITS_GREY) for r in rows) else []
     notes += [_KIND_NOTES[k] for k in dict.fromkeys(r["NLL kind"] for r in rows) if k in _KIND_NOTES]
     return Result(method=family, params=models, seconds=time.perf_counter() - start,
-                  diagnostics={"rows": rows, "sample_sets": sets, "notes": notes, "sizes": dataclasses.asdict(sizes)})
+                  diagnostics={"rows": rows, "sample_sets": sets, "notes": notes, "sizes": dataclasses.asdict(sizes),
+                               "estimators": estimators})

@@ -110,3 +110,90 @@ def test_a_family_without_the_chosen_datasets_says_so_in_a_note():
     data = zoo_table.make_data(TINY, ("ring",), seed=0)
     result = zoo_table.run_family("nade", data, TINY, seed=0)
     assert result.diagnostics["rows"] == [] and "NADE: not run" in result.diagnostics["notes"][0]
+
+
+# --------------------------------------------------------------------------- every family on digits
+NEW_DIGITS = ("maf", "nsf", "gan", "wgan_gp", "ebm", "ddpm", "score_sde", "flow_matching")
+TINY_DIGITS = dataclasses.replace(TINY, T=20, sde_steps=10, langevin_steps=10, ais_chains=20, ais_betas=10,
+                                  digits_layers=2, probes=2)
+
+
+@pytest.fixture(scope="module")
+def digits_table():
+    """The eight families that had no digits row, a few steps each, on the grey digits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    data = zoo_table.make_data(TINY_DIGITS, (zoo_table.DIGITS_GREY,), seed=0)
+    results = {f: zoo_table.run_family(f, data, TINY_DIGITS, seed=0) for f in NEW_DIGITS}
+    torch.set_num_threads(threads)
+    return data, results
+
+
+def test_every_family_has_a_digits_row():
+    for family in zoo_table.FAMILIES:
+        assert {zoo_table.DIGITS_BINARY, zoo_table.DIGITS_GREY} & set(zoo_table.datasets_of(family))
+
+
+def test_the_new_digits_rows_have_their_nll_kinds_mmd_modes_and_image_grids(digits_table):
+    _, results = digits_table
+    kinds = {"maf": "bound", "nsf": "bound", "gan": None, "wgan_gp": None, "ddpm": "bound",
+             "score_sde": "ode (Hutchinson)", "flow_matching": "ode (Hutchinson)"}
+    ebm_ais = results["ebm"].diagnostics["estimators"][zoo_table.DIGITS_GREY]["ais"]
+    kinds["ebm"] = "estimate (AIS)" if ebm_ais["ess"] >= 5 else None  # the ESS gate of deep.zoo_table_digits
+    for family, result in results.items():
+        (row,) = result.diagnostics["rows"]
+        assert row["dataset"] == zoo_table.DIGITS_GREY and row["NLL kind"] == kinds[family], family
+        assert (row["NLL"] is None) == (kinds[family] is None)
+        assert np.isfinite(row["MMD"]) and row["MMD"] > 0 and 0 <= row["modes"] <= 10  # implicit models too
+        images = result.diagnostics["sample_sets"][zoo_table.DIGITS_GREY]
+        assert images.shape == (TINY_DIGITS.digit_samples, 8, 8) and images.min() >= 0 and images.max() <= 1
+    for family in ("score_sde", "flow_matching"):  # the Hutchinson estimate says its standard error
+        assert results[family].diagnostics["estimators"][zoo_table.DIGITS_GREY]["nll_se"] > 0
+
+
+def test_the_flows_digits_nll_is_their_own_log_prob_bound(digits_table):
+    import math
+
+    from deep.data import split
+    from deep.flows.digits import dequantize_levels
+    from genzoo.data import digits
+
+    _, results = digits_table
+    test = split(digits()["images"], seed=0)["test"]  # the table's held-out 20% (same split, same seed)
+    k = torch.as_tensor(np.round(test * 16).reshape(-1, 64)).long()
+    v = dequantize_levels(k, 17, 1)  # the table's test dequantisation: seed + 1
+    for family in ("maf", "nsf"):
+        flow = results[family].params[zoo_table.DIGITS_GREY]
+        with torch.no_grad():
+            nll = float(-flow.log_prob(v).double().mean()) + 64 * math.log(17)
+        # the same float32 log-densities averaged in float64 both times: only the sum's order may differ
+        assert results[family].diagnostics["rows"][0]["NLL"] == pytest.approx(nll, rel=1e-12)
+
+
+def test_the_logit_space_change_of_variables_is_the_flows_own():
+    from deep import zoo_table_digits as zd
+    from deep.flows import RealNVP
+    from deep.flows.digits import LogitFlow, dequantize_levels
+
+    inner = RealNVP(64, (8,), 2, seed=0)
+    v = dequantize_levels(torch.randint(0, 17, (5, 64), generator=torch.Generator().manual_seed(0)), 17, 1)
+    with torch.no_grad():
+        ours = zd._from_logit(inner.log_prob)(v)
+        theirs = LogitFlow(inner, zd.ALPHA).log_prob(v).double().numpy()
+    # float32 sums of 64 log-Jacobian terms of size ~3 taken in two orders: |error| <~ 64 * 3 * 6e-8 ~ 1e-5
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
+
+
+def test_pixels_and_classes_covered_on_known_inputs():
+    from deep import zoo_table_digits as zd
+    from deep.flows.digits import dequantize_levels
+    from genzoo.data import digits
+
+    raw = digits()
+    k = torch.arange(17).repeat(4)[:64][None].repeat(3, 1)  # (3, 64) every grey level
+    v = dequantize_levels(k, 17, 0)
+    assert np.array_equal(zd.to_pixels(v, "unit"), k.double().numpy() / 16)  # quantised back exactly
+    images = raw["images"].reshape(-1, 64)
+    assert zd.classes_covered(images, binary=False, seed=0) == 10  # real digits: every class
+    one = images[raw["labels"] == 3][:1].repeat(200, 0)
+    assert zd.classes_covered(one, binary=False, seed=0) == 1

@@ -110,20 +110,22 @@ def bits_per_dim(log_prob_v, num_dims: int, levels: int) -> float:
 
 def make_image_flow(kind: str, shape=(1, 8, 8), *, hidden: int = 64, num_layers: int = 6, levels: int = 2,
                     glow_steps: int = 4, alpha: float = 0.05, seed) -> LogitFlow:
-    """``"glow"`` (Glow on ``shape``: ``levels`` levels of ``glow_steps`` steps) or ``"realnvp"``
-    (RealNVP on the flattened pixels, conditioners of two hidden layers of ``hidden`` units), each
-    followed by the logit transform."""
+    """``"glow"`` (Glow on ``shape``: ``levels`` levels of ``glow_steps`` steps), or ``"realnvp"``,
+    ``"maf"`` or ``"nsf"`` (:func:`deep.flows.fit.make_flow` on the flattened pixels, ``num_layers``
+    layers whose conditioners have two hidden layers of ``hidden`` units), each followed by the logit
+    transform."""
     import math as _math
 
+    from deep.flows.fit import make_flow
     from deep.flows.glow import Glow
-    from deep.flows.realnvp import RealNVP
     from inference.errors import UnknownNameError
 
     if kind == "glow":
         return LogitFlow(Glow(shape, hidden, levels, glow_steps, seed=seed), alpha)
-    if kind == "realnvp":
-        return LogitFlow(RealNVP(_math.prod(shape), (hidden, hidden), num_layers, seed=seed), alpha)
-    raise UnknownNameError(f"unknown image flow {kind!r}; choose 'glow' or 'realnvp'")
+    if kind in ("realnvp", "maf", "nsf"):
+        return LogitFlow(make_flow(kind, _math.prod(shape), hidden=(hidden, hidden), num_layers=num_layers,
+                                   seed=seed), alpha)
+    raise UnknownNameError(f"unknown image flow {kind!r}; choose 'glow', 'realnvp', 'maf' or 'nsf'")
 
 
 def fit_digits(kind: str, images, *, seed: int, steps: int, grey_levels: int = 17, batch_size: int = 128,

@@ -3,10 +3,12 @@
 ``genzoo compare deep`` trains VAE, IWAE, NADE, MADE, RealNVP, MAF, NSF, Glow, GAN, WGAN-GP, EBM,
 DDPM, a score SDE and flow matching (one method per family) on the same draws of 8 Gaussians, the
 checkerboard and PacGAN's ring, and on the 8 x 8 digits (binarised for the binary models and the
-VAEs, dequantised for the flows), and prints one long table (family x dataset): NLL with its kind,
-KL = NLL - H(p), MMD, W2, modes captured, training seconds, seconds per 1,000 samples and network
-evaluations per sample. ``--quick`` runs small networks for a few hundred steps. The work is
-:mod:`deep.zoo_table`'s; this entry only names the sizes.
+VAEs, 17 grey levels for every other family: dequantised, and in the flows' logit space for the
+diffusion models and the EBM), and prints one long table (family x dataset): NLL with its kind,
+KL = NLL - H(p), MMD, W2, modes captured (digit classes on digits), training seconds, seconds per
+1,000 samples and network evaluations per sample. ``--quick`` runs small networks for a few hundred
+steps. The work is :mod:`deep.zoo_table`'s (digits: :mod:`deep.zoo_table_digits`); this entry only
+names the sizes.
 
 Model code is imported inside the functions, so ``genzoo list`` stays fast.
 """
@@ -25,15 +27,15 @@ _DESCRIPTIONS = {
     "nade": "NADE on binarised digits (exact NLL)",
     "made": "MADE on binarised digits (exact NLL)",
     "realnvp": "RealNVP (affine coupling) on 2-D and on dequantised digits",
-    "maf": "MAF (MADE conditioners) on 2-D (exact NLL)",
-    "nsf": "neural spline flow (rational-quadratic coupling) on 2-D (exact NLL)",
+    "maf": "MAF (MADE conditioners) on 2-D (exact NLL) and on dequantised digits",
+    "nsf": "neural spline flow (rational-quadratic coupling) on 2-D (exact NLL) and on dequantised digits",
     "glow": "Glow (actnorm, 1x1 conv, affine coupling) on dequantised digits",
-    "gan": "GAN (non-saturating loss): samples only",
-    "wgan_gp": "WGAN-GP: samples only",
-    "ebm": "EBM by denoising score matching; NLL with log Z by quadrature; Langevin samples",
+    "gan": "GAN (non-saturating loss): samples only (MMD, W2, modes)",
+    "wgan_gp": "WGAN-GP: samples only (MMD, W2, modes)",
+    "ebm": "EBM by denoising score matching; NLL with log Z by quadrature (2-D) or AIS (digits); Langevin samples",
     "ddpm": "DDPM, ancestral sampling; NLL = variational bound",
-    "score_sde": "score SDE (sub-VP), reverse-SDE sampling; NLL by the probability-flow ODE",
-    "flow_matching": "flow matching (minibatch-OT coupling), dopri5 sampling; NLL by the ODE",
+    "score_sde": "score SDE (sub-VP), reverse-SDE sampling; NLL by the probability-flow ODE (Hutchinson on digits)",
+    "flow_matching": "flow matching (minibatch-OT coupling), dopri5 sampling; NLL by the ODE (Hutchinson on digits)",
 }
 _DATASETS = ("8gaussians", "checkerboard", "ring", "digits")
 
