@@ -63,7 +63,7 @@ import numpy as np
 
 from inference.errors import DataError, EvidenceError, MemoryBudgetError, ModelError
 from inference.factors import FactorGraph, as_factor_graph
-from inference.protocols import FactorGraphModel
+from inference.protocols import FactorGraphModel, conforms
 
 LINEAR_RANGE = 650.0
 """Nats: a probability-space pass keeps every number that matters within :math:`[e^{-650},
@@ -136,7 +136,7 @@ def prepare(model, evidence=None, model_args=(), model_kwargs=None) -> Problem:
     if evidence is not None and not isinstance(evidence, Mapping):
         raise EvidenceError(f"evidence must be a mapping variable -> state, got {type(evidence).__name__}")
     shown = dict(evidence or {})
-    if isinstance(model, (FactorGraph, FactorGraphModel)):
+    if isinstance(model, FactorGraph) or conforms(model, FactorGraphModel):
         graph, sites = as_factor_graph(model), None
         indices = graph.evidence_indices(shown)
     elif callable(model):

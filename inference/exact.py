@@ -90,7 +90,7 @@ from inference.factors import FactorGraph
 from inference.layout import linear_tables as _linear_tables
 from inference.layout import query_layout as _layout
 from inference.layout import query_plan as _plan
-from inference.protocols import ChainModel
+from inference.protocols import ChainModel, conforms
 from inference.result import Result
 from inference.rng import as_key
 
@@ -110,7 +110,7 @@ def _routed(query):
 
     @functools.wraps(query)
     def entry(model, *args, **kwargs):
-        if isinstance(model, ChainModel):
+        if conforms(model, ChainModel):
             from inference import chain
 
             return getattr(chain, name)(model, *args, **kwargs)
@@ -225,8 +225,11 @@ def marginals(model, evidence=None, *, variables=None, virtual_evidence=None, el
     plan = _plan(query.key, False, order)
     check_budget(plan.largest, memory_budget, "exact marginals")
     program = _program(query.key, False, False, order)
-    names = layout.free_names if variables is None else tuple(variables)
-    ids = tuple(layout.variables.index(v) for v in names)
+    if variables is None:  # free_names are the names of free_ids, in that order
+        names, ids = layout.free_names, layout.free_ids
+    else:
+        names = tuple(variables)
+        ids = tuple(layout.variables.index(v) for v in names)
     linear = _linear_tables(query.key).marginals(problem.graph, query.values, program, ids)
     if linear is None:
         value, values = program.marginals(query.restricted(), ids)
