@@ -14,7 +14,9 @@ import textwrap
 
 import numpy as np
 
-from inference.errors import GenzooError, UnknownNameError
+from inference.errors import DataError, GenzooError, ModelError, UnknownNameError
+
+MAX_SEED = 2**32 - 1  # JAX's PRNGKey keeps the low 32 bits of a seed: larger seeds would collide
 
 
 def _entries():
@@ -43,7 +45,10 @@ def _model_options(extra: list[str]) -> dict[str, str]:
             value, i = extra[i + 1], i + 1
         else:
             value = "1"  # a bare flag (--quick): on
-        options[key.replace("-", "_")] = value
+        key = key.replace("-", "_")
+        if key in options:
+            raise DataError(f"model option --{key} given twice ({options[key]!r} and {value!r})")
+        options[key] = value
         i += 1
     return options
 
@@ -77,13 +82,51 @@ def cmd_info(args, extra):
     if doc_obj is not None and inspect.getdoc(doc_obj):
         print()
         print(inspect.getdoc(doc_obj))
+    options = _model_options(extra)
+    if entry.exact_method == "exact":
+        print(f"\nexact arithmetic: {_arithmetic(entry, options)}")
     if args.render:
-        from genzoo.render import graph_spec, render
+        from genzoo.render import render
 
-        problem = entry.problem(_model_options(extra), seed=0)
-        spec = graph_spec(problem.model.model, problem.program_kwargs)
+        spec = _graph_spec(entry, options)
         path = render(spec, args.render)
         print(f"\ngraph: {len(spec['node_data'])} sites, {len(spec['edge_list'])} edges -> {path}")
+
+
+def _arithmetic(entry, options):
+    """Which arithmetic the exact engine uses on the problem these options make, measured by running
+    it: linear (probability space, per-message scaling) or log space (``Result.diagnostics``)."""
+    problem = entry.problem(options, seed=0)
+    from genzoo.registry import RunConfig
+
+    result = entry.method("exact").fn(problem, RunConfig(seed=0, steps=None, progress=False))
+    arithmetic = result.diagnostics.get("arithmetic")
+    return {"linear": "linear (probability space with per-message scaling: the tables' range allows it)",
+            "log": "log space (the tables' range is too wide for scaled probabilities)"}.get(
+        arithmetic, f"{arithmetic or 'not reported'} (this model's exact method does not report it)")
+
+
+def _graph_spec(entry, options):
+    """The program's graph spec: the entry's own ``graph`` hook (no training, no data), else the
+    problem's program traced by NumPyro; a program that cannot be drawn is a typed error."""
+    from genzoo.render import graph_spec
+
+    if entry.graph is not None:
+        return entry.graph(entry.values(options))
+    problem = entry.problem(options, seed=0)
+    try:
+        spec = graph_spec(problem.model.model, problem.program_kwargs)
+        import networkx as nx
+
+        from genzoo.render import spec_to_digraph
+
+        if not nx.is_directed_acyclic_graph(spec_to_digraph(spec)):
+            raise ValueError("the traced dependencies have a cycle")
+    except GenzooError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a program NumPyro's inspection cannot trace
+        raise ModelError(f"model {entry.name!r}: its program cannot be drawn ({type(err).__name__}: {err})") from err
+    return spec
 
 
 def _write_result(folder, result, problem, entry):
@@ -136,24 +179,69 @@ def _is_jsonable(value):
         return False
 
 
-def _print_marginals(result, problem, limit=12):
-    states = getattr(problem.model, "states", None)
+def _print_marginals(result, problem, limit=12, rows=4):
+    """Each site's marginal with its states named (``problem.state_names``, else the model's
+    ``states``, else the state index); a site over time or data points (T, K) shows its first rows."""
+    model_states = getattr(problem.model, "states", None)
+    states = {**(model_states if isinstance(model_states, dict) else {}), **problem.state_names}
     for i, (site, probs) in enumerate(result.marginals.items()):
         if i == limit:
             print(f"  ... {len(result.marginals) - limit} more in result.json")
             break
         probs = np.asarray(probs)
-        if probs.ndim == 1 and isinstance(states, dict) and site in states:
-            cells = ", ".join(f"{s}={p:.4f}" for s, p in zip(states[site], probs))
+        names = states.get(site)
+        if probs.ndim == 1 or (probs.ndim == 2 and (names is not None or probs.shape[1] <= 10)):
+            def cells(p):
+                labels = names if names is not None and len(names) == len(p) else range(len(p))
+                return ", ".join(f"{s}={q:.4f}" for s, q in zip(labels, p))
+
+            if probs.ndim == 1:
+                print(f"  {site}: {cells(probs)}")
+                continue
+            for t, row in enumerate(probs[:rows]):
+                print(f"  {site}[{t}]: {cells(row)}")
+            if len(probs) > rows:
+                print(f"  ... {len(probs) - rows} more rows of {site} in result.json")
         else:
-            cells = np.array2string(probs, precision=4, threshold=20)
-        print(f"  {site}: {cells}")
+            print(f"  {site}: {np.array2string(probs, precision=4, threshold=20)}")
+
+
+def _posterior_summary(result):
+    """ArviZ's summary of the samples (mean, sd, the 90% highest-density interval hdi_5% / hdi_95%,
+    Monte Carlo standard errors, bulk and tail ESS, rank-normalised R-hat), as a DataFrame, or None
+    where the result holds no real-valued samples."""
+    samples = {k: v for k, v in result.samples.items()
+               if np.issubdtype(np.asarray(v).dtype, np.floating) and np.asarray(v).ndim >= 1}
+    if not samples:
+        return None
+    import dataclasses
+    import logging
+
+    import arviz as az
+
+    logger = logging.getLogger("arviz")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # one chain: ArviZ warns that R-hat needs two; the column is dropped below
+    try:
+        table = az.summary(dataclasses.replace(result, samples=samples).to_arviz(), hdi_prob=0.9, round_to=4)
+    finally:
+        logger.setLevel(level)
+    return table.drop(columns=[c for c in table.columns if table[c].isna().all()])
+
+
+def _print_summary(table, limit=20):
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.head(limit).to_string())
+    if len(table) > limit:
+        print(f"  ... {len(table) - limit} more rows in summary.csv")
 
 
 def cmd_run(args, extra):
     from genzoo import report
     from genzoo.registry import RunConfig
-    from genzoo.runs import new_run_dir
+    from genzoo.runs import run_folder
 
     entry = _entry(args.model)
     method = entry.method(args.method)
@@ -162,6 +250,10 @@ def cmd_run(args, extra):
     print(f"{entry.name} / {method.name}: {problem.description}")
     result = method.fn(problem, config)
     print(result.summary())
+    table = _posterior_summary(result)
+    if table is not None:
+        print("posterior summary (ArviZ; hdi_5% / hdi_95%: the 90% highest-density interval):")
+        _print_summary(table)
     if result.marginals:
         print("marginals:")
         _print_marginals(result, problem)
@@ -170,12 +262,17 @@ def cmd_run(args, extra):
         shown = list(result.map.items())[:12]
         print("MAP: " + ", ".join(f"{k}={names.get(k, v)}" for k, v in shown)
               + (" ..." if len(result.map) > 12 else ""))
-    folder = new_run_dir(entry.name, method.name, args.out)
-    _write_result(folder, result, problem, entry)
-    history = folder / "history.png"
-    _write_report(lambda: report.run_report(
-        folder, model=entry.name, family=entry.family, summary=entry.description, problem=problem,
-        method=method.name, result=result, kind=method.kind, seed=args.seed, history_png=history.read_bytes() if history.exists() else None))
+    with run_folder(entry.name, method.name, args.out) as folder:
+        _write_result(folder, result, problem, entry)
+        if table is not None:
+            from genzoo.runs import atomic_write
+
+            atomic_write(folder / "summary.csv", table.to_csv())
+        history = folder / "history.png"
+        _write_report(lambda: report.run_report(
+            folder, model=entry.name, family=entry.family, summary=entry.description, problem=problem,
+            method=method.name, result=result, kind=method.kind, seed=args.seed,
+            history_png=history.read_bytes() if history.exists() else None))
     print(f"run folder: {folder}")
 
 
@@ -264,21 +361,22 @@ def _report_compare(entry, description, rows, args, problem=None):
     ``problem`` is None where the rows came back from Ray workers without it."""
     from genzoo import compare, report
     from genzoo.report_plots import error_figure, has_figure, png
-    from genzoo.runs import atomic_write, new_run_dir, write_json
+    from genzoo.runs import atomic_write, run_folder, write_json
 
     title = f"{entry.name}: {description}"
     table = compare.format_table(rows, title)
     print(table)
-    folder = new_run_dir(entry.name, "compare", args.out)
-    write_json(folder / "metrics.json", {"model": entry.name, "problem": description,
-                                         "seed": args.seed, "rows": [r.metrics() for r in rows]})
-    error_png = None
-    if has_figure(rows):  # errors or scores against seconds (a long table per dataset has neither)
-        error_png = png(error_figure(rows, title, entry.exact_method), dpi=120)
-        atomic_write(folder / "compare.png", error_png)
-    _write_report(lambda: report.compare_report(
-        folder, model=entry.name, family=entry.family, summary=entry.description, problem_text=description,
-        table=table, rows=rows, reference=entry.exact_method, problem=problem, seed=args.seed, error_png=error_png))
+    with run_folder(entry.name, "compare", args.out) as folder:
+        write_json(folder / "metrics.json", {"model": entry.name, "problem": description,
+                                             "seed": args.seed, "rows": [r.metrics() for r in rows]})
+        error_png = None
+        if has_figure(rows):  # errors or scores against seconds (a long table per dataset has neither)
+            error_png = png(error_figure(rows, title, entry.exact_method), dpi=120)
+            atomic_write(folder / "compare.png", error_png)
+        _write_report(lambda: report.compare_report(
+            folder, model=entry.name, family=entry.family, summary=entry.description, problem_text=description,
+            table=table, rows=rows, reference=entry.exact_method, problem=problem, seed=args.seed,
+            error_png=error_png))
     print(f"run folder: {folder}")
 
 
@@ -306,36 +404,60 @@ def cmd_sweep(args, extra):
     print(f"run folder: {run.folder}")
 
 
+def _sample_count(args, entry, options):
+    """The number of samples: ``-n`` / ``--num-samples``, or ``--n`` where the model has no option
+    ``n`` of its own (for ``gmm``, ``--n`` stays the model's data size)."""
+    n = args.n
+    if "n" in options and "n" not in entry.options:
+        given = options.pop("n")
+        try:
+            from_option = int(given)
+        except ValueError:
+            raise DataError(f"--n (the number of samples) expects an integer, got {given!r}") from None
+        if n is not None and n != from_option:
+            raise DataError(f"the number of samples is given twice: -n {n} and --n {from_option}")
+        n = from_option
+    n = 10 if n is None else n
+    if n < 1:
+        raise DataError(f"-n (the number of samples) must be a positive integer, got {n}")
+    return n
+
+
+def _draws_hint(entry):
+    """Which command draws from a model that has no ``sample`` hook."""
+    posterior = [m.name for m in entry.methods if m.kind == "posterior" and m.name != entry.exact_method]
+    if posterior:
+        return f"posterior draws come from genzoo run {entry.name} --method {posterior[0]} (samples in result.json)"
+    return (f"genzoo compare {entry.name} trains its methods ({', '.join(m.name for m in entry.methods[:4])}"
+            f"{', ...' if len(entry.methods) > 4 else ''}) and scores draws from each")
+
+
 def cmd_sample(args, extra):
-    from genzoo.runs import new_run_dir, save_figure
+    from genzoo.runs import atomic_write, run_folder, save_figure
 
     entry = _entry(args.model)
+    options = _model_options(extra)
+    n = _sample_count(args, entry, options)
     if entry.sample is None:
-        raise UnknownNameError(f"model {entry.name!r} has no sampler")
-    if args.n < 1:
-        raise UnknownNameError(f"-n must be a positive number of samples, got {args.n}")
-    problem = entry.problem(_model_options(extra), seed=args.seed)
-    draws = entry.sample(problem, args.seed, args.n)
-    folder = new_run_dir(entry.name, "sample", args.out)
-    if isinstance(draws, str):  # text (charlm): print it and keep it
-        from genzoo.runs import atomic_write
-
-        atomic_write(folder / "samples.txt", draws + "\n")
-        print(draws)
-    elif isinstance(draws, dict):
-        states = getattr(problem.model, "states", {})
-        columns = list(draws)
-        table = [[_state_name(states, c, v) for v in np.asarray(draws[c]).reshape(args.n)] for c in columns]
-        lines = [",".join(columns)] + [",".join(str(col[i]) for col in table) for i in range(args.n)]
-        from genzoo.runs import atomic_write
-
-        atomic_write(folder / "samples.csv", "\n".join(lines) + "\n")
-        _print_table(columns, table, args.n)
-    else:
-        images = np.asarray(draws)
-        fig = image_grid(images)
-        save_figure(fig, folder / "samples.png", dpi=100)
-        print(f"{len(images)} samples of shape {images.shape[1:]}")
+        raise UnknownNameError(f"model {entry.name!r} has no sampler for genzoo sample; {_draws_hint(entry)}")
+    problem = entry.problem(options, seed=args.seed)
+    draws = entry.sample(problem, args.seed, n)
+    with run_folder(entry.name, "sample", args.out) as folder:
+        if isinstance(draws, str):  # text (charlm): print it and keep it
+            atomic_write(folder / "samples.txt", draws + "\n")
+            print(draws)
+        elif isinstance(draws, dict):
+            states = getattr(problem.model, "states", {})
+            columns = list(draws)
+            table = [[_state_name(states, c, v) for v in np.asarray(draws[c]).reshape(n)] for c in columns]
+            lines = [",".join(columns)] + [",".join(str(col[i]) for col in table) for i in range(n)]
+            atomic_write(folder / "samples.csv", "\n".join(lines) + "\n")
+            _print_table(columns, [[f"{v:.4g}" if isinstance(v, float) else v for v in col] for col in table], n)
+        else:
+            images = np.asarray(draws)
+            fig = image_grid(images)
+            save_figure(fig, folder / "samples.png", dpi=100)
+            print(f"{len(images)} samples of shape {images.shape[1:]}")
     print(f"run folder: {folder}")
 
 
@@ -372,8 +494,55 @@ def image_grid(images, columns: int | None = None):
 
 
 # --------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors raised as a :class:`DataError` (one line from :func:`main`)
+    instead of printed with the usage and ``SystemExit``."""
+
+    def error(self, message):
+        raise DataError(f"{self.prog}: {message} (genzoo {self.prog.split()[-1]} --help shows the arguments)")
+
+
+def _integer(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects an integer, got {text!r}") from None
+
+
+def _seed(text):
+    """``--seed``: an integer in [0, 2^32 - 1]."""
+    seed = _integer(text)
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {MAX_SEED}], got {seed}")
+    return seed
+
+
+def _steps(text):
+    """``--steps``: a positive integer (0 would be read as "the method's default" otherwise)."""
+    steps = _integer(text)
+    if steps < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (leave --steps out for the method's "
+                                         f"default), got {steps}")
+    return steps
+
+
+def _add_model_options(parser, entry):
+    """The options of model ``entry`` as a group of ``parser``'s arguments, for ``--help`` only
+    (parsing leaves them to :func:`_model_options` and the entry)."""
+    taken = [name for name in entry.options if f"--{name}" in parser._option_string_actions]
+    note = "; ".join(f"--{n} is the command's own here, not the model's option ({entry.options[n].help}, "
+                     f"default {entry.options[n].default!r})" for n in taken)
+    group = parser.add_argument_group(f"options of model {entry.name} (after the model name)", note or None)
+    for name, opt in entry.options.items():
+        if name not in taken:
+            kind = {int: "INT", float: "FLOAT"}.get(opt.type, "VALUE")
+            group.add_argument(f"--{name}", metavar=kind, help=f"{opt.help} (default: {opt.default!r})")
+
+
+def build_parser(model_help=None) -> argparse.ArgumentParser:
+    """The argument parser; ``model_help`` (a ModelEntry) adds its options to the help of
+    ``run``, ``compare``, ``sweep``, ``sample`` and ``info``."""
+    parser = _Parser(
         prog="genzoo",
         description="A zoo of generative models as probabilistic programs, with one inference layer.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -398,14 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_info)
 
     def common(p):
-        p.add_argument("--seed", type=int, default=0, help="seed of all randomness (default 0)")
+        p.add_argument("--seed", type=_seed, default=0, help=f"seed of all randomness, 0 to {MAX_SEED} (default 0)")
         p.add_argument("--out", default="runs", help="where run folders go (default runs/)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("run", allow_abbrev=False, help="fit or infer with one method; writes a run folder")
     p.add_argument("model")
     p.add_argument("--method", required=True)
-    p.add_argument("--steps", type=int, default=None, help="iterations / samples (method's default if absent)")
+    p.add_argument("--steps", default=None, type=_steps, help="iterations / samples (method's default if absent)")
     common(p)
     p.set_defaults(fn=cmd_run)
 
@@ -413,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?")
     p.add_argument("--all", action="store_true", help="every model of the zoo at small sizes: the report card")
     p.add_argument("--methods", default=None, help="comma-separated methods (default: all that apply)")
-    p.add_argument("--steps", type=int, default=None, help="iterations / samples for every method")
+    p.add_argument("--steps", type=_steps, default=None, help="iterations / samples for every method")
     p.add_argument("--quick", action="store_true",
                    help="the model's small sizes (those of the report card, --all), for a run of minutes")
     p.add_argument("--warm", action="store_true",
@@ -430,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="seeds: 0-9, 0,3,5 or both (default 0)")
     p.add_argument("--set", action="append", metavar="OPTION=V1,V2",
                    help="an option's values for the grid (repeatable); fixed options follow the model name")
-    p.add_argument("--steps", type=int, default=None, help="iterations / samples for every method")
+    p.add_argument("--steps", type=_steps, default=None, help="iterations / samples for every method")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="cells as Ray tasks, on a local cluster (no ADDRESS) or the cluster at ADDRESS "
                         "(pip install 'genzoo[distributed]')")
@@ -447,10 +616,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", allow_abbrev=False, help="draw samples from the model (a table, or a PNG grid for images)")
     p.add_argument("model")
-    p.add_argument("-n", type=int, default=10, help="number of samples (default 10)")
+    p.add_argument("-n", "--num-samples", dest="n", type=int, default=None,
+                   help="number of samples (default 10); --n N too where the model has no option n")
     common(p)
     p.set_defaults(fn=cmd_sample)
+    if model_help is not None:
+        for name, command in sub.choices.items():
+            if name != "list":
+                _add_model_options(command, model_help)
     return parser
+
+
+def _model_for_help(argv):
+    """The entry named by ``genzoo COMMAND MODEL ... --help``, whose options the help then lists."""
+    if ("--help" in argv or "-h" in argv) and len(argv) > 2 and argv[0] != "list":
+        return _entries().get(argv[1])
+    return None
 
 
 def main(argv=None) -> int:
@@ -459,9 +640,12 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
     try:
+        args, extra = build_parser(_model_for_help(argv)).parse_known_args(argv)
+        if getattr(args, "out", None) is not None:
+            from genzoo.runs import check_root
+
+            check_root(args.out)  # before any work: a file in the way is reported now, not after the run
         args.fn(args, extra)
     except KeyboardInterrupt:
         if debug:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-from inference.errors import UnknownNameError
+from inference.errors import DataError, GenzooError, UnknownNameError
 from inference.result import Result
 
 
@@ -22,6 +22,19 @@ class Option:
     default: Any
     help: str
     type: Callable[[str], Any] = str
+
+    def parse(self, value: Any, name: str) -> Any:
+        """``value`` converted by ``type`` when it is text (from the command line), or a
+        :class:`~inference.errors.DataError` naming ``name`` and the type expected."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.type(value)
+        except GenzooError:
+            raise
+        except (TypeError, ValueError) as err:
+            expected = {int: "an integer", float: "a number"}.get(self.type, getattr(self.type, "__name__", "a value"))
+            raise DataError(f"{name} expects {expected}, got {value!r}") from err
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,12 +47,15 @@ class Problem:
         description: one line saying what the problem is, for tables and plots.
         program_kwargs: keyword arguments that make ``model.model(**program_kwargs)`` runnable, for
             rendering the program's graph.
+        state_names: site -> the names of its states (``{"z": ("fair", "loaded")}``), for printing
+            marginals; a model's own ``states`` (a Bayesian network's) is read where this is empty.
     """
 
     model: Any
     data: Any = None
     description: str = ""
     program_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    state_names: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +97,10 @@ class ModelEntry:
         exact_method: the name of the method whose answer is exact, or None.
         options: the options ``make_problem`` reads.
         sample: ``(problem, seed, n) -> dict of arrays | image array``, draws from the model.
+        graph: ``(option values) -> graph spec`` (as :func:`genzoo.render.graph_spec` returns), for
+            ``genzoo info --render`` where tracing the problem's program would not do: a model that
+            must be trained first (the spec comes from the untrained program) or whose traced program
+            has no drawable DAG. None: the problem's ``model.model(**program_kwargs)`` is traced.
         doc: the object whose docstring teaches the model (its class).
         quick: options and ``steps`` for ``genzoo compare --all`` (the zoo's report card at small sizes),
             e.g. ``{"network": "asia", "steps": 2000}``.
@@ -97,6 +117,7 @@ class ModelEntry:
     exact_method: str | None = None
     options: Mapping[str, Option] = dataclasses.field(default_factory=dict)
     sample: Callable[[Problem, int, int], Any] | None = None
+    graph: Callable[[Mapping[str, Any]], dict] | None = None
     doc: Any = None
     quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     order: int = 100
@@ -112,6 +133,11 @@ class ModelEntry:
 
     def problem(self, options: Mapping[str, Any] | None = None, seed: int = 0) -> Problem:
         """The problem for these options (defaults filled in; unknown options rejected)."""
+        return self.make_problem(self.values(options), seed)
+
+    def values(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every option's value: those given (text converted by the option's type), defaults for
+        the rest; an unknown option or a value of the wrong type is a typed error naming it."""
         options = dict(options or {})
         unknown = sorted(set(options) - set(self.options))
         if unknown:
@@ -119,8 +145,8 @@ class ModelEntry:
             raise UnknownNameError(f"model {self.name!r} has no option --{unknown[0]}; its options: {known}")
         values = {k: opt.default for k, opt in self.options.items()}
         for key, value in options.items():
-            values[key] = self.options[key].type(value) if isinstance(value, str) else value
-        return self.make_problem(values, seed)
+            values[key] = self.options[key].parse(value, f"model {self.name!r}: option --{key}")
+        return values
 
     @property
     def comparable_methods(self) -> tuple[str, ...]:

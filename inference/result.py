@@ -10,6 +10,9 @@ from typing import Any, Mapping
 import numpy as np
 
 EVIDENCE_KINDS = ("exact", "lower_bound", "estimate")
+#: packages whose objects (fitted models in ``Result.params``) :meth:`Result.to_json` writes: by
+#: their ``to_dict`` / ``from_dict`` pair where the class has one, else by their attributes
+MODEL_PACKAGES = ("pgm", "inference", "deep")
 
 
 def _to_numpy(tree):
@@ -85,7 +88,10 @@ class Result:
 
     # ------------------------------------------------------------------- json
     def to_json(self) -> str:
-        """A JSON string that :meth:`from_json` reads back into an equal Result."""
+        """A JSON string that :meth:`from_json` reads back into an equal Result: arrays keep their
+        dtype and every bit (floats as Python's shortest round-trip repr), inf / nan included; a
+        fitted model in ``params`` (an object of a :data:`MODEL_PACKAGES` class) is written by its
+        ``to_dict`` or its attributes and rebuilt as an object of the same class."""
         return json.dumps(_encode(dataclasses.asdict(self) | {"params": self.params}))
 
     @classmethod
@@ -125,7 +131,14 @@ def _encode(obj):
         return _encode_scalar(obj)
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
-    raise TypeError(f"cannot write a {type(obj).__name__} to JSON")
+    cls = type(obj)
+    if cls.__module__.split(".")[0] in MODEL_PACKAGES:
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        if hasattr(obj, "to_dict") and hasattr(cls, "from_dict"):
+            return {"__object__": path, "dict": _encode(obj.to_dict())}
+        if hasattr(obj, "__dict__"):
+            return {"__object__": path, "state": _encode(vars(obj))}
+    raise TypeError(f"cannot write a {cls.__name__} to JSON")
 
 
 def _encode_scalar(x):
@@ -149,8 +162,28 @@ def _decode(obj):
             return tuple(_decode(x) for x in obj["__tuple__"])
         if "__float__" in obj:
             return float(obj["__float__"])
+        if "__object__" in obj:
+            return _decode_object(obj)
         raise ValueError(f"unknown JSON object in a Result: keys {sorted(obj)}")
     return obj
+
+
+def _decode_object(obj):
+    """A model object written by :func:`_encode`: its class imported by name (only from
+    :data:`MODEL_PACKAGES`), then ``from_dict`` or its attributes restored as they were."""
+    import importlib
+
+    module, _, qualname = obj["__object__"].partition(":")
+    if module.split(".")[0] not in MODEL_PACKAGES:
+        raise ValueError(f"a Result's JSON names the class {obj['__object__']!r}, outside {MODEL_PACKAGES}")
+    cls = importlib.import_module(module)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    if "dict" in obj:
+        return cls.from_dict(_decode(obj["dict"]))
+    instance = cls.__new__(cls)
+    instance.__dict__.update(_decode(obj["state"]))
+    return instance
 
 
 def _hashable(key):

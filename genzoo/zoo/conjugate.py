@@ -83,6 +83,26 @@ def _conjugate_problem(kind):
     return make
 
 
+def _conjugate_sample(problem, seed, n, width=4):
+    """``n`` draws of the program run forward (prior and data: NumPyro's ``Predictive``) at the
+    problem's sizes, one column per scalar: a vector site's first ``width`` entries ``site[i]``."""
+    from numpyro.infer import Predictive
+
+    observed = "y" if "y" in problem.data else "x"
+    kwargs = {k: v for k, v in problem.data.items() if k != observed}
+    if observed == "x":
+        kwargs["n"] = len(problem.data["x"])
+    draws = Predictive(problem.model.model, num_samples=n)(seed_key(seed), **kwargs)
+    columns = {}
+    for site, value in draws.items():
+        value = np.asarray(value).reshape(n, -1)
+        if value.shape[1] == 1:
+            columns[site] = value[:, 0]
+        for i in range(min(width, value.shape[1]) if value.shape[1] > 1 else 0):
+            columns[f"{site}[{i}]"] = value[:, i]
+    return columns
+
+
 def _eight_schools_reference(problem, config):
     from pgm import conjugate
 
@@ -117,6 +137,7 @@ def _conjugate_entry(name, cls, description, guides=("normal",), reference=None)
         methods=tuple(methods),
         exact_method=methods[0].name,
         options={"n": Option(50, "number of observations", int)},
+        sample=_conjugate_sample,
         doc=_conjugate_doc(cls),
         quick={"steps": 500},
         order=40,

@@ -30,7 +30,24 @@ def _hmm_problem(options: Mapping[str, Any], seed: int) -> Problem:
         data=x,
         description=f"occasionally dishonest casino (fair / loaded die), {len(x)} rolls",
         program_kwargs={"x": x},
+        state_names={"z": ("fair", "loaded")},
     )
+
+
+def _hmm_graph(options, steps=4):
+    """The program unrolled over its first ``steps`` rolls, z[t-1] -> z[t] -> x[t]. (NumPyro's
+    inspection of the scanned program folds the time steps into two sites, z and x, and reports
+    dependencies both ways between them, which has no drawing as a DAG.)"""
+    import networkx as nx
+
+    from genzoo.render import graph_to_spec
+
+    graph = nx.DiGraph()
+    for t in range(steps):
+        graph.add_edge(f"z[{t}]", f"x[{t}]")
+        if t:
+            graph.add_edge(f"z[{t - 1}]", f"z[{t}]")
+    return graph_to_spec(graph, observed=[f"x[{t}]" for t in range(steps)])
 
 
 def _hmm_start():
@@ -141,6 +158,7 @@ ENTRY = ModelEntry(
     exact_method="exact",
     options={"rolls": Option(300, "number of rolls", int)},
     sample=_hmm_sample,
+    graph=_hmm_graph,
     doc=_hmm_doc,
     quick={"rolls": 200, "steps": 100},
     order=10,

@@ -56,6 +56,19 @@ def _vae_sample(problem, seed, n):
     return sample_images(problem.model, seed, n)
 
 
+def _vae_graph(options):
+    """The untrained model's Pyro program traced by Pyro's inspection (no digits, no training)."""
+    import torch
+    from pyro.infer.inspect import generate_graph_specification, get_model_relations
+
+    from deep.recipes import make_model
+
+    net = make_model(options["model"], image_shape=(8, 8), z_dim=options["z_dim"], hidden=(64,), num_particles=8,
+                     num_classes=10)
+    kwargs = {"n": 1, "labels": torch.zeros(1, dtype=torch.long)} if options["model"] == "cvae" else {"n": 1}
+    return generate_graph_specification(get_model_relations(net.model, model_kwargs=kwargs))
+
+
 def _vae_doc():
     from deep.vae import VAE
 
@@ -83,6 +96,7 @@ ENTRY = ModelEntry(
         "k_is": Option(1000, "importance samples for the log-likelihood estimate", int),
     },
     sample=_vae_sample,
+    graph=_vae_graph,
     doc=_vae_doc,
     quick={"epochs": 3, "steps": 200},
     order=90,
