@@ -112,3 +112,21 @@ def test_eight_schools_program_is_the_numpyro_model():
     theirs, _ = log_density(EightSchools(centered=True).model, (), data,
                             {k: jnp.asarray(v) for k, v in point.items()})
     assert abs(ours - float(theirs)) < 1e-10 * abs(float(theirs))
+
+
+def test_eight_schools_entry_has_the_three_guides_and_the_flow_one_runs():
+    # genzoo compare eight_schools: mean-field, full-rank and flow guides beside the long NUTS
+    # reference. A few SVI steps of the flow guide give draws of every latent site with the
+    # program's shapes and a finite ELBO (a lower bound: its value is the benchmark's business).
+    from genzoo.registry import RunConfig
+    from genzoo.zoo import ENTRIES
+
+    entry = ENTRIES["eight_schools"]
+    assert {"svi_normal", "svi_mvn", "svi_flow"} <= {m.name for m in entry.methods}
+    problem = entry.problem()
+    result = entry.method("svi_flow").fn(problem, RunConfig(seed=0, steps=5, progress=False))
+    assert result.method == "svi_flow" and math.isfinite(result.log_evidence)
+    assert result.log_evidence_kind == "lower_bound"
+    shapes = {k: np.shape(v)[1:] for k, v in result.samples.items() if k in ("mu", "tau", "theta")}
+    assert shapes == {"mu": (), "tau": (), "theta": (8,)}
+    assert np.all(np.asarray(result.samples["tau"]) > 0)

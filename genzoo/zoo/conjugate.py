@@ -122,12 +122,30 @@ def _conjugate_doc(name):
     return doc
 
 
-def _conjugate_entry(name, cls, description, guides=("normal",), reference=None):
+def _eight_schools_flow(problem, config):
+    """SVI on the centred program (Pyro) with a neural spline flow guide (deep.flows.guide): the
+    guide that can follow the funnel between tau and theta, beside the mean-field and full-rank ones."""
+    from deep.flows.guide import FlowGuide, eight_schools
+    from inference.svi import fit
+
+    sigma, y = problem.data["sigma"], problem.data["y"]
+
+    def program():
+        return eight_schools(sigma, y)
+
+    guide = FlowGuide(program, "nsf", hidden=(32, 32), num_layers=4, init_scale=1.0, seed=config.seed)
+    result = fit(program, {}, key=config.seed, guide=guide, steps=config.steps or 2000, learning_rate=5e-3,
+                 num_samples=4000, backend="pyro", progress=config.progress)
+    return dataclasses.replace(result, method="svi_flow")
+
+
+def _conjugate_entry(name, cls, description, guides=("normal",), reference=None, extra=()):
     methods = [Method("closed_form", "the exact posterior", _closed_form, kind="posterior")] if reference is None \
         else [Method("reference_nuts", "a long NUTS run on the non-centred program", reference, kind="posterior")]
     methods.append(Method("nuts", "NUTS (NumPyro)", _nuts(), kind="posterior"))
     for guide in guides:
         methods.append(Method(f"svi_{guide}", f"SVI with an automatic {guide} guide", _svi(guide), kind="posterior"))
+    methods.extend(extra)
     return ModelEntry(
         name=name,
         family="conjugate / teaching model",
@@ -150,5 +168,7 @@ ENTRIES = (
     _conjugate_entry("linear_regression", "BayesianLinearRegression",
                      "Bayesian linear regression: a Gaussian posterior", guides=("normal", "mvn")),
     _conjugate_entry("eight_schools", "EightSchools", "Hierarchical Normal model (centred)",
-                     reference=_eight_schools_reference),
+                     reference=_eight_schools_reference, guides=("normal", "mvn"),
+                     extra=(Method("svi_flow", "SVI with a neural spline flow guide (Pyro program)", _eight_schools_flow,
+                                   kind="posterior"),)),
 )
