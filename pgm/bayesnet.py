@@ -441,6 +441,17 @@ class BayesNet:
                                cpts=dict(self._cpts), network_properties=props["network"],
                                properties=dict(props["variables"]), table_properties=dict(props["tables"]))
 
+    def to_dict(self) -> dict:
+        """The network as plain data (states, parents, CPTs, name, properties), for
+        ``Result.to_json``; :meth:`from_dict` reads it back exactly."""
+        spec = self.to_network_spec()
+        return {"name": spec.name, "states": dict(spec.states), "parents": dict(spec.parents),
+                "cpts": dict(spec.cpts), "properties": dict(self.properties)}
+
+    @classmethod
+    def from_dict(cls, data) -> "BayesNet":
+        return cls(data["states"], data["parents"], data["cpts"], name=data["name"], properties=data["properties"])
+
     def to_bif(self, path) -> None:
         """Write the network as BIF (gzipped when ``path`` ends in ``.gz``); reads back exactly."""
         bif.write_bif(path, self.to_network_spec())

@@ -65,7 +65,7 @@ def _lda_problem(options: Mapping[str, Any], seed: int) -> Problem:
         description = (f"lee_background.cor: {len(docs.names)} news stories, {len(docs.vocabulary)} words, "
                        f"K={k} (alpha = eta = 1/K); {len(test_idx)} held out")
     return Problem(model=lda, data=data, description=description + "; log Z = held-out completion log-likelihood",
-                   program_kwargs={"doc_lengths": np.full(3, 10)})
+                   program_kwargs={"counts": np.ones((3, lda.n_words))})
 
 
 def _lda_scores(problem, result, topic_word, word_probs=None):
