@@ -85,8 +85,14 @@ def _digits_method(kind: str):
 
         opts = problem.data["options"]
         extra = {"levels": 2, "glow_steps": opts["glow_steps"]} if kind == "glow" else {"num_layers": opts["layers"]}
-        return fit_digits(kind, problem.data["images"], seed=config.seed, steps=config.steps or opts["steps"],
-                          hidden=opts["hidden"], lr=opts["lr"], progress=config.progress, **extra)
+        import dataclasses
+
+        from deep.zoo_table_digits import to_pixels
+
+        result = fit_digits(kind, problem.data["images"], seed=config.seed, steps=config.steps or opts["steps"],
+                            hidden=opts["hidden"], lr=opts["lr"], progress=config.progress, **extra)
+        draws = to_pixels(result.params.sample((36,), config.seed), "unit").reshape(36, 8, 8)
+        return dataclasses.replace(result, diagnostics={**result.diagnostics, "sample_sets": {"digits": draws}})
 
     return run
 

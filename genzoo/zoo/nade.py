@@ -8,6 +8,7 @@ table's "first call" column is training plus evaluation, "train s" the training 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any, Mapping
@@ -33,6 +34,9 @@ def _problem(options: Mapping[str, Any], seed: int) -> Problem:
                      f"nats per image, exact or bound" + ("; log sum p by enumeration of all 4,096 vectors"
                                                           if pixels <= 12 else "")),
     )
+
+
+GRID = 36  # draws shown as an image grid in the report
 
 
 def _trained(problem, name, build):
@@ -68,7 +72,9 @@ def _density(name):
                                lr=o["lr"], progress=config.progress and sys.stderr.isatty()).params
 
         model, train_seconds = _trained(problem, name, build)
-        return nll_result(name, model.log_prob, d["test"], exact=True, train_seconds=train_seconds)
+        result = nll_result(name, model.log_prob, d["test"], exact=True, train_seconds=train_seconds)
+        draws = model.sample(GRID, generator=seed).detach().numpy().reshape(GRID, *d["shape"])
+        return dataclasses.replace(result, diagnostics={**result.diagnostics, "sample_sets": {"digits": draws}})
 
     return run
 

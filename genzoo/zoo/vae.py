@@ -5,8 +5,11 @@ Model code is imported inside the functions, so ``genzoo list`` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any, Mapping
+
+import numpy as np
 
 from genzoo.registry import Method, ModelEntry, Option, Problem
 
@@ -39,9 +42,12 @@ def _vae_bound(name):
         from deep.recipes import compare_bounds
 
         d = problem.data
+        from deep.recipes import sample_images
+
         (result,) = compare_bounds(problem.model, d["test"], seed=config.seed, labels=d["test_labels"],
                                    k_is=config.steps or d["k_is"], which=(name,))
-        return result
+        draws = np.asarray(sample_images(problem.model, config.seed, 36))  # (36, H, W) pixel probabilities
+        return dataclasses.replace(result, diagnostics={**result.diagnostics, "sample_sets": {"digits": draws}})
 
     return run
 
