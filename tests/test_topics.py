@@ -1,7 +1,8 @@
-"""Topic models: recovery of the Griffiths-Steyvers bars, PLSA monotone, tempered PLSA equal to
-PLSA at temperature 1 and monotone in its tempered objective, ProdLDA's predictions against the
-known-topic posterior, perplexity and coherence against closed forms and gensim, the text
-pipeline, and bad input."""
+"""Topic models: recovery of the Griffiths-Steyvers bars (the exact support, the shape within the
+asymptotic posterior spread), batch and online VB equal to scikit-learn's from one start, PLSA
+monotone, tempered PLSA equal to PLSA at temperature 1 and monotone in its tempered objective,
+ProdLDA's predictions against the known-topic posterior, perplexity and coherence against closed
+forms and gensim, the text pipeline, and bad input."""
 
 import bz2
 
@@ -30,17 +31,87 @@ def bars():
     return lda, counts
 
 
-# Matching error: each true bar is paired with an estimated topic (Hungarian, total variation).
-# With 30,000 tokens a bar gets ~3,000, so the sampling sd of an entry is ~0.007 and the TV floor
-# ~0.02; the bounds below are the measured errors rounded up, stated in each test.
+def _fixture_theta():
+    return np.random.default_rng(0).dirichlet(np.ones(10), 300)  # the fixture's draws (same seed, same order)
+
+
+def _bars_found(topic_word):
+    """The exact recovery criterion, no tolerance: matched to the bars (Hungarian, TV), each estimated
+    topic's five largest entries are its bar's five words. Returns the matched topics and the count."""
+    perm, _ = match_topics(topic_word, BARS)
+    matched = np.asarray(topic_word)[perm]
+    top = np.sort(np.argsort(-matched, axis=1)[:, :5], axis=1)
+    return matched, sum(np.array_equal(top[k], np.flatnonzero(BARS[k])) for k in range(len(BARS)))
+
+
+def _on_bar_tv(matched):
+    """Each matched topic restricted to its bar's words and renormalised, in TV from the uniform 1/5."""
+    on = matched[BARS > 0].reshape(len(BARS), 5)
+    return 0.5 * np.abs(on / on.sum(1, keepdims=True) - 0.2).sum(1)
+
+
+def _on_bar_tv_quantile(theta, lengths, level, inflate=1.0, draws=20_000):
+    """The ``level`` quantile of max_k (on-bar TV of topic k) for an estimate distributed as the
+    asymptotic (Bernstein-von Mises) posterior of the bars given the corpus, its covariance times
+    ``inflate``.
+
+    The likelihood of document d is multinomial with p_d = theta_d @ phi. Its Fisher information in
+    (phi on the bars' support, theta_d) is L_d J_d^T diag(1/p_d) J_d with J_d = dp_d / d(phi, theta_d);
+    the simplex constraints are removed with orthonormal sum-zero bases. With alpha = 1 the prior of
+    theta_d is flat, so integrating theta_d out leaves, to first order, the Schur complement
+    S = sum_d (I_pp - I_pt I_tt^+ I_tp) as the information about phi (I_tt^+: a pseudo-inverse,
+    since rows minus columns of the bars is a direction of theta_d that leaves p_d unchanged and so
+    carries no information). The eta = 0.1 prior adds O(1/n_k) to ~3,000 tokens per topic: dropped.
+    The off-bar entries sit on the boundary phi = 0, where this expansion does not hold: they are
+    left to the exact support criterion of _bars_found."""
+    from scipy.linalg import null_space
+
+    k, v = BARS.shape
+    support = [np.flatnonzero(row) for row in BARS]
+    topic_of, word_of = np.repeat(np.arange(k), 5), np.concatenate(support)  # the 50 on-bar entries
+    n_par = len(word_of)
+    u_phi = np.kron(np.eye(k), null_space(np.ones((1, 5))))  # (50, 40)
+    u_theta = null_space(np.ones((1, k)))  # (10, 9)
+    schur = np.zeros((u_phi.shape[1],) * 2)
+    for theta_d, n_d in zip(theta, lengths):
+        jac = np.zeros((v, n_par + k))
+        jac[word_of, np.arange(n_par)] = theta_d[topic_of]  # dp_w / dphi_kw = theta_dk
+        jac[:, n_par:] = BARS.T  # dp_w / dtheta_dk = phi_kw
+        info = n_d * jac.T @ (jac / (theta_d @ BARS)[:, None])
+        i_pp = u_phi.T @ info[:n_par, :n_par] @ u_phi
+        i_pt = u_phi.T @ info[:n_par, n_par:] @ u_theta
+        i_tt = u_theta.T @ info[n_par:, n_par:] @ u_theta
+        schur += i_pp - i_pt @ np.linalg.pinv(i_tt, hermitian=True) @ i_pt.T
+    cov = inflate * u_phi @ np.linalg.inv(schur) @ u_phi.T
+    deviations = np.random.default_rng(1).multivariate_normal(np.zeros(n_par), cov, draws, method="eigh")
+    return np.quantile(0.5 * np.abs(deviations).reshape(draws, k, 5).sum(2).max(1), level)
+
+
+# Recovery of the bars, by two criteria that need no measured bound. (1) The support, exactly: every
+# matched topic's five largest entries are its bar (_bars_found). (2) The shape on the bar: an
+# estimate of the posterior mean is off the truth by the posterior's spread, whose asymptotic
+# covariance _on_bar_tv_quantile computes from the true bars and proportions (expected on-bar TV
+# 0.023 per topic; 0.015 for the oracle that knows every token's topic). Collapsed Gibbs reports the
+# average over its kept sweeps of E[phi | z^(s)]. In the stationary chain each term has variance
+# Var(E[phi | z] | w) <= Var(phi | w) (total variance), and an average of equally distributed terms
+# has at most the variance of one (Cauchy-Schwarz), whatever the autocorrelation; this Monte Carlo
+# error has mean zero given the data, so it adds to the data's error: covariance x 2 covers both.
+# The bound is the 0.999 quantile of the maximum over the 10 topics under that law, 0.086 (a 0.1%
+# chance of a false failure at the asymptotic law; from 20,000 draws the quantile rests on 20
+# beyond it: 0.086 to 0.089 over five seeds of the draws, against a margin of 0.04). Measured
+# largest on-bar TV: 0.042, 0.037, 0.051, 0.040 (keys 0, 1, 3, 4); the auto burn-in run 0.043.
+# Two caveats: the blocked sampler (n_blocks) updates a block's tokens from the counts before the
+# block, an approximation of the collapsed conditional; and it does not always reach the bars'
+# mode in 200 sweeps: from key 2 it keeps two bars merged (9 of 10 found). The bound is for a run
+# in the bars' mode; key 0 is one.
 def test_collapsed_gibbs_recovers_the_bars(bars):
     lda, counts = bars
     r = collapsed_gibbs(jax.random.PRNGKey(0), counts, lda, num_sweeps=100, burn_in=100, n_blocks=32)
-    _, tv = match_topics(r.params["topic_word"], BARS)
-    assert tv.max() < 0.1  # measured: max 0.065, mean 0.045
+    matched, found = _bars_found(r.params["topic_word"])
+    assert found == 10
+    assert _on_bar_tv(matched).max() < _on_bar_tv_quantile(_fixture_theta(), counts.sum(1), 0.999, inflate=2.0)
     assert r.history[-1] > r.history[0]
     np.testing.assert_allclose(r.params["topic_word"].sum(1), 1.0)
-
 
 
 def test_collapsed_gibbs_automatic_burn_in_stops_by_its_rule(bars):
@@ -54,8 +125,10 @@ def test_collapsed_gibbs_automatic_burn_in_stops_by_its_rule(bars):
     changes = np.abs(np.diff(means))
     assert changes[-1] < 1e-3 * 10  # stopped after the first window that changed less than the tolerance
     assert np.all(changes[:-1] >= 1e-3 * 10)
-    _, tv = match_topics(r.params["topic_word"], BARS)
-    assert tv.max() < 0.1  # the bound of the fixed burn-in test above
+    matched, found = _bars_found(r.params["topic_word"])  # the criteria of the fixed burn-in test above
+    assert found == 10
+    assert _on_bar_tv(matched).max() < _on_bar_tv_quantile(_fixture_theta(), counts.sum(1), 0.999, inflate=2.0)
+
 
 def test_batch_vb_elbo_rises_and_the_best_restart_finds_the_bars(bars):
     lda, counts = bars
@@ -63,12 +136,16 @@ def test_batch_vb_elbo_rises_and_the_best_restart_finds_the_bars(bars):
     for r in fits:
         assert r.log_evidence_kind == "lower_bound"
         assert np.all(np.diff(r.history) > -1e-6 * abs(r.history[-1]))  # coordinate ascent on the ELBO
-    # Mean-field VB from a random start may merge bars (a local optimum; Gibbs does not): measured
-    # 4, 10 and 10 bars within TV 0.1 from these three starts. The ELBO tells the good optima apart:
-    # the restart with the highest bound recovers every bar.
+    # Mean-field VB from a random start may merge bars (a local optimum): by the support criterion
+    # the three starts find 7, 10 and 10 bars. The ELBO tells the good optima apart: the restart
+    # with the highest bound recovers every bar. Its on-bar shape is not held to the posterior's
+    # spread: mean-field VB is biased at a fixed document length (exp E[log theta_dk] ~ gamma_dk - 1/2
+    # acts on every document and does not average out over documents; measured on-bar TV mean 0.037
+    # against the posterior's 0.023). That VB's numbers are the reference algorithm's is
+    # test_batch_vb_equals_scikit_learn_step_for_step.
     best = max(fits, key=lambda r: r.log_evidence)
-    _, tv = match_topics(best.params["topic_word"], BARS)
-    assert tv.max() < 0.1
+    assert _bars_found(best.params["topic_word"])[1] == 10
+    assert _bars_found(fits[0].params["topic_word"])[1] < 10  # the merged optimum: the ELBO is what tells
 
 
 def test_batch_vb_without_the_elbo_runs_max_iter_of_the_same_updates(bars):
@@ -81,12 +158,114 @@ def test_batch_vb_without_the_elbo_runs_max_iter_of_the_same_updates(bars):
     assert untracked.log_evidence == tracked.log_evidence  # the final bound is still reported
 
 
-def test_online_vb_learns_topics(bars):
+class _GivenStarts:
+    """Stands in for scikit-learn's ``random_state_``, whose only use in its E-step is the draw of
+    every document's starting gamma, ``gamma(100, 0.01, (documents, topics))``: hands out the
+    starts that our run used instead."""
+
+    def __init__(self):
+        self.starts = None
+
+    def gamma(self, shape, scale, size):
+        assert self.starts.shape == size
+        return np.array(self.starts, dtype=float)  # sklearn writes into it
+
+
+def _sklearn_from(start, counts, monkeypatch, **options):
+    """scikit-learn's LatentDirichletAllocation with lambda (``components_``) at ``start`` and its
+    digamma replaced by SciPy's.
+
+    ``partial_fit`` initialises only when ``components_`` is absent, so one call on a document sets
+    every attribute, then ``components_``, ``exp_dirichlet_component_`` (exp E[log phi]),
+    ``n_batch_iter_`` (its step counter, 1 after initialisation) and ``random_state_`` (the
+    E-step's starts) are set. scikit-learn's Cython digamma is an asymptotic series with absolute
+    error up to ~3e-9 (against SciPy's psi, on these arguments), which shows in lambda at ~1e-8
+    relative; with SciPy's in its place the two programs differ by float rounding only."""
+    import sklearn.decomposition._lda as sklearn_lda
+    from scipy.special import psi
+    from sklearn.decomposition import LatentDirichletAllocation
+
+    def expectation_2d(x):
+        return psi(x) - psi(x.sum(1, keepdims=True))
+
+    def expectation_1d(doc_topic, prior, out):  # the Cython routine's contract: in place
+        doc_topic += prior
+        out[:] = np.exp(psi(doc_topic) - psi(doc_topic.sum()))
+
+    monkeypatch.setattr(sklearn_lda, "_dirichlet_expectation_2d", expectation_2d)
+    monkeypatch.setattr(sklearn_lda, "cy_dirichlet_expectation_1d", {"double": expectation_1d})
+    peer = LatentDirichletAllocation(start.shape[0], doc_topic_prior=1.0, topic_word_prior=0.1,
+                                     total_samples=len(counts), **options)
+    peer.partial_fit(counts[:1])
+    peer.components_ = start.copy()
+    peer.exp_dirichlet_component_ = np.exp(expectation_2d(start))
+    peer.n_batch_iter_ = 1
+    peer.random_state_ = _GivenStarts()
+    return peer
+
+
+# Float tolerance of the comparisons with scikit-learn. Each lambda entry is eta plus a sum of 300
+# positive per-document terms, each the end of ~10-100 E-step updates built from sums over <= 25 words
+# and 10 topics. Summed in other orders, n positive terms differ by at most (n - 1) u relative
+# (u = 1.1e-16): 3.3e-14 for the 300 documents, and the E-step is a contraction, which does not
+# amplify what enters it; scikit-learn's eps = 2.2e-16 added to each denominator (ours 1e-100) is
+# a relative change of eps / norm, below 1e-13 for every norm > 2e-3. Five iterations adding such
+# errors without amplification stay below ~7e-13; measured largest relative difference 4e-14 over
+# 5 batch iterations and 2 online passes; rtol 1e-12. (A document whose mean change fell within
+# rounding of e_step_tol on one side only would stop one update apart: a difference near 1e-3,
+# far outside; none does.)
+def test_batch_vb_equals_scikit_learn_step_for_step(bars, monkeypatch):
+    """Batch VB from one lambda against scikit-learn's batch EM step (``learning_method="batch"``),
+    five iterations, lambda compared after each. scikit-learn starts every document's E-step afresh
+    from a random gamma, ours from the document's previous gamma (warm start): scikit-learn is
+    given, at each iteration, the starts ours used (_vb_start first, then our previous gamma)."""
     lda, counts = bars
-    r = variational_bayes(jax.random.PRNGKey(0), counts, lda, max_iter=30, online=True, batch_size=50)
-    _, tv = match_topics(r.params["topic_word"], BARS)
-    uniform_tv = 0.5 * np.abs(BARS - 1 / 25).sum(1).mean()  # 0.8: the error of knowing nothing
-    assert tv.mean() < 0.5 * uniform_tv  # measured mean 0.31
+    counts = counts.astype(float)
+    key = jax.random.PRNGKey(0)
+    start = np.random.default_rng(5).gamma(100.0, 0.01, (10, 25))  # scikit-learn's own kind of start
+    peer = _sklearn_from(start, counts, monkeypatch, learning_method="batch")
+    gamma = np.asarray(_vb_start(jax.random.split(key, 3)[1], (300, 10)))  # our first E-step's start
+    for n in range(1, 6):
+        peer.random_state_.starts = gamma
+        peer._em_step(counts, total_samples=len(counts), batch_update=True)  # what fit runs per iteration
+        ours = variational_bayes(key, counts, lda, max_iter=n, tol=-np.inf, start=start)
+        np.testing.assert_allclose(ours.params["lambda"], peer.components_, rtol=1e-12)
+        gamma = ours.params["gamma"]
+
+
+def test_online_vb_equals_scikit_learn_pass_for_pass(bars, monkeypatch):
+    """Online VB against scikit-learn's ``partial_fit`` (``learning_method="online"``) from one
+    lambda: the same minibatches of 50 in our order, two passes (12 steps), lambda compared after each pass.
+    scikit-learn's step counter starts at 1, so its rho_t = (tau_0 + 1 + t)^-kappa: its
+    learning_offset 9 is our 10. Each minibatch's E-step starts, as in the batch test, where ours did."""
+    lda, counts = bars
+    counts = counts.astype(float)
+    key = jax.random.PRNGKey(0)
+    _, k_gamma, k_perm = jax.random.split(key, 3)
+    start = np.random.default_rng(5).gamma(100.0, 0.01, (10, 25))
+    peer = _sklearn_from(start, counts, monkeypatch, learning_method="online", batch_size=50, learning_offset=9.0,
+                         learning_decay=0.7)
+    gamma = np.asarray(_vb_start(k_gamma, (300, 10)))
+    for passes in (1, 2):
+        for b in np.asarray(jax.random.permutation(jax.random.fold_in(k_perm, passes - 1), 6)):  # our order
+            rows = slice(50 * b, 50 * b + 50)
+            peer.random_state_.starts = gamma[rows]
+            peer.partial_fit(counts[rows])
+        ours = variational_bayes(key, counts, lda, max_iter=passes, online=True, batch_size=50, learning_offset=10.0,
+                                 learning_decay=0.7, start=start)
+        np.testing.assert_allclose(ours.params["lambda"], peer.components_, rtol=1e-12)
+        gamma = ours.params["gamma"]
+
+
+def test_vb_start_is_checked():
+    """A given start is used as lambda (the scikit-learn tests above); a wrong one is refused by name."""
+    lda, counts = LDA(2, 3), np.array([[1, 2, 0], [0, 1, 1]])
+    with pytest.raises(DataError, match=r"shape \(topics, words\) = \(2, 3\), got shape \(3, 2\)"):
+        variational_bayes(0, counts, lda, start=np.ones((3, 2)))
+    with pytest.raises(DataError, match="topic 1, word 2"):
+        variational_bayes(0, counts, lda, start=np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]))
+    with pytest.raises(DataError, match="topic 0, word 1"):
+        variational_bayes(0, counts, lda, start=np.array([[1.0, np.nan, 1.0], [1.0, 1.0, 1.0]]))
 
 
 def test_prodlda_predicts_documents_between_the_known_topic_posterior_and_the_raw_counts(bars):

@@ -139,14 +139,31 @@ def _vb_start(key, shape):
     return jnp.maximum(1.0 + 0.1 * jax.random.normal(key, shape), 0.5)
 
 
+def _lambda_start(key, start, shape):
+    """The starting :math:`\\lambda`: ``start`` checked (shape ``(K, V)``, finite, positive: Dirichlet
+    concentrations), or :func:`_vb_start` drawn from ``key`` when ``start`` is None."""
+    if start is None:
+        return _vb_start(key, shape)
+    start = np.asarray(start, dtype=np.float64)
+    if start.shape != tuple(shape):
+        raise DataError(f"start must be lambda of shape (topics, words) = {tuple(shape)}, got shape {start.shape}")
+    if not np.all(np.isfinite(start) & (start > 0)):
+        topic, word = np.argwhere(~(np.isfinite(start) & (start > 0)))[0]
+        raise DataError(f"start must be finite and positive: entry (topic {topic}, word {word}) is "
+                        f"{start[topic, word]}")
+    return jnp.asarray(start)
+
+
 def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool = False, batch_size: int = 64,
                       learning_offset: float = 10.0, learning_decay: float = 0.7, tol: float = 1e-4,
                       e_step_iter: int = 100, e_step_tol: float = 1e-3, track_elbo: bool = True,
-                      chunk_width: int = 16) -> Result:
+                      chunk_width: int = 16, start=None) -> Result:
     """Mean-field variational Bayes for LDA, batch or online (module docstring, method 2).
 
     1. Start :math:`\\lambda` and :math:`\\gamma` near 1 (:func:`_vb_start`: the starting values of
-       Hoffman's and scikit-learn's code, up to a normal approximation).
+       Hoffman's and scikit-learn's code, up to a normal approximation), or :math:`\\lambda` at
+       ``start`` (``(K, V)``, positive) when given: a chosen start, e.g. to run from another
+       implementation's starting point.
     2. Batch: E-step on all documents (:func:`vb_e_step`, warm-started from the previous
        :math:`\\gamma`), then :math:`\\lambda = \\eta + \\bar s`; stop when the ELBO gains less
        than ``tol`` per token.
@@ -175,10 +192,10 @@ def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool
         raise DataError(f"learning_decay must lie in (0.5, 1] for convergence, got {learning_decay}")
     if max_iter < 1 or e_step_iter < 1:
         raise DataError(f"need max_iter >= 1 and e_step_iter >= 1, got {max_iter}, {e_step_iter}")
-    start = time.perf_counter()
+    began = time.perf_counter()
     k_lam, k_gamma, k_perm = jax.random.split(as_key(key), 3)
     k, v, d = lda.n_topics, bow.n_words, bow.n_docs
-    lam, gamma = _vb_start(k_lam, (k, v)), _vb_start(k_gamma, (d, k))
+    lam, gamma = _lambda_start(k_lam, start, (k, v)), _vb_start(k_gamma, (d, k))
     flat = bow.arrays()
     n_tokens = float(bow.count.sum())
     if not online:
@@ -208,7 +225,7 @@ def variational_bayes(key, counts, lda: LDA, *, max_iter: int = 50, online: bool
         params={"topic_word": lam_np / lam_np.sum(1, keepdims=True),
                 "doc_topic": gamma_np / gamma_np.sum(1, keepdims=True), "lambda": lam_np, "gamma": gamma_np},
         log_evidence=elbo, log_evidence_kind="lower_bound", history=history,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - began,
         diagnostics={"passes": int(max_iter) if online or not track_elbo else len(history)},
     )
 
@@ -240,7 +257,8 @@ def _minibatches(bow: BagOfWords, batch_size: int, width: int):
 
 
 def online_vb_stream(key, data, lda: LDA, *, batch_size: int, passes: int = 1, seed: int = 0,
-                     learning_offset: float = 10.0, learning_decay: float = 0.7, width: int = 16) -> Result:
+                     learning_offset: float = 10.0, learning_decay: float = 0.7, width: int = 16,
+                     start=None) -> Result:
     """Online VB for LDA on a corpus on disk: a :class:`~inference.shards.ShardedDataset` with a
     ``counts`` key (documents x vocabulary), read a minibatch of documents at a time.
 
@@ -252,6 +270,7 @@ def online_vb_stream(key, data, lda: LDA, *, batch_size: int, passes: int = 1, s
         \\qquad \\rho_t = (\\tau_0 + t)^{-\\kappa},
 
     so memory holds one minibatch and :math:`\\lambda`, whatever the number of documents :math:`D`.
+    :math:`\\lambda` starts near 1 (:func:`_vb_start`) or at ``start`` (``(K, V)``, positive).
     The documents come in the epoch order the dataset draws from ``seed``. Minibatches are padded to
     one shape, so the E-step compiles once. Returns ``Result(method="online_vb_stream",
     params={"lambda", "topic_word"}, diagnostics={"steps", "passes", "first_step_seconds"})``.
@@ -267,8 +286,8 @@ def online_vb_stream(key, data, lda: LDA, *, batch_size: int, passes: int = 1, s
         raise DataError(f"passes must be a positive integer, got {passes!r}")
     if not (0.5 < learning_decay <= 1.0):
         raise DataError(f"learning_decay must lie in (0.5, 1] for convergence, got {learning_decay}")
-    start = time.perf_counter()
-    lam = _vb_start(as_key(key), (lda.n_topics, n_words))
+    began = time.perf_counter()
+    lam = _lambda_start(as_key(key), start, (lda.n_topics, n_words))
     max_chunks = batch_size * -(-n_words // width)  # fixed shapes: one compilation
     t, first = 0, None
     for epoch in range(passes):
@@ -288,8 +307,8 @@ def online_vb_stream(key, data, lda: LDA, *, batch_size: int, passes: int = 1, s
             t += 1
             if first is None:
                 lam.block_until_ready()
-                first = time.perf_counter() - start
+                first = time.perf_counter() - began
     lam = np.asarray(lam)
     return Result(method="online_vb_stream", params={"lambda": lam, "topic_word": lam / lam.sum(1, keepdims=True)},
-                  seconds=time.perf_counter() - start,
+                  seconds=time.perf_counter() - began,
                   diagnostics={"steps": t, "passes": passes, "first_step_seconds": first})
