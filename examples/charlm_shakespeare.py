@@ -8,6 +8,9 @@ validation bits per character of both, and samples from a prompt with temperatur
 top-p, timing the key-value cache against re-reading the context for every character.
 
     python examples/charlm_shakespeare.py --steps 2000 --prompt "ROMEO:" --temperature 0.8
+
+Takes about 4 minutes on a 2-core CPU at the defaults (1,000 steps); the 2,000 steps above, about
+6 minutes (estimated: 0.11 s per step measured, plus about 45 s to read, score and sample).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--context", type=int, default=64)
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val-windows", type=int, default=0, help="0: every validation window")

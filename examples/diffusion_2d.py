@@ -7,6 +7,8 @@ NLL of each model (the DDPM variational bound, the probability-flow ODE's likeli
 likelihood), with KL = NLL - H(p). Writes a picture of the samples.
 
     python examples/diffusion_2d.py --density 8gaussians --steps 3000
+
+Takes about 3 minutes on a 2-core CPU at the defaults.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Trains by SVI on the first chorales, reports the ELBO per time step on held-out 
 draws a new piano roll from the program.
 
     python examples/dmm_chorales.py --chorales 100 --epochs 20
+
+Takes about 5 minutes on a 2-core CPU at the defaults (the first run also converts the chorales
+to piano rolls and caches them).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from deep.dmm import DMM, pad_rolls
 from deep.music import chorale_rolls
 from deep.train import train
-from inference.likelihood import elbo
+from inference.likelihood import elbo, seeded
 
 
 def main(args) -> dict:
@@ -24,7 +27,8 @@ def main(args) -> dict:
     n_test = max(1, len(rolls) // 5)
     train_data = pad_rolls(rolls[n_test:], max_length=args.max_length)
     test_data = pad_rolls(rolls[:n_test], max_length=args.max_length)
-    dmm = DMM(z_dim=args.z_dim, transition_dim=args.hidden, emission_dim=args.hidden, rnn_dim=args.hidden)
+    with seeded(args.seed):  # the initial weights: torch's layers draw them from its generator
+        dmm = DMM(z_dim=args.z_dim, transition_dim=args.hidden, emission_dim=args.hidden, rnn_dim=args.hidden)
     result = train(dmm, train_data, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                    learning_rate=args.learning_rate, progress=args.progress)
     steps = int(test_data["lengths"].sum())

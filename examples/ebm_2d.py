@@ -5,6 +5,8 @@ gives each its exact test NLL and KL(p || p_E) = NLL - H(p); Langevin samples of
 the kernel Stein discrepancy against the true score and drawn over the true density in one PNG.
 
     python examples/ebm_2d.py --density 8gaussians --steps 2000 --out runs/ebm_2d
+
+Takes about 3 minutes on a 2-core CPU at the defaults.
 """
 
 from __future__ import annotations

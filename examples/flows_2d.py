@@ -6,6 +6,8 @@ KL(p || q) = NLL - H(p) with its standard error, and saves ``flows_<density>.png
 density and each flow's, as heat maps on the same square.
 
     python examples/flows_2d.py --density checkerboard --steps 2000
+
+Takes about 3 minutes on a 2-core CPU at the defaults.
 """
 
 from __future__ import annotations

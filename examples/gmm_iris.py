@@ -5,6 +5,8 @@
 Prints the BIC per K, the agreement of the chosen mixture's clusters with the species (adjusted
 Rand index) and the five least likely flowers; writes ``gmm_iris.png`` (BIC per K and the
 clusters on the first two principal components) into ``--out``.
+
+Takes about 40 s on a 2-core CPU at the defaults.
 """
 
 from __future__ import annotations

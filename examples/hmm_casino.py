@@ -5,6 +5,8 @@ with the HMM's own program, then ask exact inference (forward-backward, Viterbi)
 play, and learn the parameters back from the rolls with Baum-Welch from a deliberately wrong start.
 
     python examples/hmm_casino.py --rolls 300 --out runs/casino
+
+Takes about 10 s on a 2-core CPU at the defaults.
 """
 
 from __future__ import annotations

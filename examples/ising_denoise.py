@@ -18,6 +18,8 @@ restored images.
 
     python examples/ising_denoise.py                  # horse at half size: 164 x 200 pixels
     python examples/ising_denoise.py --scale 8 --sweeps 50   # a quick look
+
+Takes about 20 s on a 2-core CPU at the defaults.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ tau_int = N / ESS of |m| (ArviZ's ESS) of each sampler at T_c says by how much.
     python examples/ising_onsager.py                 # 64 x 64, a plot in ising_onsager.png
     python examples/ising_onsager.py --size 16 --sweeps 200 --temperatures 5   # seconds
 
+Takes about 2 minutes on a 2-core CPU at the defaults.
+
 References:
     Onsager (1944). Crystal statistics. I.  Yang (1952). The spontaneous magnetization of a
     two-dimensional Ising model.  Swendsen and Wang (1987).

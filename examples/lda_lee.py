@@ -5,6 +5,8 @@
 Tokenizes the 300 stories with :mod:`genzoo.text`, holds out 10% for document completion, fits
 LDA by batch variational Bayes, and prints the top words per topic, the completion perplexity and
 the UMass / NPMI coherence; writes ``lda_lee.png`` (ELBO per pass) into ``--out``.
+
+Takes about 30 s on a 2-core CPU at the defaults.
 """
 
 from __future__ import annotations

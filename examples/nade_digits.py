@@ -7,6 +7,8 @@ test digits from their top half: the ordering that puts the observed pixels firs
 :math:`p(x_{\\text{bottom}} \\mid x_{\\text{top}})` one ancestral pass.
 
     python examples/nade_digits.py --steps 3000 --out runs/nade_digits
+
+Takes about 3 minutes on a 2-core CPU at the defaults.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ sampling, in expectation) and draws samples, reconstructions (or inpaintings) an
 latents, the latent space as PNG files.
 
     python examples/vae_digits.py --model iwae --epochs 50 --out runs/vae_digits
+
+Takes about 2 minutes on a 2-core CPU at the defaults.
 """
 
 from __future__ import annotations
