@@ -101,9 +101,10 @@ def _arithmetic(entry, options):
 
     result = entry.method("exact").fn(problem, RunConfig(seed=0, steps=None, progress=False))
     arithmetic = result.diagnostics.get("arithmetic")
+    if arithmetic is None:
+        return "not reported (this model's exact method does not report it)"
     return {"linear": "linear (probability space with per-message scaling: the tables' range allows it)",
-            "log": "log space (the tables' range is too wide for scaled probabilities)"}.get(
-        arithmetic, f"{arithmetic or 'not reported'} (this model's exact method does not report it)")
+            "log": "log space"}.get(arithmetic, arithmetic)
 
 
 def _graph_spec(entry, options):
@@ -357,25 +358,39 @@ def _compare_all_ray(args):
 
 
 def _report_compare(entry, description, rows, args, problem=None):
-    """Print a comparison's table and write its run folder (metrics.json, compare.png, report.html);
-    ``problem`` is None where the rows came back from Ray workers without it."""
+    """Print a comparison's tables, one per question the entry asks, and write a run folder for each
+    (metrics.json, compare.png, report.html); ``problem`` is None where the rows came back from Ray
+    workers without it."""
+    from genzoo import compare
+
+    for question, group in compare.by_question(entry, rows):
+        if question is None:
+            _report_question(entry, f"{entry.name}: {description}", "compare", entry.exact_method, group, args,
+                             problem, description)
+        else:
+            title = f"{entry.name}: {description}\nquestion: {question.title} (reference: {question.reference})"
+            _report_question(entry, title, f"compare-{question.name}", question.reference, group, args, problem,
+                             f"{description}; {question.title}")
+            print()
+
+
+def _report_question(entry, title, kind, reference, rows, args, problem, problem_text):
     from genzoo import compare, report
     from genzoo.report_plots import error_figure, has_figure, png
     from genzoo.runs import atomic_write, run_folder, write_json
 
-    title = f"{entry.name}: {description}"
     table = compare.format_table(rows, title)
     print(table)
-    with run_folder(entry.name, "compare", args.out) as folder:
-        write_json(folder / "metrics.json", {"model": entry.name, "problem": description,
+    with run_folder(entry.name, kind, args.out) as folder:
+        write_json(folder / "metrics.json", {"model": entry.name, "problem": problem_text,
                                              "seed": args.seed, "rows": [r.metrics() for r in rows]})
         error_png = None
         if has_figure(rows):  # errors or scores against seconds (a long table per dataset has neither)
-            error_png = png(error_figure(rows, title, entry.exact_method), dpi=120)
+            error_png = png(error_figure(rows, title.replace("\n", " - "), reference), dpi=120)
             atomic_write(folder / "compare.png", error_png)
         _write_report(lambda: report.compare_report(
-            folder, model=entry.name, family=entry.family, summary=entry.description, problem_text=description,
-            table=table, rows=rows, reference=entry.exact_method, problem=problem, seed=args.seed,
+            folder, model=entry.name, family=entry.family, summary=entry.description, problem_text=problem_text,
+            table=table, rows=rows, reference=reference, problem=problem, seed=args.seed,
             error_png=error_png))
     print(f"run folder: {folder}")
 

@@ -52,12 +52,15 @@ class Row:
     result: Result = dataclasses.field(repr=False, compare=False, default=None)
     scores: dict = dataclasses.field(default_factory=dict)
     table: list = dataclasses.field(default_factory=list)  # diagnostics["rows"]: one dict per dataset
+    question: str | None = None  # the name of the entry's Question the row answers, if it has several
 
     def metrics(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("result")
         if not d["table"]:
             d.pop("table")  # the usual one-line rows keep their metrics.json as it was
+        if d["question"] is None:
+            d.pop("question")
         return d
 
 
@@ -113,13 +116,15 @@ def _timed(fn, problem, config) -> tuple[Result, float]:
 def run_methods(
     entry: ModelEntry, problem: Problem, methods: Sequence[str], config: RunConfig, warm: bool = False
 ) -> list[Row]:
-    """Run each method once (twice when ``warm``: once to compile, once to time) and compare with the exact one."""
+    """Run each method once (twice when ``warm``: once to compile, once to time) and compare it with
+    its reference (its question's, :meth:`ModelEntry.reference_of`), which is run too where missing."""
     names = list(methods)
-    exact_name = entry.exact_method
-    if exact_name is not None and exact_name not in names:
-        names.insert(0, exact_name)
     for name in names:
         entry.method(name)  # unknown names fail before any work
+    for name in list(names):
+        reference = entry.reference_of(name)
+        if reference is not None and reference not in names:
+            names.insert(0 if reference == entry.exact_method else names.index(name), reference)
     results: dict[str, tuple[Result, float, float]] = {}
     bar = tqdm(names, desc=f"compare {entry.name}", disable=not config.progress, leave=False)
     for name in bar:
@@ -131,24 +136,34 @@ def run_methods(
         if warm:
             result, seconds = _timed(method.fn, problem, quiet)
         results[name] = (result, seconds, first)
-    reference = results[exact_name][0] if exact_name is not None else None
     rows = []
     for name in names:
         result, seconds, first = results[name]
+        reference_name = entry.reference_of(name)
+        reference = results[reference_name][0] if reference_name is not None else None
         max_abs = tv = dlog = z = None
         if reference is not None:
             max_abs, tv = marginal_errors(reference, result)
-            if not reference.marginals:
-                z = moment_errors(reference, result)
+            z = moment_errors(reference, result)
             if reference.log_evidence is not None and result.log_evidence is not None:
                 dlog = abs(float(result.log_evidence) - float(reference.log_evidence))
         scores = {k: float(v) for k, v in result.diagnostics.get("scores", {}).items()}
         table = [dict(r) for r in result.diagnostics.get("rows", [])]
+        question = entry.question_of(name)
         rows.append(
             Row(name, seconds, first, max_abs, tv, z, dlog, result.log_evidence, result.log_evidence_kind, result,
-                scores, table)
+                scores, table, question.name if question is not None else None)
         )
     return rows
+
+
+def by_question(entry: ModelEntry, rows: Sequence[Row]) -> list[tuple[object, list[Row]]]:
+    """``rows`` grouped by the question they answer, in the entry's order: ``[(Question or None, rows)]``
+    (one group, None, for an entry of one question)."""
+    if not entry.questions:
+        return [(None, list(rows))]
+    return [(q, [r for r in rows if r.question == q.name]) for q in entry.questions
+            if any(r.question == q.name for r in rows)]
 
 
 def _fmt(x, spec=".2e"):

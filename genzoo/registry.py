@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-from inference.errors import DataError, GenzooError, UnknownNameError
+from inference.errors import DataError, GenzooError, ModelError, UnknownNameError
 from inference.result import Result
 
 
@@ -84,6 +84,27 @@ class Method:
 
 
 @dataclasses.dataclass(frozen=True)
+class Question:
+    """One question a comparison answers, and the method whose answer the others are measured against.
+
+    A model can be asked several things: an HMM's state posterior given known parameters is one
+    question (forward-backward answers it exactly), learning its parameters from the data another
+    (a long NUTS run is the reference). ``genzoo compare`` prints one table per question, each titled.
+
+    Attributes:
+        name: a short tag (``"states"``), used in run-folder names and ``metrics.json``.
+        title: what the table answers, one line.
+        methods: the methods that answer it, the reference among them.
+        reference: the method the others are measured against.
+    """
+
+    name: str
+    title: str
+    methods: tuple[str, ...]
+    reference: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelEntry:
     """One model of the zoo.
 
@@ -106,6 +127,8 @@ class ModelEntry:
             e.g. ``{"network": "asia", "steps": 2000}``.
         order: the display position in ``genzoo list`` (smaller first; ties keep the discovery order,
             module name then position in the module's ``ENTRIES``).
+        questions: where the methods answer different questions, one :class:`Question` each (every
+            method in exactly one); empty: one question, answered exactly by ``exact_method``.
     """
 
     name: str
@@ -121,6 +144,26 @@ class ModelEntry:
     doc: Any = None
     quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     order: int = 100
+    questions: tuple[Question, ...] = ()
+
+    def __post_init__(self):
+        names = [m.name for m in self.methods]
+        if self.questions:
+            asked = [m for q in self.questions for m in q.methods]
+            stray = sorted(set(asked) - set(names)) or sorted(n for n in set(asked) if asked.count(n) > 1) \
+                or sorted(set(names) - set(asked))
+            if stray or any(q.reference not in q.methods for q in self.questions):
+                raise ModelError(f"model {self.name!r}: every method must answer exactly one question, and each "
+                                 f"question's reference must be one of its methods (check {stray or 'the references'})")
+
+    def question_of(self, method: str) -> Question | None:
+        """The question ``method`` answers (None for an entry of one question)."""
+        return next((q for q in self.questions if method in q.methods), None)
+
+    def reference_of(self, method: str) -> str | None:
+        """The method ``method`` is measured against: its question's reference, else ``exact_method``."""
+        question = self.question_of(method)
+        return question.reference if question is not None else self.exact_method
 
     def method(self, name: str) -> Method:
         for method in self.methods:

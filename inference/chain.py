@@ -272,6 +272,15 @@ def _batched(name, masked, single, dense, arithmetic):
     return jax.jit(run)
 
 
+def arithmetic_of(log_transition) -> str | None:
+    """The arithmetic of a pass over this transition table, by the module's rule: ``"linear"``
+    (scaled probabilities) when every entry of :math:`\\log A` is at least ``-SCALED_RANGE``, else
+    ``"log"``; None for a traced table (inside a program the choice is made in the compiled code)."""
+    if isinstance(log_transition, jax.core.Tracer):
+        return None
+    return "linear" if np.min(np.asarray(log_transition)) >= -SCALED_RANGE else "log"
+
+
 def run_batch(name, log_initial, log_transition, log_likelihoods, lengths):
     """Run kernel ``name`` over a padded batch; outputs get a leading (N,) axis.
 
@@ -283,10 +292,7 @@ def run_batch(name, log_initial, log_transition, log_likelihoods, lengths):
     """
     N, T, _ = np.shape(log_likelihoods)
     lengths = np.asarray(lengths)
-    try:
-        arithmetic = "linear" if np.min(np.asarray(log_transition)) >= -SCALED_RANGE else "log"
-    except jax.errors.ConcretizationTypeError:  # traced: decided inside the program
-        arithmetic = None
+    arithmetic = arithmetic_of(log_transition)
     fn = _batched(name, bool(np.any(lengths != T)), N == 1, N >= DENSE_ROWS, arithmetic)
     out = fn(log_initial, log_transition, log_likelihoods, jnp.asarray(lengths, dtype=jnp.int32))
     record = _RECORDS.get(name)
@@ -415,7 +421,7 @@ def log_evidence(model, evidence=None, *, lengths=None, model_args=(), model_kwa
         log_evidence=float(np.sum(log_z)),
         log_evidence_kind="exact",
         seconds=time.perf_counter() - start,
-        diagnostics={"log_evidence_per_sequence": _out(p, log_z)},
+        diagnostics={"log_evidence_per_sequence": _out(p, log_z), "arithmetic": arithmetic_of(p.log_transition)},
     )
 
 
@@ -432,7 +438,7 @@ def marginals(model, evidence=None, *, lengths=None, model_args=(), model_kwargs
         log_evidence=float(np.sum(log_z)),
         log_evidence_kind="exact",
         seconds=time.perf_counter() - start,
-        diagnostics={"log_evidence_per_sequence": _out(p, log_z)},
+        diagnostics={"log_evidence_per_sequence": _out(p, log_z), "arithmetic": arithmetic_of(p.log_transition)},
     )
 
 
@@ -451,6 +457,7 @@ def map(model, evidence=None, *, lengths=None, model_args=(), model_kwargs=None,
         diagnostics={
             "log_joint": float(np.sum(log_joint)),
             "log_joint_per_sequence": _out(p, log_joint),
+            "arithmetic": arithmetic_of(p.log_transition),
         },
     )
 
@@ -474,7 +481,7 @@ def sample(model, key, n, evidence=None, *, lengths=None, model_args=(), model_k
         log_evidence=float(np.sum(np.asarray(log_z))),
         log_evidence_kind="exact",
         seconds=time.perf_counter() - start,
-        diagnostics={"num_chains": 1},
+        diagnostics={"num_chains": 1, "arithmetic": arithmetic_of(p.log_transition)},
     )
 
 
@@ -487,6 +494,7 @@ __all__ = [
     "hmm_posterior_sample",
     "batch_expected_counts",
     "run_batch",
+    "arithmetic_of",
     "log_evidence",
     "marginals",
     "map",

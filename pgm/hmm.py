@@ -62,6 +62,7 @@ from numpyro.contrib.control_flow import scan
 
 from inference.chain import ChainPotentials, batch_expected_counts, run_batch
 from inference.errors import DataError, ModelError
+from inference.factors import Factor, FactorGraph
 from inference.rng import as_key
 from pgm.emissions import (CategoricalEmission, GaussianMixtureEmission, GaussianSingleEmission, MultinomialEmission,
                            _dirichlet_log_density, _normalise_counts, _probability_table, _valid_mask)
@@ -319,6 +320,53 @@ class HMM:
         :math:`\\Sigma_{de} = \\rho_{de} \\sigma_d \\sigma_e`. Mixture weights
         :math:`\\sim \\mathrm{Dir}(c)`.
         """
+        return self._program(self._prior(concentration, mean_scale), x, T, lengths)
+
+    def collapsed_model(self, x, lengths=None, *, concentration=1.0, mean_scale=10.0):
+        """:meth:`bayesian_model` with the states summed out by the forward algorithm.
+
+        The same priors on the parameters, and :math:`\\log p(x \\mid \\theta) = \\log \\sum_z p(z, x
+        \\mid \\theta)` (:func:`inference.chain.run_batch`, in log or scaled space by its rule) as one
+        ``numpyro.factor`` site ``"x"``: the posterior over the parameters is the same as the
+        enumerated program's, and NUTS or SVI run on the parameters alone, with no enumeration
+        machinery to trace (what a Stan user writes for an HMM). Observations as in :meth:`model`,
+        without missing (NaN) entries.
+        """
+        xp, lens, _ = self._prepared(x, lengths)
+        float_data = self.emission.family not in _DISCRETE
+        if float_data and np.isnan(xp[_valid_mask(lens, xp.shape[1])]).any():
+            raise DataError("x has missing (NaN) entries: collapsed_model needs complete steps; use bayesian_model")
+        xp = jnp.asarray(np.nan_to_num(xp) if float_data else xp)  # padding past the lengths is ignored
+        params = self._prior(concentration, mean_scale)
+        K = self.num_states
+        states = jnp.arange(K).reshape((K,) + (1,) * 2)
+        emission = self.emission.distribution(_emission_args(self.emission, params), states)
+        log_lik = jnp.moveaxis(emission.log_prob(xp[None]), 0, -1)  # (N, T, K)
+        log_z = run_batch("log_likelihood", jnp.log(params["initial_probs"]),
+                          jnp.log(params["transition_matrix"]), log_lik, lens)
+        numpyro.factor("x", jnp.sum(log_z))
+
+    def state_graph(self, x) -> FactorGraph:
+        """The state posterior :math:`p(z_{0:T-1} \\mid x)` of one sequence as a factor graph, for
+        the generic discrete engines (Gibbs, mean field, loopy BP; forward-backward in
+        :mod:`inference.chain` is the fast exact answer). Variables ``"z[0]"`` ... ``"z[T-1]"``;
+        factors :math:`\\log \\pi + \\log p(x_0 \\mid z_0)` on ``z[0]``,
+        :math:`\\log p(x_t \\mid z_t)` on each later ``z[t]`` and :math:`\\log A` on each pair
+        ``(z[t-1], z[t])``; the normaliser is :math:`p(x)`.
+        """
+        p = self.chain(x)
+        if p.batched:
+            raise DataError(f"state_graph takes one sequence, got a batch of {len(p.lengths)}")
+        ll = np.asarray(p.log_likelihoods[0], dtype=np.float64)  # (T, K)
+        names = [f"z[{t}]" for t in range(ll.shape[0])]
+        unary = ll.copy()
+        unary[0] += np.asarray(p.log_initial)
+        factors = [Factor((v,), unary[t]) for t, v in enumerate(names)]
+        factors += [Factor((a, b), np.asarray(p.log_transition)) for a, b in zip(names, names[1:])]
+        return FactorGraph({v: tuple(str(k) for k in range(self.num_states)) for v in names}, factors)
+
+    def _prior(self, concentration, mean_scale):
+        """The parameters drawn from the priors of :meth:`bayesian_model` (sample sites)."""
         K = self.num_states
         params = {
             "initial_probs": numpyro.sample("initial_probs", dist.Dirichlet(jnp.full(K, concentration))),
@@ -353,7 +401,7 @@ class HMM:
                 params["weights"] = numpyro.sample(
                     "weights", dist.Dirichlet(jnp.full(e.weights.shape, concentration)).to_event(1)
                 )
-        return self._program(params, x, T, lengths)
+        return params
 
     def sample(self, key, T, n_sequences=1) -> dict:
         """Simulate ``n_sequences`` sequences of ``T`` steps by running the program without data

@@ -364,6 +364,19 @@ class GaussianMixture:
         """Exact :math:`\\log p(x_n)` per point, shape ``(N,)``: low values flag outliers."""
         return np.asarray(logsumexp(self.log_joint(x), axis=1))
 
+    def state_graph(self, x):
+        """The assignment posterior :math:`p(z \\mid x)` as a factor graph, for the generic discrete
+        engines (Gibbs, mean field): variables ``"z[0]"`` ... ``"z[N-1]"``, each with its own factor
+        :math:`\\log \\pi_k + \\log \\mathcal N(x_n; \\mu_k, \\Sigma_k)` and no factor between them (the
+        assignments are independent given the parameters, so mean field is exact here and Gibbs
+        draws independent samples); the normaliser is :math:`p(x)`."""
+        from inference.factors import Factor, FactorGraph
+
+        joint = self.log_joint(x)
+        names = [f"z[{n}]" for n in range(len(joint))]
+        states = tuple(str(k) for k in range(self.n_components))
+        return FactorGraph({v: states for v in names}, [Factor((v,), row) for v, row in zip(names, joint)])
+
     def responsibilities(self, x) -> np.ndarray:
         """:math:`p(z_n = k \\mid x_n)`, shape ``(N, K)``."""
         joint = self.log_joint(x)

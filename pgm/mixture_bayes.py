@@ -155,9 +155,9 @@ def _init_locations(key, x, k):
 
 
 def fit_nuts(key, x, prior: BayesianGaussianMixture, *, num_samples: int = 500, num_warmup: int = 500,
-             num_chains: int = 1, progress: bool = False) -> Result:
+             num_chains: int = 1, chain_method: str | None = None, progress: bool = False) -> Result:
     """NUTS on the Bayesian mixture's weights, means and covariances, ``z`` summed out; runs through
-    :func:`inference.mcmc.nuts`, started at k-means++ centres. Samples of ``weights``, ``loc``,
+    :func:`inference.mcmc.nuts` (``chain_method`` as there), started at k-means++ centres. Samples of ``weights``, ``loc``,
     ``cov``; the labels of a chain are those of its start (no label switching between separated
     components)."""
     from numpyro.infer.initialization import init_to_value
@@ -168,7 +168,8 @@ def fit_nuts(key, x, prior: BayesianGaussianMixture, *, num_samples: int = 500, 
     x = _check_data(x, prior.dim)
     init = _init_locations(key, x, prior.n_components)
     return mcmc.nuts(prior.model, {"x": x}, key=key, num_samples=num_samples, num_warmup=num_warmup,
-                     num_chains=num_chains, progress=progress, init_strategy=init_to_value(values=init))
+                     num_chains=num_chains, chain_method=chain_method, progress=progress,
+                     init_strategy=init_to_value(values=init))
 
 
 # --------------------------------------------------------------------------- Gibbs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from genzoo.registry import RunConfig
 
-__all__ = ["run_key", "seed_key", "parse_evidence"]
+__all__ = ["run_key", "seed_key", "parse_evidence", "state_method", "reference_draws"]
 
 
 def run_key(config: RunConfig):
@@ -43,3 +43,38 @@ def parse_evidence(text: str) -> dict[str, str]:
         evidence[var] = state
     return evidence
 
+
+
+_STATE_METHODS = {"gibbs": "gibbs", "cavi": "mean_field", "adam": "svi_states"}
+
+
+def state_method(kind: str, graph_of):
+    """A method on the latent states' posterior given known parameters, as a factor graph
+    ``graph_of(problem)`` whose variables are ``"z[0]"`` ... ``"z[n-1]"``: Gibbs sampling (``"gibbs"``,
+    4 chains, ``--steps`` draws each, default 500), mean field by CAVI (``"cavi"``) or Adam on the same
+    mean-field ELBO (``"adam"``). The Result's marginals are stacked as the exact method's
+    ``{"z": (n, K)}``."""
+    import dataclasses
+
+    import numpy as np
+
+    def run(problem, config):
+        from inference import gibbs, meanfield
+
+        graph = graph_of(problem)
+        key, steps = run_key(config), config.steps
+        if kind == "gibbs":
+            result = gibbs.gibbs(graph, key, steps or 500, burn_in=100, chains=4)
+        else:
+            result = meanfield.mean_field(graph, key=key, steps=steps, method=kind, learning_rate=0.1)
+        n = len(graph.states)
+        marginals = np.stack([np.asarray(result.marginals[f"z[{t}]"]) for t in range(n)])
+        return dataclasses.replace(result, method=_STATE_METHODS[kind], marginals={"z": marginals}, samples={})
+
+    return run
+
+
+def reference_draws(default: int, steps: int | None) -> int:
+    """Draws per chain of a reference run: ``default``, or five times the ``--steps`` the methods it
+    judges are given (a reference as short as those methods would judge nothing)."""
+    return default if steps is None else 5 * int(steps)

@@ -1,4 +1,13 @@
-"""A Gaussian mixture: assignment posteriors by EM, SVI, NUTS and Gibbs beside the truth.
+"""A Gaussian mixture, asked two questions.
+
+1. The assignment posterior p(z | x) given the true mixture: enumeration over the components is
+   exact; Gibbs sampling, mean field (CAVI) and Adam on the mean-field ELBO run on its factor graph
+   (the assignments are independent given the parameters, so mean field is exact here: the table
+   shows it).
+2. Learning the mixture from the points: EM, SVI (MAP), a short NUTS run and conjugate Gibbs
+   against a long NUTS run (4 chains); each method's parameters (posterior mean over its draws) and
+   its averaged assignment posteriors are measured against the reference's, after relabelling every
+   draw to the true components by their means.
 
 Model code is imported inside the functions, so ``genzoo list`` stays fast.
 """
@@ -10,8 +19,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from genzoo.registry import Method, ModelEntry, Option, Problem
-from genzoo.zoo._common import run_key, seed_key
+from genzoo.registry import Method, ModelEntry, Option, Problem, Question
+from genzoo.zoo._common import reference_draws, run_key, seed_key, state_method
 
 
 def _gmm_problem(options: Mapping[str, Any], seed: int) -> Problem:
@@ -25,15 +34,6 @@ def _gmm_problem(options: Mapping[str, Any], seed: int) -> Problem:
                    program_kwargs={"x": x})
 
 
-def _gmm_aligned(problem, mixtures, result, method, seconds):
-    """Assignment marginals p(z_n | x_n) averaged over ``mixtures`` (draws or a point estimate),
-    each relabelled to the true components first."""
-    from pgm.mixture import averaged_responsibilities
-
-    probs = averaged_responsibilities(mixtures, problem.data, problem.model.means)
-    return dataclasses.replace(result, method=method, marginals={"z": probs}, seconds=seconds)
-
-
 def _gmm_exact(problem, config):
     import time
 
@@ -43,20 +43,35 @@ def _gmm_exact(problem, config):
     truth, x = problem.model, problem.data
     return Result(method="exact", marginals={"z": np.asarray(truth.responsibilities(x))},
                   log_evidence=float(np.sum(truth.log_prob(x))), log_evidence_kind="exact",
-                  seconds=time.perf_counter() - start)
+                  seconds=time.perf_counter() - start, diagnostics={"arithmetic": "log"})  # logsumexp over K
 
 
-def _gmm_em(problem, config):
-    import time
-
-    from pgm.mixture import fit_em
-
-    start = time.perf_counter()
-    fit = fit_em(run_key(config), problem.data, 3, max_iter=config.steps or 100)
-    return _gmm_aligned(problem, [fit.params], fit, "em", time.perf_counter() - start)
+def _state_graph(problem):
+    return problem.model.state_graph(problem.data)
 
 
-def _gmm_bayes(kind):
+def _learned(problem, prior, draws, result, method, seconds):
+    """A learning method's Result: its parameter draws ``[{"weights", "loc", "cov"}]`` (a point
+    estimate is one) relabelled to the true components (by their means) as ``samples``, and the
+    assignment posteriors averaged over them as ``marginals``."""
+    from pgm.mixture import averaged_responsibilities, match_components
+
+    truth = problem.model
+    aligned = {"weights": [], "loc": [], "cov": []}
+    for d in draws:
+        perm = match_components(np.asarray(d["loc"]), truth.means)
+        for site in aligned:
+            aligned[site].append(np.asarray(d[site], dtype=np.float64)[perm])
+    mixtures = [prior.mixture(w, m, c) for w, m, c in zip(aligned["weights"], aligned["loc"], aligned["cov"])]
+    probs = averaged_responsibilities(mixtures, problem.data, truth.means)
+    return dataclasses.replace(result, method=method, marginals={"z": probs}, seconds=seconds,
+                               samples={site: np.stack(v) for site, v in aligned.items()},
+                               log_evidence=None, log_evidence_kind=None)
+
+
+def _gmm_learn(kind, num_samples=300, num_chains=1, name=None):
+    """EM, SVI (MAP), NUTS or conjugate Gibbs on the points, as a :func:`_learned` Result."""
+
     def run(problem, config):
         import time
 
@@ -65,19 +80,22 @@ def _gmm_bayes(kind):
         start = time.perf_counter()
         prior = mixture.BayesianGaussianMixture(3, 2)
         x, key, steps = problem.data, run_key(config), config.steps
-        if kind == "svi_map":
+        if kind == "em":
+            fit = mixture.fit_em(key, x, 3, max_iter=steps or 100)
+            draws = [{"weights": fit.params.weights, "loc": fit.params.means, "cov": fit.params.full_covariances()}]
+        elif kind == "svi_map":
             fit = mixture.fit_svi(key, x, prior, steps=steps or 1000)
             draws = [fit.params]
         else:
             if kind == "gibbs":
                 fit = mixture.gibbs(key, x, prior, num_samples=steps or 500, burn_in=200)
             else:
-                fit = mixture.fit_nuts(key, x, prior, num_samples=steps or 300, num_warmup=steps or 300)
+                n = reference_draws(num_samples, steps) if name == "reference_nuts" else steps or num_samples
+                fit = mixture.fit_nuts(key, x, prior, num_samples=n, num_warmup=n, num_chains=num_chains,
+                                       chain_method="sequential")  # lockstep chains wait for the deepest tree
             s = fit.samples
-            every = max(1, len(s["loc"]) // 100)  # 100 draws are plenty for averaged marginals
-            draws = [{k: s[k][i] for k in ("weights", "loc", "cov")} for i in range(0, len(s["loc"]), every)]
-        mixtures = [prior.mixture(d["weights"], d["loc"], d["cov"]) for d in draws]
-        return _gmm_aligned(problem, mixtures, fit, kind, time.perf_counter() - start)
+            draws = [{k: s[k][i] for k in ("weights", "loc", "cov")} for i in range(len(s["loc"]))]
+        return _learned(problem, prior, draws, fit, name or kind, time.perf_counter() - start)
 
     return run
 
@@ -97,17 +115,31 @@ def _gmm_doc():
 ENTRY = ModelEntry(
     name="gmm",
     family="Gaussian mixture",
-    description="A Gaussian mixture: assignment posteriors by EM, SVI, NUTS and Gibbs beside the truth",
+    description="A Gaussian mixture: the assignment posterior, and learning the mixture (EM, SVI, NUTS, Gibbs)",
     dataset="simulated: 3 Gaussians in 2-D",
     make_problem=_gmm_problem,
     methods=(
         Method("exact", "p(z_n | x_n) under the true mixture (enumeration over K)", _gmm_exact),
-        Method("em", "EM from k-means++, then p(z | x) under the fit", _gmm_em),
-        Method("svi_map", "SVI, point-mass guide, z enumerated out (TraceEnum)", _gmm_bayes("svi_map")),
-        Method("nuts", "NUTS on weights, means, covariances (z enumerated out)", _gmm_bayes("nuts")),
-        Method("gibbs", "conjugate Gibbs sampling", _gmm_bayes("gibbs")),
+        Method("gibbs", "Gibbs sampling of the assignments, 4 chains (true mixture)", state_method("gibbs", _state_graph)),
+        Method("mean_field", "fully factorised q(z) by CAVI (true mixture; exact here)", state_method("cavi", _state_graph)),
+        Method("svi_states", "the same q(z) by Adam on its ELBO (true mixture)", state_method("adam", _state_graph)),
+        Method("reference_nuts", "NUTS, 4 chains of 1000 draws: the learning question's reference",
+               _gmm_learn("nuts", 1000, 4, "reference_nuts"), kind="posterior"),
+        Method("em", "EM from k-means++ (a point estimate)", _gmm_learn("em"), kind="posterior"),
+        Method("svi_map", "SVI, point-mass guide, z enumerated out (a MAP point estimate)", _gmm_learn("svi_map"),
+               kind="posterior"),
+        Method("nuts", "NUTS on weights, means, covariances, one chain of 300 draws (z enumerated out)",
+               _gmm_learn("nuts"), kind="posterior"),
+        Method("gibbs_params", "conjugate Gibbs sampling of the mixture and the assignments", _gmm_learn("gibbs", name="gibbs_params"),
+               kind="posterior"),
     ),
     exact_method="exact",
+    questions=(
+        Question("states", "the assignment posterior p(z | x) given the true mixture",
+                 ("exact", "gibbs", "mean_field", "svi_states"), "exact"),
+        Question("learning", "the mixture learned from the points, and p(z | x) averaged over it",
+                 ("reference_nuts", "em", "svi_map", "nuts", "gibbs_params"), "reference_nuts"),
+    ),
     options={"n": Option(300, "number of points", int)},
     sample=_gmm_sample,
     doc=_gmm_doc,

@@ -83,7 +83,9 @@ def _exact(problem, config):
 
     start = time.perf_counter()
     runs = {j: exact.marginals(m) for j, m in problem.data["lattices"].items()}
-    return _merge(problem, runs, "exact", "exact", time.perf_counter() - start)
+    kinds = sorted({r.diagnostics.get("arithmetic") for r in runs.values()} - {None})
+    arithmetic = {"arithmetic": " and ".join(kinds)} if kinds else {}  # one per coupling; usually they agree
+    return _merge(problem, runs, "exact", "exact", time.perf_counter() - start, **arithmetic)
 
 
 def _loopy(problem, config):
