@@ -513,6 +513,36 @@ def _simulate(hmm, params, key, T, N):
     return jax.jit(run)(params, key)
 
 
+def relabelled_draws(samples, reference_emission_probs) -> dict:
+    """Draws of a discrete-emission HMM's parameters relabelled to a reference's states (label
+    switching: each draw's emission rows are matched to ``reference_emission_probs`` (K, M) by total
+    variation, :func:`inference.align.align`, and its states permuted accordingly).
+
+    Args:
+        samples: ``{"initial_probs": (S, K), "transition_matrix": (S, K, K), "emission_probs": (S, K, M)}``
+            (posterior draws, or a point estimate as ``S = 1``).
+
+    Returns:
+        The same three sites, float64, each draw in the reference's state order.
+    """
+    from inference.align import align
+
+    missing = sorted({"initial_probs", "transition_matrix", "emission_probs"} - set(samples))
+    if missing:
+        raise DataError(f"samples lack the sites {missing}")
+    pi = np.asarray(samples["initial_probs"], dtype=np.float64)  # (S, K)
+    a = np.asarray(samples["transition_matrix"], dtype=np.float64)  # (S, K, K)
+    b = np.asarray(samples["emission_probs"], dtype=np.float64)  # (S, K, M)
+    s, k, _ = b.shape
+    if pi.shape != (s, k) or a.shape != (s, k, k):
+        raise DataError(f"samples disagree in shape: initial_probs {pi.shape}, transition_matrix {a.shape}, "
+                        f"emission_probs {b.shape}")
+    perm, _ = align(b, reference_emission_probs, "tv")  # (S, K)
+    rows = np.arange(s)[:, None]
+    return {"initial_probs": pi[rows, perm], "transition_matrix": a[rows[:, :, None], perm[:, :, None], perm[:, None, :]],
+            "emission_probs": b[rows, perm]}
+
+
 def averaged_state_marginals(samples, x, reference_emission_probs) -> np.ndarray:
     """State marginals of a categorical HMM averaged over posterior draws of its parameters.
 
@@ -545,25 +575,14 @@ def averaged_state_marginals(samples, x, reference_emission_probs) -> np.ndarray
         >>> averaged_state_marginals(draws, np.array([0, 0, 1]), b).shape
         (3, 2)
     """
-    from inference.align import align
     from inference.chain import hmm_smoother
 
-    missing = sorted({"initial_probs", "transition_matrix", "emission_probs"} - set(samples))
-    if missing:
-        raise DataError(f"samples lack the sites {missing}")
-    pi = np.asarray(samples["initial_probs"], dtype=np.float64)  # (S, K)
-    a = np.asarray(samples["transition_matrix"], dtype=np.float64)  # (S, K, K)
-    b = np.asarray(samples["emission_probs"], dtype=np.float64)  # (S, K, M)
-    s, k, m = b.shape
-    if pi.shape != (s, k) or a.shape != (s, k, k):
-        raise DataError(f"samples disagree in shape: initial_probs {pi.shape}, transition_matrix {a.shape}, "
-                        f"emission_probs {b.shape}")
+    aligned = relabelled_draws(samples, reference_emission_probs)
+    pi, a, b = aligned["initial_probs"], aligned["transition_matrix"], aligned["emission_probs"]
+    m = b.shape[-1]
     x = np.asarray(x)
     if x.ndim != 1 or not np.issubdtype(x.dtype, np.integer) or x.min() < 0 or x.max() >= m:
         raise DataError(f"x must be one int sequence (T,) of symbols in [0, {m}), got shape {x.shape} dtype {x.dtype}")
-    perm, _ = align(b, reference_emission_probs, "tv")  # (S, K)
-    rows = np.arange(s)[:, None]
-    pi, a, b = pi[rows, perm], a[rows[:, :, None], perm[:, :, None], perm[:, None, :]], b[rows, perm]
 
     def smooth(pi, a, b):
         log_lik = jnp.log(b)[:, x].T  # (T, K)
@@ -573,4 +592,4 @@ def averaged_state_marginals(samples, x, reference_emission_probs) -> np.ndarray
 
 
 __all__ = ["HMM", "CategoricalEmission", "MultinomialEmission", "GaussianSingleEmission", "GaussianMixtureEmission",
-           "averaged_state_marginals"]
+           "averaged_state_marginals", "relabelled_draws"]

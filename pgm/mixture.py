@@ -535,6 +535,38 @@ def averaged_responsibilities(mixtures, x, reference_means) -> np.ndarray:
     return np.mean([m.responsibilities(x)[:, match_components(m.means, reference_means)] for m in mixtures], axis=0)
 
 
+def relabelled_responsibilities(samples, x, reference_means) -> tuple[dict, np.ndarray]:
+    """The array form of :func:`averaged_responsibilities` for draws of a full-covariance mixture.
+
+    Args:
+        samples: ``{"weights": (S, K), "loc": (S, K, D), "cov": (S, K, D, D)}`` (posterior draws, or
+            a point estimate as ``S = 1``).
+        x: (N, D) points.
+        reference_means: (K, D) means giving the labelling.
+
+    Returns:
+        ``(aligned, probs)``: the draws relabelled to the reference (each draw's components matched by
+        their means, :func:`match_components`, all draws in one batched call) and the (N, K)
+        assignment posteriors averaged over them, computed for every draw at once.
+    """
+    from inference.align import align
+
+    w = np.asarray(samples["weights"], dtype=np.float64)
+    loc = np.asarray(samples["loc"], dtype=np.float64)
+    cov = np.asarray(samples["cov"], dtype=np.float64)
+    if w.ndim != 2 or loc.shape[:2] != w.shape or cov.shape != loc.shape + loc.shape[-1:]:
+        raise DataError(f"samples must be weights (S, K), loc (S, K, D), cov (S, K, D, D); got {w.shape}, "
+                        f"{loc.shape}, {cov.shape}")
+    x = _check_data(x, loc.shape[-1])
+    perm = align(loc, np.asarray(reference_means, dtype=np.float64), "euclidean")[0]  # (S, K)
+    rows = np.arange(len(w))[:, None]
+    aligned = {"weights": w[rows, perm], "loc": loc[rows, perm], "cov": cov[rows, perm]}
+    log_w = jnp.log(aligned["weights"] / aligned["weights"].sum(-1, keepdims=True))
+    prec = precision_cholesky(jnp.asarray(aligned["cov"]), "full")  # (S, K, D, D)
+    joint = jax.vmap(lambda lw, m, p: gmm_log_joint(x, lw, m, p, "full"))(log_w, jnp.asarray(aligned["loc"]), prec)
+    return aligned, np.asarray(jax.nn.softmax(joint, axis=-1).mean(0))  # (N, K)
+
+
 # the Bayesian mixture and its samplers (pgm.mixture_bayes imports this module's kernels, so this
 # import comes last: pgm's __init__ imports this module first)
 from pgm.mixture_bayes import BayesianGaussianMixture, fit_nuts, fit_svi, gibbs, map_guide  # noqa: E402

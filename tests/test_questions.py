@@ -176,3 +176,27 @@ def test_compare_hmm_prints_the_state_question_under_its_title(tmp_path):
     assert folder.name.startswith("hmm-compare-states-")
     rows = json.loads((folder / "metrics.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["exact", "mean_field"] and {r["question"] for r in rows} == {"states"}
+
+
+def test_relabelled_responsibilities_is_the_loop_over_mixtures():
+    """The batched form against averaged_responsibilities' loop over GaussianMixture objects, on
+    draws whose labels are permuted: equal to float rounding, and each draw relabelled to the reference."""
+    from pgm.mixture import averaged_responsibilities, relabelled_responsibilities
+
+    rng = np.random.default_rng(0)
+    means = np.array([[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    x = rng.normal(size=(50, 2)) * 2
+    draws = {"weights": [], "loc": [], "cov": []}
+    for _ in range(6):
+        perm = rng.permutation(3)
+        a = rng.normal(size=(3, 2, 2)) * 0.3
+        draws["weights"].append(rng.dirichlet(np.ones(3)))
+        draws["loc"].append((means + 0.2 * rng.normal(size=(3, 2)))[perm])
+        draws["cov"].append((np.eye(2) + a @ np.swapaxes(a, 1, 2))[perm])
+    draws = {k: np.stack(v) for k, v in draws.items()}
+    aligned, probs = relabelled_responsibilities(draws, x, means)
+    mixtures = [GaussianMixture(w / w.sum(), m, c) for w, m, c in zip(draws["weights"], draws["loc"], draws["cov"])]
+    np.testing.assert_allclose(probs, averaged_responsibilities(mixtures, x, means), atol=1e-12)
+    assert np.all(np.abs(aligned["loc"] - means).max(axis=(1, 2)) < 1.5)  # every draw in the reference's order
+    with pytest.raises(DataError, match="samples must be"):
+        relabelled_responsibilities({**draws, "cov": draws["cov"][:, :2]}, x, means)

@@ -50,22 +50,14 @@ def _state_graph(problem):
     return problem.model.state_graph(problem.data)
 
 
-def _learned(problem, prior, draws, result, method, seconds):
-    """A learning method's Result: its parameter draws ``[{"weights", "loc", "cov"}]`` (a point
-    estimate is one) relabelled to the true components (by their means) as ``samples``, and the
+def _learned(problem, draws, result, method, seconds):
+    """A learning method's Result: its parameter draws ``{"weights", "loc", "cov"}`` (S, ...) (a point
+    estimate is S = 1) relabelled to the true components (by their means) as ``samples``, and the
     assignment posteriors averaged over them as ``marginals``."""
-    from pgm.mixture import averaged_responsibilities, match_components
+    from pgm.mixture import relabelled_responsibilities
 
-    truth = problem.model
-    aligned = {"weights": [], "loc": [], "cov": []}
-    for d in draws:
-        perm = match_components(np.asarray(d["loc"]), truth.means)
-        for site in aligned:
-            aligned[site].append(np.asarray(d[site], dtype=np.float64)[perm])
-    mixtures = [prior.mixture(w, m, c) for w, m, c in zip(aligned["weights"], aligned["loc"], aligned["cov"])]
-    probs = averaged_responsibilities(mixtures, problem.data, truth.means)
-    return dataclasses.replace(result, method=method, marginals={"z": probs}, seconds=seconds,
-                               samples={site: np.stack(v) for site, v in aligned.items()},
+    aligned, probs = relabelled_responsibilities(draws, problem.data, problem.model.means)
+    return dataclasses.replace(result, method=method, marginals={"z": probs}, seconds=seconds, samples=aligned,
                                log_evidence=None, log_evidence_kind=None)
 
 
@@ -82,10 +74,11 @@ def _gmm_learn(kind, num_samples=300, num_chains=1, name=None):
         x, key, steps = problem.data, run_key(config), config.steps
         if kind == "em":
             fit = mixture.fit_em(key, x, 3, max_iter=steps or 100)
-            draws = [{"weights": fit.params.weights, "loc": fit.params.means, "cov": fit.params.full_covariances()}]
+            draws = {"weights": fit.params.weights[None], "loc": fit.params.means[None],
+                     "cov": fit.params.full_covariances()[None]}
         elif kind == "svi_map":
             fit = mixture.fit_svi(key, x, prior, steps=steps or 1000)
-            draws = [fit.params]
+            draws = {k: np.asarray(v)[None] for k, v in fit.params.items()}
         else:
             if kind == "gibbs":
                 fit = mixture.gibbs(key, x, prior, num_samples=steps or 500, burn_in=200)
@@ -93,9 +86,8 @@ def _gmm_learn(kind, num_samples=300, num_chains=1, name=None):
                 n = reference_draws(num_samples, steps) if name == "reference_nuts" else steps or num_samples
                 fit = mixture.fit_nuts(key, x, prior, num_samples=n, num_warmup=n, num_chains=num_chains,
                                        chain_method="sequential")  # lockstep chains wait for the deepest tree
-            s = fit.samples
-            draws = [{k: s[k][i] for k in ("weights", "loc", "cov")} for i in range(len(s["loc"]))]
-        return _learned(problem, prior, draws, fit, name or kind, time.perf_counter() - start)
+            draws = {k: fit.samples[k] for k in ("weights", "loc", "cov")}
+        return _learned(problem, draws, fit, name or kind, time.perf_counter() - start)
 
     return run
 

@@ -81,27 +81,13 @@ def _state_graph(problem):
 _SITES = ("initial_probs", "transition_matrix", "emission_probs")
 
 
-def _aligned_draws(draws, truth):
-    """Parameter draws ``{site: (S, ...)}`` relabelled to the true model's states (label switching:
-    each draw's emission rows matched to the truth's by total variation)."""
-    from inference.align import align
-
-    b = np.asarray(draws["emission_probs"], dtype=np.float64)
-    perm, _ = align(b, np.asarray(truth.emission.probs), "tv")  # (S, K)
-    rows = np.arange(len(b))[:, None]
-    a = np.asarray(draws["transition_matrix"], dtype=np.float64)
-    return {"initial_probs": np.asarray(draws["initial_probs"], dtype=np.float64)[rows, perm],
-            "transition_matrix": a[rows[:, :, None], perm[:, :, None], perm[:, None, :]],
-            "emission_probs": b[rows, perm]}
-
-
 def _learned(problem, result, draws, method, seconds):
     """A learning method's Result: its parameter draws (a point estimate is one draw) aligned to the
     true labelling as ``samples``, and the state marginals averaged over them as ``marginals``, so that
     the table measures both against the reference's."""
-    from pgm.hmm import averaged_state_marginals
+    from pgm.hmm import averaged_state_marginals, relabelled_draws
 
-    aligned = _aligned_draws(draws, problem.model)
+    aligned = relabelled_draws(draws, np.asarray(problem.model.emission.probs))
     marginals = averaged_state_marginals(aligned, problem.data, np.asarray(problem.model.emission.probs))
     return dataclasses.replace(result, method=method, samples=aligned, marginals={"z": marginals},
                                log_evidence=None, log_evidence_kind=None, seconds=seconds)
