@@ -348,6 +348,8 @@ class GaussianMixture:
 
     def sample(self, key, n: int) -> dict:
         """``{"z": (n,), "x": (n, D)}`` drawn by running the program forward."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise DataError(f"n must be a positive integer number of draws, got {n!r}")
         trace = handlers.trace(handlers.seed(self.model, as_key(key))).get_trace(n=int(n))
         return {name: np.asarray(site["value"]) for name, site in trace.items() if site["type"] == "sample"}
 

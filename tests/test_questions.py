@@ -200,3 +200,10 @@ def test_relabelled_responsibilities_is_the_loop_over_mixtures():
     assert np.all(np.abs(aligned["loc"] - means).max(axis=(1, 2)) < 1.5)  # every draw in the reference's order
     with pytest.raises(DataError, match="samples must be"):
         relabelled_responsibilities({**draws, "cov": draws["cov"][:, :2]}, x, means)
+
+
+@pytest.mark.parametrize("n", [0, -2, 2.5, True])
+def test_mixture_sample_size_is_checked(n):
+    truth = GaussianMixture([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], [np.eye(2), 0.5 * np.eye(2)])
+    with pytest.raises(DataError, match="n must be a positive integer"):
+        truth.sample(0, n)
