@@ -17,7 +17,8 @@ Reported: the median time per update (forward, backward, Adam step: the same bar
 libraries, blocks of steps alternating ours / peer) and ours / peer; our update through the shared
 loop ``inference.train.fit`` (its minibatching, checks and history) over the bare step; KL(p || q)
 = NLL - H(p) on fresh draws after the same number of steps on the same minibatches (2-D), or bits per
-dimension of held-out digits (Glow); construction time of each flow at dimension 1,000 (medians).
+dimension of held-out digits (Glow), averaged over independent seeds with the paired difference and
+its standard error; construction time of each flow at dimension 1,000 (medians).
 
 Usage: ``python benchmarks/flows.py [--quick]``.
 """
@@ -116,6 +117,14 @@ def kl_of(nll_fn, module, density, n: int, seed: int) -> float:
             - density.entropy()
 
 
+def paired(pairs) -> str:
+    """The mean paired difference ours - peer over seeds, with its standard error (the seeds are
+    independent trainings, so the error is the sample sd of the differences over sqrt(n))."""
+    d = [a - b for a, b in pairs]
+    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return f"ours - peer {statistics.mean(d):+.3f} +- {se:.3f} ({len(d)} seeds)"
+
+
 def print_row(kind, peer, t_ours, t_peer, loop, q_ours, q_peer, metric):
     print(f"{kind:8} {peer:9} {1e3 * t_ours:8.2f} {1e3 * t_peer:8.2f} {t_ours / t_peer:9.2f} "
           f"{loop / t_ours:8.2f} {q_ours:8.3f} {q_peer:8.3f}  {metric}", flush=True)
@@ -145,14 +154,16 @@ def main(args):
         fit(LossStep(fresh, lambda m, b, g: m.loss(b), lr=1e-3), {"x": data}, seed=0, steps=args.block * 2,
             batch_size=args.batch)
         loop = (time.perf_counter() - start) / (args.block * 2)
-        # KL after the same steps on the same minibatches, fresh modules
-        torch.manual_seed(1)
-        ours_k = train_same(ours_2d(kind, 2, args.hidden, args.layers, seed=1), nll_ours, batches, args.train_steps,
-                            1e-3)
-        peer_k = train_same(peer_2d(kind, 2, args.hidden, args.layers), nll_zuko, batches, args.train_steps, 1e-3)
-        kl_ours = kl_of(nll_ours, ours_k, density, args.n_test, 2)
-        kl_peer = kl_of(nll_zuko, peer_k, density, args.n_test, 2)
-        print_row(kind, "zuko", t["ours"], t["peer"], loop, kl_ours, kl_peer, "KL")
+        # KL after the same steps on the same minibatches, fresh modules, one pair per seed
+        kls = []
+        for seed in range(1, args.seeds + 1):
+            torch.manual_seed(seed)
+            ours_k = train_same(ours_2d(kind, 2, args.hidden, args.layers, seed=seed), nll_ours, batches,
+                                args.train_steps, 1e-3)
+            peer_k = train_same(peer_2d(kind, 2, args.hidden, args.layers), nll_zuko, batches, args.train_steps, 1e-3)
+            kls.append((kl_of(nll_ours, ours_k, density, args.n_test, 2), kl_of(nll_zuko, peer_k, density, args.n_test, 2)))
+        kl_ours, kl_peer = (statistics.mean(k) for k in zip(*kls))
+        print_row(kind, "zuko", t["ours"], t["peer"], loop, kl_ours, kl_peer, f"KL, {paired(kls)}")
 
     if not args.glow:
         return construction(args)
@@ -178,17 +189,20 @@ def main(args):
         peer_g.log_prob(img_batches[0], None)
     t = time_steps([("ours", ours_g, nll_ours), ("peer", peer_g, nll_normflows)], img_batches, args.block,
                    args.repeats)
-    torch.manual_seed(1)
-    ours_g = Glow((1, 8, 8), args.glow_hidden, 2, args.glow_steps, seed=1)
-    peer_g = peer_glow(args.glow_hidden, args.glow_steps)
-    train_same(ours_g, nll_ours, img_batches, args.train_steps, 1e-3)
-    train_same(peer_g, nll_normflows, img_batches, args.train_steps, 1e-3)
-    with torch.no_grad():
-        shift = 64 * math.log(17)
-        bpd = lambda lp: float((-(lp + ladj_test).mean() + shift) / (64 * math.log(2)))  # noqa: E731
-        bpd_ours = bpd(ours_g.log_prob(y_test))
-        bpd_peer = bpd(peer_g.log_prob(y_test.reshape(-1, 1, 8, 8), None))
-    print_row("glow", "normflows", t["ours"], t["peer"], float("nan"), bpd_ours, bpd_peer, "bits/dim")
+    shift = 64 * math.log(17)
+    bpd = lambda lp: float((-(lp + ladj_test).mean() + shift) / (64 * math.log(2)))  # noqa: E731
+    bpds = []
+    for seed in range(1, args.glow_seeds + 1):
+        torch.manual_seed(seed)
+        ours_g = Glow((1, 8, 8), args.glow_hidden, 2, args.glow_steps, seed=seed)
+        peer_g = peer_glow(args.glow_hidden, args.glow_steps)
+        train_same(ours_g, nll_ours, img_batches, args.train_steps, 1e-3)
+        train_same(peer_g, nll_normflows, img_batches, args.train_steps, 1e-3)
+        with torch.no_grad():
+            bpds.append((bpd(ours_g.log_prob(y_test)), bpd(peer_g.log_prob(y_test.reshape(-1, 1, 8, 8), None))))
+    bpd_ours, bpd_peer = (statistics.mean(b) for b in zip(*bpds))
+    print_row("glow", "normflows", t["ours"], t["peer"], float("nan"), bpd_ours, bpd_peer,
+              f"bits/dim, {paired(bpds)}")
 
     construction(args)
 
@@ -222,11 +236,13 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--train-steps", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=20_000)
+    parser.add_argument("--seeds", type=int, default=5, help="independent trainings per 2-D flow for KL")
+    parser.add_argument("--glow-seeds", type=int, default=3)
     parser.add_argument("--big-dim", type=int, default=1000)
     parser.add_argument("--repeats-build", type=int, default=3)
     parser.add_argument("--flows", nargs="*", default=["realnvp", "maf", "nsf"], choices=["realnvp", "maf", "nsf"])
     parser.add_argument("--no-glow", dest="glow", action="store_false")
     args = parser.parse_args()
     if args.quick:
-        args.repeats, args.train_steps, args.n_test, args.block = 3, 300, 5000, 10
+        args.repeats, args.train_steps, args.n_test, args.block, args.glow_seeds = 3, 300, 5000, 10, 1
     main(args)

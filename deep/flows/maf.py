@@ -4,14 +4,17 @@ Each layer maps data to base in **one** pass of a MADE network (:class:`deep.mad
 
 .. math::
 
-    z_i = (x_i - \\mu_i(x_{o<i}))\\, e^{-\\alpha_i(x_{o<i})}, \\qquad
-    \\log \\left|\\det \\frac{\\partial z}{\\partial x}\\right| = -\\sum_i \\alpha_i,
+    z_i = x_i\\, e^{\\alpha_i(x_{o<i})} + \\mu_i(x_{o<i}), \\qquad
+    \\log \\left|\\det \\frac{\\partial z}{\\partial x}\\right| = \\sum_i \\alpha_i,
 
 so the density is fast; sampling (base -> data) inverts it coordinate by coordinate,
-:math:`x_{o_t} = z_{o_t} e^{\\alpha_{o_t}} + \\mu_{o_t}`, :math:`D` network passes per layer.
-Layers alternate between the ordering :math:`0, \\dots, D-1` and its reverse. The log-scale is
-softly bounded as in the coupling layers (:func:`deep.flows.transforms.soft_bound`) and the last
-masked layer starts at zero (an untrained MAF is the standard Normal).
+:math:`x_{o_t} = (z_{o_t} - \\mu_{o_t}) e^{-\\alpha_{o_t}}`, :math:`D` network passes per layer.
+Papamakarios et al. write the same family as :math:`z_i = (x_i - \\mu_i) e^{-\\alpha_i}`; the form
+above (zuko's, and Dinh et al.'s for couplings) trains faster by maximum likelihood (see
+:mod:`deep.flows.transforms`). Layers alternate between the ordering :math:`0, \\dots, D-1` and its
+reverse. The log-scale is softly bounded as in the coupling layers
+(:func:`deep.flows.transforms.soft_bound`) and the last masked layer starts at zero (an untrained
+MAF is the standard Normal).
 
 References:
     Papamakarios, Pavlakou and Murray (2017). Masked autoregressive flow for density estimation. NeurIPS.
@@ -56,14 +59,14 @@ class AffineAutoregressive(FlowTransform):
 
     def inverse_and_log_det(self, x):
         shift, log_scale = self._shift_log_scale(x)
-        return (x - shift) * torch.exp(-log_scale), -log_scale.sum(-1)
+        return x * torch.exp(log_scale) + shift, log_scale.sum(-1)
 
     def forward_and_log_det(self, z):
         x = torch.zeros_like(z)  # (B, D)
         for _ in range(self.dim):  # after pass t the first t+1 coordinates in the ordering are final
             shift, log_scale = self._shift_log_scale(x)
-            x = z * torch.exp(log_scale) + shift
-        return x, log_scale.sum(-1)
+            x = (z - shift) * torch.exp(-log_scale)
+        return x, -log_scale.sum(-1)
 
 
 class MAF(Flow):

@@ -2,13 +2,15 @@
 
 .. math::
 
-    x = f_L \\circ \\dots \\circ f_1(z), \\qquad
-    f_l:\\ x_{a_l} = z_{a_l},\\ x_i = g_{\\theta_{l,i}(z_{a_l})}(z_i) \\ (i \\in b_l),
+    z = f_L \\circ \\dots \\circ f_1(x), \\qquad
+    f_l:\\ y_{a_l} = v_{a_l},\\ y_i = g_{\\theta_{l,i}(v_{a_l})}(v_i) \\ (i \\in b_l),
 
 each :math:`g` a monotone rational-quadratic spline with :math:`K` bins on :math:`[-B, B]`, the
-identity outside; :math:`\\log p(x) = \\log \\mathcal N(z) - \\sum_l \\sum_{i \\in b_l} \\log g'(z_i)`.
-The spline code is Pyro's (see :mod:`deep.flows.transforms`). A zero-initialised conditioner gives
-uniform knots with unit slopes: the identity, so an untrained flow is the standard Normal.
+identity outside, applied data -> base as in Durkan et al. (see :mod:`deep.flows.transforms`);
+:math:`\\log p(x) = \\log \\mathcal N(z) + \\sum_l \\sum_{i \\in b_l} \\log g'(v_i)`, and sampling
+inverts each spline (a quadratic per coordinate). The spline code is Pyro's (see
+:mod:`deep.flows.transforms`). A zero-initialised conditioner gives uniform knots with unit slopes:
+the identity, so an untrained flow is the standard Normal.
 
 References:
     Durkan, Bekasov, Murray and Papamakarios (2019). Neural spline flows. NeurIPS.

@@ -2,13 +2,15 @@
 
 .. math::
 
-    x = f_L \\circ \\dots \\circ f_1(z), \\quad z \\sim \\mathcal N(0, I_D), \\qquad
-    f_l:\\ x_{a_l} = z_{a_l},\\ x_{b_l} = z_{b_l} \\odot e^{s_l(z_{a_l})} + t_l(z_{a_l}),
+    z = f_L \\circ \\dots \\circ f_1(x), \\quad z \\sim \\mathcal N(0, I_D), \\qquad
+    f_l:\\ y_{a_l} = v_{a_l},\\ y_{b_l} = v_{b_l} \\odot e^{s_l(v_{a_l})} + t_l(v_{a_l}),
 
+each layer written data -> base as in Dinh et al. (see :mod:`deep.flows.transforms` for why),
 where layer :math:`l` conditions on the coordinates :math:`a_l = \\{i : i \\bmod 2 = l \\bmod 2\\}`,
 so consecutive layers swap roles and every coordinate is transformed. The log-density is exact:
-:math:`\\log p(x) = \\log \\mathcal N(z) - \\sum_l \\sum_{i \\in b_l} s_l(\\cdot)_i`. Every conditioner's
-last layer starts at zero, so an untrained flow is the standard Normal.
+:math:`\\log p(x) = \\log \\mathcal N(z) + \\sum_l \\sum_{i \\in b_l} s_l(\\cdot)_i`; sampling runs
+the layers backwards, :math:`v_b = (y_b - t) e^{-s}`. Every conditioner's last layer starts at
+zero, so an untrained flow is the standard Normal.
 
 References:
     Dinh, Sohl-Dickstein and Bengio (2017). Density estimation using Real NVP. ICLR.
