@@ -28,6 +28,7 @@ and diffusers (the DDPM sampling loop), same networks, same process.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -188,6 +189,10 @@ def bench_w2(args):
         peer = [peer_w2(coupling, s, args.fm_steps) for s in range(args.seeds)]
         print(f"   {coupling:<12} ours median {statistics.median(ours):.3f} {np.round(ours, 3).tolist()}  "
               f"torchcfm median {statistics.median(peer):.3f} {np.round(peer, 3).tolist()}")
+        if len(ours) > 1:  # each seed is one independent training of both (same data, same initial weights)
+            d = np.subtract(ours, peer)
+            print(f"   {'':<12} mean ours {np.mean(ours):.3f}, torchcfm {np.mean(peer):.3f}; paired difference "
+                  f"ours - torchcfm {d.mean():+.3f} +- {d.std(ddof=1) / math.sqrt(len(d)):.3f} (standard error)")
 
 
 def main(args):

@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -36,6 +37,39 @@ def test_ot_coupling_is_the_brute_force_optimal_permutation():
     best = min(float(((x0[list(p)] - x1) ** 2).sum()) for p in itertools.permutations(range(6)))  # 720 orders
     assert cost == pytest.approx(best, rel=1e-12)
     assert sorted(map(tuple, paired.tolist())) == sorted(map(tuple, x0.tolist()))  # a permutation of x0
+
+
+@pytest.mark.parametrize("rounded", [False, True])
+def test_ot_coupling_cost_equals_scipy_assignment_on_a_minibatch(rounded):
+    """256 rows (the training minibatch), with and without tied costs: the network simplex's
+    pairing costs what scipy's exact assignment costs (both are optimal; 1e-12 relative is float
+    summation order over 256 terms)."""
+    from scipy.optimize import linear_sum_assignment
+
+    gen = torch.Generator().manual_seed(1)
+    x0, x1 = torch.randn(256, 2, generator=gen, dtype=D64), 2 * torch.randn(256, 2, generator=gen, dtype=D64)
+    if rounded:  # many equal distances: a degenerate assignment problem
+        x0, x1 = x0.round(decimals=1), x1.round(decimals=1)
+    paired = ot_coupling(x0, x1)
+    cost_matrix = torch.cdist(x0, x1).pow(2).numpy()
+    rows, cols = linear_sum_assignment(cost_matrix)
+    assert float(((paired - x1) ** 2).sum()) == pytest.approx(float(cost_matrix[rows, cols].sum()), rel=1e-12)
+    assert sorted(map(tuple, paired.tolist())) == sorted(map(tuple, x0.tolist()))
+
+
+def test_ot_coupling_falls_back_to_scipy_when_the_plan_is_not_a_permutation(monkeypatch):
+    import ot
+
+    gen = torch.Generator().manual_seed(2)
+    x0, x1 = torch.randn(6, 2, generator=gen, dtype=D64), torch.randn(6, 2, generator=gen, dtype=D64)
+    expected = ot_coupling(x0, x1)
+    monkeypatch.setattr(ot, "emd", lambda a, b, m: np.full((6, 6), 1 / 36))  # a plan with no vertex
+    assert torch.equal(ot_coupling(x0, x1), expected)
+
+
+def test_ot_coupling_needs_equal_rows():
+    with pytest.raises(DataError, match="equal numbers of rows, got 3 and 4"):
+        ot_coupling(torch.zeros(3, 2), torch.zeros(4, 2))
 
 
 def test_flow_with_the_optimal_velocity_has_the_gaussian_log_density_and_samples():
