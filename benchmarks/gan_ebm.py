@@ -5,7 +5,9 @@
    functions, optimisers and batch size, on PacGAN's ring. Goal: at most 1.1x.
 2. EBM: denoising score matching of the same :class:`deep.ebm.EnergyNet` through ``fit`` against
    torchebm's ``DenoisingScoreMatching`` loss in a plain loop (the two losses are equal on the same
-   draws: printed). Goal: at most 1.0x.
+   draws: printed), and CD-20 with Langevin negatives started at the minibatch against torchebm's
+   ``ContrastiveDivergence`` with its ``LangevinDynamics`` sampler (same step size and loss).
+   Goal: at most 1.0x.
 3. The PacGAN protocol (``--protocol``): every loss unpacked and packed on the ring and the grid over
    ``--seeds`` seeds, modes captured / high-quality fraction / reverse KL (means over the seeds).
 
@@ -114,6 +116,57 @@ def torchebm_dsm(data, sigma, steps, batch_size, seed):
     return (time.perf_counter() - start) / steps
 
 
+def ours_cd(data, k, step_size, alpha, steps, batch_size, seed):
+    """CD-k (chains start at the minibatch) through the one loop."""
+    from deep.ebm import ContrastiveDivergence
+
+    energy = _energy(seed)
+    step = ContrastiveDivergence(energy, num_steps=k, step_size=step_size, persistent=False, alpha=alpha)
+    start = time.perf_counter()
+    fit(step, {"x": data}, seed=seed, steps=steps, batch_size=batch_size)
+    return (time.perf_counter() - start) / steps
+
+
+def torchebm_cd(data, k, step_size, alpha, steps, batch_size, seed):
+    """torchebm's ``ContrastiveDivergence`` with its ``LangevinDynamics`` sampler (the same update,
+    :math:`x - \\epsilon \\nabla E + \\sqrt{2 \\epsilon}\\, \\xi`, and the same loss
+    :math:`E^+ - E^- + \\alpha (E^{+2} + E^{-2})`) in a plain loop; the energy network wrapped in
+    torchebm's ``BaseModel``, which the sampler needs for its gradient."""
+    from torchebm.core import BaseModel
+    from torchebm.losses import ContrastiveDivergence
+    from torchebm.samplers import LangevinDynamics
+
+    class Wrapped(BaseModel):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+    model = Wrapped(_energy(seed))
+    sampler = LangevinDynamics(model, step_size=step_size, noise_scale=1.0)
+    loss_fn = ContrastiveDivergence(model=model, sampler=sampler, k_steps=k, persistent=False,
+                                    energy_reg_weight=alpha)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(data)
+    start = time.perf_counter()
+    done = 0
+    while done < steps:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch_size + 1, batch_size):
+            loss, _ = loss_fn(data[perm[i:i + batch_size]], generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            float(loss.detach())
+            done += 1
+            if done == steps:
+                break
+    return (time.perf_counter() - start) / steps
+
+
 def _alternate(a, b, repeats):
     ta, tb = [], []
     a(), b()  # warm-up (allocator, first-call overheads)
@@ -140,6 +193,10 @@ def timings(args) -> list[tuple]:
     ours, peer = _alternate(lambda: ours_dsm(x, 0.1, args.steps, args.batch_size, 0),
                             lambda: torchebm_dsm(x, 0.1, args.steps, args.batch_size, 0), args.repeats)
     rows.append(("EBM DSM vs torchebm", ours, peer))
+    cd_steps = max(args.steps // 10, 5)  # each update runs k = 20 Langevin steps
+    ours, peer = _alternate(lambda: ours_cd(x, 20, 1e-2, 0.1, cd_steps, args.batch_size, 0),
+                            lambda: torchebm_cd(x, 20, 1e-2, 0.1, cd_steps, args.batch_size, 0), args.repeats)
+    rows.append(("EBM CD-20 vs torchebm", ours, peer))
     print(f"{'case':<38} {'ours (ms/step)':>15} {'peer (ms/step)':>15} {'ratio':>7}")
     for name, ours, peer in rows:
         print(f"{name:<38} {1e3 * ours:15.3f} {1e3 * peer:15.3f} {ours / peer:7.2f}")

@@ -245,11 +245,12 @@ class ContrastiveDivergence(TrainStep):
         kernel = (ula_torch(logdensity, self.step_size) if self.kernel_name == "ula"
                   else mala_torch(logdensity, self.step_size))
         state = kernel.init(start.detach())
-        accepted = 0.0
+        accepted = torch.zeros((), dtype=start.dtype, device=start.device)
         for _ in range(self.num_steps):
             state, info = kernel.step(generator, state)
-            accepted += float(info.acceptance_rate.float().mean())
-        self.last_acceptance = accepted / self.num_steps
+            if self.kernel_name == "mala":  # ULA takes every proposal
+                accepted = accepted + info.acceptance_rate.mean()
+        self.last_acceptance = float(accepted) / self.num_steps if self.kernel_name == "mala" else 1.0
         return state.position.detach()  # (B, D)
 
     def __call__(self, batch, generator):

@@ -411,9 +411,14 @@ def ula_torch(logdensity_fn: Callable | None = None, step_size: float = 1e-2, *,
     def init(position):
         return LangevinState(position, *evaluate(position))
 
+    noise_scale = (2 * step_size) ** 0.5
+    info = LangevinInfo(torch.ones(()), torch.tensor(True))  # every proposal is taken; never mutated
+
     def step(generator, state):
-        x = state.position + step_size * state.grad + (2 * step_size) ** 0.5 * _torch_randn(generator, state.position)
-        return LangevinState(x, *evaluate(x)), LangevinInfo(torch.ones(()), torch.tensor(True))
+        # x + eps * grad + sqrt(2 eps) * xi, in two fused operations
+        x = torch.add(state.position, state.grad, alpha=step_size).add_(_torch_randn(generator, state.position),
+                                                                         alpha=noise_scale)
+        return LangevinState(x, *evaluate(x)), info
 
     return Kernel(init, step, "ula")
 

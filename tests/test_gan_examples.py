@@ -64,4 +64,4 @@ def test_benchmark_quick_timings():
     bench = _load(ROOT / "benchmarks" / "gan_ebm.py")
     pytest.importorskip("torchebm")
     out = bench.main(bench.parse_args(["--steps", "2", "--repeats", "1", "--batch-size", "32"]))
-    assert len(out["timings"]) == 4 and all(ours > 0 and peer > 0 for _, ours, peer in out["timings"])
+    assert len(out["timings"]) == 5 and all(ours > 0 and peer > 0 for _, ours, peer in out["timings"])
