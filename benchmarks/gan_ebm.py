@@ -219,7 +219,8 @@ def protocol(args) -> dict:
                 out[(name, loss, pack)] = mean
                 print(f"{name:>5} {loss:>11} pack={pack}: modes {mean['modes_captured']:.1f}/{len(density.modes)}, "
                       f"high quality {mean['high_quality']:.3f}, reverse KL {mean['reverse_kl']:.3f} "
-                      f"({args.seeds} seeds, {args.steps} steps)", flush=True)
+                      f"({args.seeds} seeds, {args.steps} steps; modes per seed "
+                      f"{[int(f['modes_captured']) for f in figures]})", flush=True)
     return out
 
 

@@ -9,7 +9,8 @@ and :math:`|\\widehat{\\log p(e)} - \\log p(e)|` with the kind of each log-evide
 bound, an estimate).
 
 For continuous posteriors the error is the largest standardised error of a posterior mean,
-:math:`\\max_i |\\hat\\mu_i - \\mu_i| / \\sigma_i`, where :math:`\\mu, \\sigma` are the reference's
+:math:`\\max_i |\\hat\\mu_i - \\mu_i| / \\sigma_i`, and of a posterior standard deviation,
+:math:`\\max_i |\\hat\\sigma_i / \\sigma_i - 1|`, where :math:`\\mu, \\sigma` are the reference's
 posterior means and standard deviations (a closed form where one exists, else a long NUTS run).
 A Result states its moments in ``diagnostics["posterior_mean"]`` / ``["posterior_sd"]`` (closed
 forms) or they are read off its samples.
@@ -53,6 +54,7 @@ class Row:
     scores: dict = dataclasses.field(default_factory=dict)
     table: list = dataclasses.field(default_factory=list)  # diagnostics["rows"]: one dict per dataset
     question: str | None = None  # the name of the entry's Question the row answers, if it has several
+    max_rel_sd: float | None = None  # max |sd_hat / sd - 1| against the reference's posterior sds
 
     def metrics(self) -> dict:
         d = dataclasses.asdict(self)
@@ -107,6 +109,16 @@ def moment_errors(reference: Result, other: Result) -> float | None:
     return worst
 
 
+def sd_errors(reference: Result, other: Result) -> float | None:
+    """:math:`\max |\hat\sigma / \sigma - 1|`: the largest relative error of a posterior standard
+    deviation, over the sites both results have moments for."""
+    ref, est = posterior_moments(reference), posterior_moments(other)
+    sites = [s for s in ref if s in est]
+    if not sites:
+        return None
+    return max(float(np.max(np.abs(est[s][1] / np.maximum(ref[s][1], 1e-300) - 1.0))) for s in sites)
+
+
 def _timed(fn, problem, config) -> tuple[Result, float]:
     start = time.perf_counter()
     result = fn(problem, config)
@@ -141,10 +153,10 @@ def run_methods(
         result, seconds, first = results[name]
         reference_name = entry.reference_of(name)
         reference = results[reference_name][0] if reference_name is not None else None
-        max_abs = tv = dlog = z = None
+        max_abs = tv = dlog = z = rel_sd = None
         if reference is not None:
             max_abs, tv = marginal_errors(reference, result)
-            z = moment_errors(reference, result)
+            z, rel_sd = moment_errors(reference, result), sd_errors(reference, result)
             if reference.log_evidence is not None and result.log_evidence is not None:
                 dlog = abs(float(result.log_evidence) - float(reference.log_evidence))
         scores = {k: float(v) for k, v in result.diagnostics.get("scores", {}).items()}
@@ -152,7 +164,7 @@ def run_methods(
         question = entry.question_of(name)
         rows.append(
             Row(name, seconds, first, max_abs, tv, z, dlog, result.log_evidence, result.log_evidence_kind, result,
-                scores, table, question.name if question is not None else None)
+                scores, table, question.name if question is not None else None, rel_sd)
         )
     return rows
 
@@ -212,7 +224,7 @@ def format_table(rows: Sequence[Row], title: str = "") -> str:
     warm = any(r.seconds != r.first_seconds for r in rows)
     header = ["method", "seconds (compiled)", "first call (s)"] if warm else ["method", "seconds"]
     header += ["max |d marg|", "mean TV"] if show_marg else []
-    header += ["max |d mean|/sd"] if show_z else []
+    header += ["max |d mean|/sd", "max |d sd|/sd"] if show_z else []
     header += score_names
     header += ["|d log Z|", "log Z", "kind"]
     body = [
@@ -221,7 +233,7 @@ def format_table(rows: Sequence[Row], title: str = "") -> str:
             _fmt(r.seconds, ".4f"),
             *([_fmt(r.first_seconds, ".3f")] if warm else []),
             *([_fmt(r.max_abs_marginal), _fmt(r.mean_tv)] if show_marg else []),
-            *([_fmt(r.max_z_mean)] if show_z else []),
+            *([_fmt(r.max_z_mean), _fmt(r.max_rel_sd)] if show_z else []),
             *(_fmt(r.scores.get(name), ".4g") for name in score_names),
             _fmt(r.abs_log_evidence),
             _fmt(r.log_evidence, ".6f"),

@@ -147,6 +147,7 @@ def test_each_row_is_measured_against_its_questions_reference():
     assert by_name["learner"].max_abs_marginal == pytest.approx(0.1)  # |0.8 - 0.9|, not |0.8 - 0.5|
     # the reference's draws w = (1, 3): mean 2, sd 1; the learner's mean 2.5 is 0.5 sd off
     assert by_name["learner"].max_z_mean == pytest.approx(0.5)
+    assert by_name["learner"].max_rel_sd == pytest.approx(1.0)  # its draws are equal: sd 0 against 1
     groups = compare.by_question(entry, rows)
     assert [(q.name, [r.method for r in g]) for q, g in groups] == [
         ("states", ["exact", "approx"]), ("learning", ["reference", "learner"])]
@@ -207,3 +208,15 @@ def test_mixture_sample_size_is_checked(n):
     truth = GaussianMixture([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], [np.eye(2), 0.5 * np.eye(2)])
     with pytest.raises(DataError, match="n must be a positive integer"):
         truth.sample(0, n)
+
+
+def test_sd_errors_against_closed_form_moments():
+    """The reference states its moments (sd 2 and 4); the draws (-3, 3) have sd 3 for both
+    coordinates: relative errors 0.5 and 0.25, the largest reported."""
+    from inference.result import Result
+
+    reference = Result(method="closed", diagnostics={"posterior_mean": {"w": np.zeros(2)},
+                                                     "posterior_sd": {"w": np.array([2.0, 4.0])}})
+    draws = Result(method="draws", samples={"w": np.array([[-3.0, -3.0], [3.0, 3.0]])})
+    assert compare.sd_errors(reference, draws) == pytest.approx(0.5, rel=1e-15)
+    assert compare.sd_errors(reference, Result(method="none")) is None
