@@ -6,6 +6,7 @@ import importlib.util
 import math
 import pathlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,3 +64,9 @@ def test_funnel_entry_flow_guide_runs_and_reports_kl():
     result = entry.method("svi_flow").fn(problem, RunConfig(seed=0, progress=False))
     assert result.samples["x"].shape == (20, 3)
     assert result.diagnostics["scores"]["KL(q||p) = -ELBO"] == pytest.approx(-result.log_evidence)
+    # the table's sd column against the closed-form sds (3 for v, e^2.25 for each x)
+    from genzoo import compare
+
+    v, x = (np.asarray(result.samples[k], dtype=np.float64) for k in ("v", "x"))  # float32 draws, read in float64
+    by_hand = max(abs(v.std() / 3.0 - 1), float(np.max(np.abs(x.std(0) / math.exp(2.25) - 1))))
+    assert compare.sd_errors(exact, result) == pytest.approx(by_hand, rel=1e-12)
