@@ -204,6 +204,11 @@ def timings(args) -> list[tuple]:
 
 
 def protocol(args) -> dict:
+    """PacGAN's figures per (density, loss, pack), means over the seeds. A run that diverges (the
+    loop's finite-loss guard stops it) counts as 0 modes and 0 high-quality samples, and its reverse
+    KL is left out of the mean; the per-seed list marks it ``x``."""
+    from inference.errors import TrainingError
+
     out = {}
     for name in args.densities:
         density = get(name)
@@ -212,15 +217,25 @@ def protocol(args) -> dict:
             for pack in (1, args.pack):
                 figures = []
                 for seed in range(args.seeds):
-                    gan = train_gan(data, seed=seed, steps=args.steps, loss=loss, pack=pack,
-                                    batch_size=args.batch_size, lr=1e-3).params
+                    try:
+                        gan = train_gan(data, seed=seed, steps=args.steps, loss=loss, pack=pack,
+                                        batch_size=args.batch_size, lr=1e-3).params
+                    except TrainingError:
+                        figures.append(None)
+                        continue
                     figures.append(mode_scores(gan, density, seed + 100, 2500))
-                mean = {k: float(np.mean([f[k] for f in figures])) for k in figures[0]}
+                done = [f for f in figures if f is not None]
+                mean = {"modes_captured": float(np.mean([f["modes_captured"] if f else 0.0 for f in figures])),
+                        "high_quality": float(np.mean([f["high_quality"] if f else 0.0 for f in figures])),
+                        "reverse_kl": float(np.mean([f["reverse_kl"] for f in done])) if done else float("nan"),
+                        "diverged": len(figures) - len(done)}
                 out[(name, loss, pack)] = mean
+                per_seed = [str(int(f["modes_captured"])) if f else "x" for f in figures]
+                note = f"; {mean['diverged']} diverged" if mean["diverged"] else ""
                 print(f"{name:>5} {loss:>11} pack={pack}: modes {mean['modes_captured']:.1f}/{len(density.modes)}, "
                       f"high quality {mean['high_quality']:.3f}, reverse KL {mean['reverse_kl']:.3f} "
-                      f"({args.seeds} seeds, {args.steps} steps; modes per seed "
-                      f"{[int(f['modes_captured']) for f in figures]})", flush=True)
+                      f"({args.seeds} seeds, {args.steps} steps; modes per seed [{', '.join(per_seed)}]{note})",
+                      flush=True)
     return out
 
 

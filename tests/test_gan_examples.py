@@ -65,3 +65,28 @@ def test_benchmark_quick_timings():
     pytest.importorskip("torchebm")
     out = bench.main(bench.parse_args(["--steps", "2", "--repeats", "1", "--batch-size", "32"]))
     assert len(out["timings"]) == 5 and all(ours > 0 and peer > 0 for _, ours, peer in out["timings"])
+
+
+def test_benchmark_protocol_counts_a_diverged_seed_as_no_modes(monkeypatch):
+    """Two seeds of two steps; the second seed's training is made to diverge: it counts 0 modes and
+    0 high-quality samples in the means, and only the first seed's reverse KL is averaged."""
+    from inference.errors import TrainingError
+
+    bench = _load(ROOT / "benchmarks" / "gan_ebm.py")
+    real = bench.train_gan
+
+    def flaky(data, *, seed, **kw):
+        if seed == 1:
+            raise TrainingError("gan: the loss loss=inf at step 2", step=2)
+        return real(data, seed=seed, **kw)
+
+    monkeypatch.setattr(bench, "train_gan", flaky)
+    out = bench.main(bench.parse_args(["--skip-timings", "--protocol", "--steps", "2", "--seeds", "2",
+                                       "--densities", "ring", "--losses", "gan", "--batch-size", "32"]))
+    first = bench.mode_scores(real(bench.get("ring").sample(20000, 0), seed=0, steps=2, loss="gan", pack=1,
+                                   batch_size=32, lr=1e-3).params, bench.get("ring"), 100, 2500)
+    row = out["protocol"][("ring", "gan", 1)]
+    assert row["diverged"] == 1
+    assert row["modes_captured"] == pytest.approx(first["modes_captured"] / 2)
+    assert row["high_quality"] == pytest.approx(first["high_quality"] / 2)
+    assert row["reverse_kl"] == pytest.approx(first["reverse_kl"])
