@@ -19,8 +19,11 @@ and diffusers (the DDPM sampling loop), same networks, same process.
    ODE solver; torchcfm's network: torchdiffeq's ``odeint``, the solver torchcfm's tutorials reach
    through torchdyn, which needs torchcde), W2 against 2,000 fresh moons by exact
    assignment; independent and minibatch-OT coupling; median over ``--seeds`` seeds. Goal: ours <=
-   torchcfm's on each coupling. (torchcfm's generators read torch's and NumPy's global random
-   state: seeded here per run for both sides, the benchmark's only use of it.)
+   torchcfm's on each coupling. Both sides train on the same minibatches in the same order (the
+   peer reads them in the order our loop draws them) from the same initial weights, so a seed's
+   pair differs only in the times and noise each library draws; the paired difference over seeds
+   and its standard error are printed. (torchcfm's generators read torch's and NumPy's global
+   random state: seeded here per run for both sides, the benchmark's only use of it.)
 
     python benchmarks/diffusion_fm.py --quick
 """
@@ -171,6 +174,10 @@ def peer_w2(coupling, seed, steps):
     matcher = peer_flow_matcher(coupling)
     opt = torch.optim.Adam(peer.parameters(), lr=1e-3)
     x0, x1 = pools(256 * steps, seed)
+    # the minibatches ours reads, in its order: inference.train.fit's one epoch of 256 * steps rows
+    # is randperm(N) from a CPU generator seeded with the run's seed (tested in test_train_loop.py)
+    order = torch.randperm(len(x0), generator=torch.Generator().manual_seed(seed))
+    x0, x1 = x0[order], x1[order]
     torch.manual_seed(seed)
     peer_steps(peer, matcher, x0, x1, opt, steps, 256)
     torch.manual_seed(seed + 1000)

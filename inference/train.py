@@ -14,8 +14,11 @@ the objective; a *step* does:
 
 How a run goes (:func:`fit`):
 
-1. Fix the random state: a private ``torch.Generator`` seeded from ``seed`` draws the minibatch
-   permutations and is handed to the step for its own draws (noise levels, latent codes, times);
+1. Fix the random state: two private ``torch.Generator`` s seeded with ``seed``. One, on the CPU,
+   draws the minibatch permutations: for data in memory, epoch ``e``'s order is the ``e``-th
+   ``torch.randperm(N)`` drawn from it, cut into consecutive minibatches (so another loop can read
+   the same minibatches in the same order). The other, on the run's device, is handed to the step
+   for its own draws (noise levels, latent codes, times);
    torch's global generator (which Pyro's samplers read) is forked for the run, seeded from
    ``seed``, and restored on exit; Pyro's parameter store is a private scope.
 2. Resume when ``checkpoint`` exists: the file is verified (magic bytes, SHA-256 of the payload,

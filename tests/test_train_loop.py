@@ -226,6 +226,38 @@ def test_generator_is_the_only_randomness():
     assert not np.array_equal(a.history, c.history)
 
 
+def test_minibatch_order_is_the_documented_permutations():
+    """Data in memory: epoch e reads the e-th randperm(N) of a CPU generator seeded with ``seed``,
+    in consecutive minibatches (what benchmarks/diffusion_fm.py relies on to feed a peer the same
+    minibatches)."""
+    seen = []
+
+    class Recorder(TrainStep):
+        name = "record"
+
+        def __init__(self):
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def modules(self):
+            return {"w": torch.nn.ParameterList([self.w])}
+
+        def optimizers(self):
+            return {}
+
+        def config(self):
+            return {}
+
+        def __call__(self, batch, generator):
+            seen.append(batch["i"].tolist())
+            return {"loss": torch.zeros(())}
+
+    fit(Recorder(), {"i": torch.arange(12)}, seed=5, steps=7, batch_size=4, num_threads=1)  # 3 per epoch
+    gen = torch.Generator().manual_seed(5)
+    orders = [torch.randperm(12, generator=gen) for _ in range(3)]
+    expected = [o[k * 4:(k + 1) * 4].tolist() for o in orders for k in range(3)][:7]
+    assert seen == expected
+
+
 class _Unfit(TrainStep):
     def modules(self):
         return {}
