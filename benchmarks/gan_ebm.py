@@ -92,12 +92,10 @@ def ours_dsm(data, sigma, steps, batch_size, seed):
     return (time.perf_counter() - start) / steps
 
 
-def torchebm_dsm(data, sigma, steps, batch_size, seed):
-    from torchebm.losses import DenoisingScoreMatching
-
-    energy = _energy(seed)
-    loss_fn = DenoisingScoreMatching(model=energy, noise_scale=sigma)
-    opt = torch.optim.Adam(energy.parameters(), lr=1e-3)
+def _plain_loop(loss_of, params, data, steps, batch_size, seed):
+    """Seconds per step of a plain PyTorch loop: Adam 1e-3, a fresh permutation per epoch,
+    ``loss_of(minibatch, generator)``, the loss read back each step as our loop does."""
+    opt = torch.optim.Adam(params, lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     n = len(data)
     start = time.perf_counter()
@@ -105,7 +103,7 @@ def torchebm_dsm(data, sigma, steps, batch_size, seed):
     while done < steps:
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n - batch_size + 1, batch_size):
-            loss = loss_fn(data[perm[i:i + batch_size]], generator=gen)
+            loss = loss_of(data[perm[i:i + batch_size]], gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -114,6 +112,14 @@ def torchebm_dsm(data, sigma, steps, batch_size, seed):
             if done == steps:
                 break
     return (time.perf_counter() - start) / steps
+
+
+def torchebm_dsm(data, sigma, steps, batch_size, seed):
+    from torchebm.losses import DenoisingScoreMatching
+
+    energy = _energy(seed)
+    loss_fn = DenoisingScoreMatching(model=energy, noise_scale=sigma)
+    return _plain_loop(lambda x, gen: loss_fn(x, generator=gen), energy.parameters(), data, steps, batch_size, seed)
 
 
 def ours_cd(data, k, step_size, alpha, steps, batch_size, seed):
@@ -148,23 +154,7 @@ def torchebm_cd(data, k, step_size, alpha, steps, batch_size, seed):
     sampler = LangevinDynamics(model, step_size=step_size, noise_scale=1.0)
     loss_fn = ContrastiveDivergence(model=model, sampler=sampler, k_steps=k, persistent=False,
                                     energy_reg_weight=alpha)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(seed)
-    n = len(data)
-    start = time.perf_counter()
-    done = 0
-    while done < steps:
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n - batch_size + 1, batch_size):
-            loss, _ = loss_fn(data[perm[i:i + batch_size]], generator=gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            float(loss.detach())
-            done += 1
-            if done == steps:
-                break
-    return (time.perf_counter() - start) / steps
+    return _plain_loop(lambda x, gen: loss_fn(x, generator=gen)[0], model.parameters(), data, steps, batch_size, seed)
 
 
 def _alternate(a, b, repeats):
