@@ -223,6 +223,9 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    for name in ("seeds", "fm_steps", "timing_steps", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.quick:
         args.fm_steps, args.seeds, args.repeats, args.timing_steps = 1000, 1, 3, 100
     return args

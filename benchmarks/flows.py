@@ -243,6 +243,9 @@ if __name__ == "__main__":
     parser.add_argument("--flows", nargs="*", default=["realnvp", "maf", "nsf"], choices=["realnvp", "maf", "nsf"])
     parser.add_argument("--no-glow", dest="glow", action="store_false")
     args = parser.parse_args()
+    for name in ("seeds", "glow_seeds", "train_steps", "block", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.quick:
         args.repeats, args.train_steps, args.n_test, args.block, args.glow_seeds = 3, 300, 5000, 10, 1
     main(args)

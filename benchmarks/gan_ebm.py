@@ -252,6 +252,9 @@ def parse_args(argv=None):
     p.add_argument("--pack", type=int, default=2)
     p.add_argument("--seeds", type=int, default=5)
     args = p.parse_args(argv)
+    for name in ("seeds", "steps", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
     if args.quick:
         args.steps, args.repeats = min(args.steps, 50), min(args.repeats, 3)
     return args
