@@ -65,7 +65,7 @@ from torch import nn
 from deep.nets import MLP
 from inference.errors import DataError, UnknownNameError
 from inference.langevin import mala_torch, ula_torch
-from inference.train import TrainStep
+from inference.train import TrainStep, adam
 
 __all__ = ["EnergyNet", "QuadraticEnergy", "score", "dsm_loss", "ssm_loss", "score_matching_loss",
            "ContrastiveDivergence", "langevin_samples", "log_partition_2d", "nll_2d", "kl_to_density", "METHODS",
@@ -213,7 +213,7 @@ class ContrastiveDivergence(TrainStep):
             _check_positive(box, "box"), float(alpha)
         self.kernel_name, self.lr = kernel, _check_positive(lr, "lr")
         self.chains = _Chains()
-        self.optimizer = torch.optim.Adam(energy.parameters(), lr=self.lr)
+        self.optimizer = adam(energy.parameters(), lr=self.lr)
         self.last_acceptance = float("nan")
 
     def modules(self):

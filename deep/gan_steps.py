@@ -36,7 +36,7 @@ import torch
 from deep.gan import GAN
 from deep.gan_losses import GANLoss, make_loss
 from inference.errors import DataError
-from inference.train import TrainStep
+from inference.train import TrainStep, adam
 
 __all__ = ["GANStep", "train_gan", "mode_scores", "digits_data", "digit_classifier", "classifier_scores",
            "train_conditional_digits", "conditional_digit_scores"]
@@ -64,8 +64,8 @@ class GANStep(TrainStep):
                 raise DataError(f"{name} must be a positive finite number, got {value!r}")
         self.gan, self.loss = gan, loss
         self.lr, self.lr_critic, self.betas = float(lr), float(lr if lr_critic is None else lr_critic), tuple(betas)
-        self.opt_g = torch.optim.Adam(gan.generator.parameters(), lr=self.lr, betas=self.betas)
-        self.opt_d = torch.optim.Adam(gan.critic.parameters(), lr=self.lr_critic, betas=self.betas)
+        self.opt_g = adam(gan.generator.parameters(), lr=self.lr, betas=self.betas)
+        self.opt_d = adam(gan.critic.parameters(), lr=self.lr_critic, betas=self.betas)
 
     def modules(self):
         return {"gan": self.gan}

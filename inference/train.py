@@ -112,6 +112,30 @@ class TrainStep:
         raise NotImplementedError
 
 
+def adam(params, *, lr: float = 1e-3, **kwargs) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with torch's fused kernel where the parameters' device has one.
+
+    The fused kernel performs the same update as the default per-tensor loop (equal to float
+    rounding) in one call over all tensors: on the CPU, a 3 x 64 MLP's Adam update takes about
+    a quarter of the time (``benchmarks/diffusion_fm.py``). Where fusion is refused (a device or a
+    dtype without the kernel), the default implementation is used.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
+    except RuntimeError:  # torch refuses fused=True for devices / dtypes it has no kernel for
+        return torch.optim.Adam(params, lr=lr, **kwargs)
+
+
+def adamw(params, *, lr: float = 1e-3, **kwargs) -> torch.optim.AdamW:
+    """``torch.optim.AdamW``, fused where possible (as :func:`adam`)."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, fused=True, **kwargs)
+    except RuntimeError:
+        return torch.optim.AdamW(params, lr=lr, **kwargs)
+
+
 class LossStep(TrainStep):
     """Minimise one scalar loss with one optimiser (Adam by default) over ``module``'s parameters.
 
@@ -134,7 +158,7 @@ class LossStep(TrainStep):
         params = [p for p in module.parameters() if p.requires_grad]
         if not params:
             raise DataError(f"{type(module).__name__} has no trainable parameters")
-        factories = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+        factories = {"adam": adam, "adamw": adamw, "sgd": torch.optim.SGD}
         if callable(optimizer):
             self.optimizer, self._optimizer_name = optimizer(params), getattr(optimizer, "__name__", "custom")
         elif optimizer in factories:
