@@ -117,6 +117,53 @@ def kl_of(nll_fn, module, density, n: int, seed: int) -> float:
             - density.entropy()
 
 
+class FlippedDensity:
+    """A 2-D density with its coordinates swapped (``sample`` and ``entropy``; entropy is unchanged)."""
+
+    def __init__(self, density):
+        self.density = density
+
+    def sample(self, n, seed):
+        return self.density.sample(n, seed).flip(-1)
+
+    def entropy(self):
+        return self.density.entropy()
+
+
+def same_start(kind: str, seed: int, hidden: int, layers: int):
+    """Ours and zuko's flow from the *same* initial weights (2-D RealNVP and MAF): zuko's weights,
+    drawn from torch's generator seeded ``seed``, copied into ours layer by layer from the data side.
+
+    Both stacks alternate their masks (orderings), but ours starts the alternation at the base side
+    and zuko's at the data side, so with an even number of layers ours on the swapped coordinates
+    ``x[:, ::-1]`` is zuko's on ``x`` (MAF's MADE, which reads and writes every coordinate, gets its
+    first layer's columns and last layer's per-coordinate rows swapped to match): the copy is
+    checked on that (log-densities equal to float
+    rounding), and ours then trains and is scored on swapped coordinates. The 8 Gaussians are symmetric
+    under the swap, so the KL is the same quantity. What remains between the two runs is float rounding.
+    """
+    torch.manual_seed(seed)
+    peer = peer_2d(kind, 2, hidden, layers)
+    ours = ours_2d(kind, 2, hidden, layers, seed=seed)
+    if layers % 2:
+        raise ValueError("same_start pairs the stacks for an even number of layers")
+    theirs = [t.hyper for t in peer.transform.transforms]  # data side first
+    with torch.no_grad():
+        for mine, other in zip(list(ours.transform.layers)[::-1], theirs):
+            params = list(zip(mine.net.parameters(), other.parameters(), strict=True))
+            for i, (a, b) in enumerate(params):
+                if kind == "maf" and i == 0:  # MADE reads all coordinates: ours reads them swapped
+                    b = b.flip(-1)
+                if kind == "maf" and i >= len(params) - 2:  # and writes (shift, log-scale) per coordinate, swapped
+                    b = b.unflatten(0, (2, -1)).flip(0).flatten(0, 1)
+                a.copy_(b)
+        x = torch.randn(64, 2, generator=torch.Generator().manual_seed(seed))
+        gap = float((ours.log_prob(x.flip(-1)) - peer().log_prob(x)).abs().max())
+    if gap > 1e-4:  # float32 rounding through 4 layers is ~1e-6
+        raise AssertionError(f"{kind}: the copied weights give log-densities {gap:.2e} apart")
+    return ours, peer
+
+
 def paired(pairs) -> str:
     """The mean paired difference ours - peer over seeds, with its standard error (the seeds are
     independent trainings, so the error is the sample sd of the differences over sqrt(n))."""
@@ -164,6 +211,19 @@ def main(args):
             kls.append((kl_of(nll_ours, ours_k, density, args.n_test, 2), kl_of(nll_zuko, peer_k, density, args.n_test, 2)))
         kl_ours, kl_peer = (statistics.mean(k) for k in zip(*kls))
         print_row(kind, "zuko", t["ours"], t["peer"], loop, kl_ours, kl_peer, f"KL, {paired(kls)}")
+        if kind in ("realnvp", "maf") and args.same_start:
+            # the same seeds again, both libraries from zuko's initial weights (same_start)
+            kls = []
+            for seed in range(1, args.seeds + 1):
+                ours_k, peer_k = same_start(kind, seed, args.hidden, args.layers)
+                train_same(ours_k, nll_ours, [b.flip(-1) for b in batches], args.train_steps, 1e-3)
+                train_same(peer_k, nll_zuko, batches, args.train_steps, 1e-3)
+                kls.append((kl_of(nll_ours, ours_k, FlippedDensity(density), args.n_test, 2),
+                            kl_of(nll_zuko, peer_k, density, args.n_test, 2)))
+            kl_ours, kl_peer = (statistics.mean(k) for k in zip(*kls))
+            label = "same initial weights (zuko's):"
+            print(f"{'':8} {'':9} {label:>45} {kl_ours:8.3f} {kl_peer:8.3f}  "
+                  f"KL, {paired(kls)}", flush=True)
 
     if not args.glow:
         return construction(args)
@@ -242,6 +302,8 @@ if __name__ == "__main__":
     parser.add_argument("--repeats-build", type=int, default=3)
     parser.add_argument("--flows", nargs="*", default=["realnvp", "maf", "nsf"], choices=["realnvp", "maf", "nsf"])
     parser.add_argument("--no-glow", dest="glow", action="store_false")
+    parser.add_argument("--no-same-start", dest="same_start", action="store_false",
+                        help="skip the KL runs of RealNVP and MAF from zuko's initial weights")
     args = parser.parse_args()
     for name in ("seeds", "glow_seeds", "train_steps", "block", "repeats"):
         if getattr(args, name) < 1:
