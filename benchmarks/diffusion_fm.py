@@ -205,7 +205,7 @@ def peer_w2(coupling, seed, steps):
 
 def bench_w2(args):
     print(f"3. 8 Gaussians -> moons, {args.fm_steps} steps, W2 (2,000 vs 2,000, exact), seeds {list(range(args.seeds))}")
-    for coupling in ("independent", "ot"):
+    for coupling in args.couplings:
         ours = [ours_w2(coupling, s, args.fm_steps) for s in range(args.seeds)]
         peer = [peer_w2(coupling, s, args.fm_steps) for s in range(args.seeds)]
         print(f"   {coupling:<12} ours median {statistics.median(ours):.3f} {np.round(ours, 3).tolist()}  "
@@ -236,6 +236,8 @@ def parse_args(argv=None):
     p.add_argument("--fm-steps", type=int, default=5000)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--couplings", nargs="+", default=["independent", "ot"], choices=["independent", "ot"],
+                   help="the couplings of the W2 protocol")
     args = p.parse_args(argv)
     for name in ("seeds", "fm_steps", "timing_steps", "repeats"):
         if getattr(args, name) < 1:

@@ -137,7 +137,7 @@ def adamw(params, *, lr: float = 1e-3, **kwargs) -> torch.optim.AdamW:
 
 
 class LossStep(TrainStep):
-    """Minimise one scalar loss with one optimiser (Adam by default) over ``module``'s parameters.
+    """Minimise one scalar loss with one optimiser (Adam by default, fused: :func:`adam`) over ``module``'s parameters.
 
     Args:
         module: the model (an ``nn.Module``).
