@@ -18,7 +18,9 @@ libraries, blocks of steps alternating ours / peer) and ours / peer; our update 
 loop ``inference.train.fit`` (its minibatching, checks and history) over the bare step; KL(p || q)
 = NLL - H(p) on fresh draws after the same number of steps on the same minibatches (2-D), or bits per
 dimension of held-out digits (Glow), averaged over independent seeds with the paired difference and
-its standard error; construction time of each flow at dimension 1,000 (medians).
+its standard error, for our default identity start and for ``init="random"`` (torch's default
+initialisation of every layer, zuko's kind of start), and for RealNVP and MAF from zuko's own
+initial weights (``same_start``); construction time of each flow at dimension 1,000 (medians).
 
 Usage: ``python benchmarks/flows.py [--quick]``.
 """
@@ -46,10 +48,10 @@ def peer_2d(kind: str, dim: int, hidden: int, layers: int):
                            hidden_features=(hidden, hidden))
 
 
-def ours_2d(kind: str, dim: int, hidden: int, layers: int, seed: int):
+def ours_2d(kind: str, dim: int, hidden: int, layers: int, seed: int, init: str = "identity"):
     from deep.flows.fit import make_flow
 
-    return make_flow(kind, dim, hidden=(hidden, hidden), num_layers=layers, bins=8, bound=5.0, seed=seed)
+    return make_flow(kind, dim, hidden=(hidden, hidden), num_layers=layers, bins=8, bound=5.0, init=init, seed=seed)
 
 
 def peer_glow(hidden: int, steps: int):
@@ -202,15 +204,24 @@ def main(args):
             batch_size=args.batch)
         loop = (time.perf_counter() - start) / (args.block * 2)
         # KL after the same steps on the same minibatches, fresh modules, one pair per seed
-        kls = []
+        # (our default identity start, and init="random", zuko's kind of start, against the same zuko run)
+        kls, kls_random = [], []
         for seed in range(1, args.seeds + 1):
             torch.manual_seed(seed)
             ours_k = train_same(ours_2d(kind, 2, args.hidden, args.layers, seed=seed), nll_ours, batches,
                                 args.train_steps, 1e-3)
             peer_k = train_same(peer_2d(kind, 2, args.hidden, args.layers), nll_zuko, batches, args.train_steps, 1e-3)
             kls.append((kl_of(nll_ours, ours_k, density, args.n_test, 2), kl_of(nll_zuko, peer_k, density, args.n_test, 2)))
+            if args.random_start:
+                ours_r = train_same(ours_2d(kind, 2, args.hidden, args.layers, seed=seed, init="random"), nll_ours,
+                                    batches, args.train_steps, 1e-3)
+                kls_random.append((kl_of(nll_ours, ours_r, density, args.n_test, 2), kls[-1][1]))
         kl_ours, kl_peer = (statistics.mean(k) for k in zip(*kls))
         print_row(kind, "zuko", t["ours"], t["peer"], loop, kl_ours, kl_peer, f"KL, {paired(kls)}")
+        if kls_random:
+            kl_ours, kl_peer = (statistics.mean(k) for k in zip(*kls_random))
+            label = 'ours init="random":'
+            print(f"{'':8} {'':9} {label:>45} {kl_ours:8.3f} {kl_peer:8.3f}  KL, {paired(kls_random)}", flush=True)
         if kind in ("realnvp", "maf") and args.same_start:
             # the same seeds again, both libraries from zuko's initial weights (same_start)
             kls = []
@@ -302,6 +313,8 @@ if __name__ == "__main__":
     parser.add_argument("--repeats-build", type=int, default=3)
     parser.add_argument("--flows", nargs="*", default=["realnvp", "maf", "nsf"], choices=["realnvp", "maf", "nsf"])
     parser.add_argument("--no-glow", dest="glow", action="store_false")
+    parser.add_argument("--no-random-start", dest="random_start", action="store_false",
+                        help='skip the KL runs of our flows with init="random"')
     parser.add_argument("--no-same-start", dest="same_start", action="store_false",
                         help="skip the KL runs of RealNVP and MAF from zuko's initial weights")
     args = parser.parse_args()

@@ -135,3 +135,21 @@ def test_bad_input_is_a_typed_error():
         SplineCoupling(torch.tensor([True, True]))
     with pytest.raises(ModelError, match="num_layers"):
         MAF(3, num_layers=0, seed=0)
+
+
+@pytest.mark.parametrize("name", list(FLOWS))
+def test_random_start_is_not_the_base_and_an_unknown_start_is_refused(name):
+    # init="random" keeps torch's default initialisation of the conditioners' last layer (zuko's kind
+    # of start): the untrained flow is then not its base distribution, and its last layers are not zero
+    x = torch.randn(16, 3, generator=torch.Generator().manual_seed(4))
+    base = torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(-1)
+    make = {"realnvp": RealNVP, "nsf": NSF, "maf": MAF}[name]
+    identity, random = make(3, hidden=(8,), seed=0), make(3, hidden=(8,), init="random", seed=0)
+    with torch.no_grad():
+        assert torch.allclose(identity.log_prob(x), base, atol=1e-5)  # float32 rounding of a few terms
+        assert (random.log_prob(x) - base).abs().max() > 1e-2
+    last = [m for m in random.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert last.weight.abs().max() > 0
+    assert random.config["init"] == "random" and "init" not in identity.config  # old configs unchanged
+    with pytest.raises(ModelError, match="init must be one of"):
+        make(3, hidden=(8,), init="zeros", seed=0)

@@ -86,6 +86,21 @@ def zero_last_layer(net: nn.Module) -> None:
         nn.init.zeros_(last.bias)
 
 
+INITS = ("identity", "random")
+
+
+def init_last_layer(net: nn.Module, init: str) -> None:
+    """Start a layer's conditioner as asked: ``"identity"`` zeroes its last layer
+    (:func:`zero_last_layer`: the untrained flow is its base distribution); ``"random"`` keeps
+    torch's default initialisation of that layer, as zuko's flows start. Measured on the 8 Gaussians
+    (``benchmarks/flows.py``, 40 seeds, 2,000 steps), RealNVP's KL is 0.022 nats lower from the
+    random start; the identity start keeps an untrained flow (or flow guide) exactly at its base."""
+    if init not in INITS:
+        raise ModelError(f"init must be one of {INITS}, got {init!r}")
+    if init == "identity":
+        zero_last_layer(net)
+
+
 class FlowTransform(TransformModule):
     """A bijection base -> data on vectors with its log-determinant computed in the same pass.
 

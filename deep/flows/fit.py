@@ -74,16 +74,17 @@ def density_scores(flow: Flow, density, *, n: int, generator, chunk: int = 4096)
 
 
 def make_flow(kind: str, dim: int, *, hidden=(64, 64), num_layers: int = 4, bins: int = 8, bound: float = 5.0,
-              seed, device="cpu") -> Flow:
-    """A fresh ``"realnvp"``, ``"maf"`` or ``"nsf"`` flow on :math:`\\mathbb R^{dim}`."""
+              init: str = "identity", seed, device="cpu") -> Flow:
+    """A fresh ``"realnvp"``, ``"maf"`` or ``"nsf"`` flow on :math:`\\mathbb R^{dim}` (``init``: ``"identity"``
+    or ``"random"``, :func:`~deep.flows.base.init_last_layer`)."""
     from deep.flows import MAF, NSF, RealNVP
 
     if kind == "realnvp":
-        return RealNVP(dim, hidden, num_layers, seed=seed, device=device)
+        return RealNVP(dim, hidden, num_layers, init=init, seed=seed, device=device)
     if kind == "maf":
-        return MAF(dim, hidden, num_layers, seed=seed, device=device)
+        return MAF(dim, hidden, num_layers, init=init, seed=seed, device=device)
     if kind == "nsf":
-        return NSF(dim, hidden, num_layers, bins, bound, seed=seed, device=device)
+        return NSF(dim, hidden, num_layers, bins, bound, init=init, seed=seed, device=device)
     raise UnknownNameError(f"unknown flow {kind!r}; choose one of {FLOWS_2D}")
 
 

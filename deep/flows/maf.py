@@ -36,7 +36,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from deep.flows.base import Flow, FlowSequence, FlowTransform, positive_int, zero_last_layer
+from deep.flows.base import INITS, Flow, FlowSequence, FlowTransform, init_last_layer, positive_int
+from inference.errors import ModelError
 from deep.flows.transforms import soft_bound
 from deep.made import MADENet
 from deep.nets import seeded
@@ -47,11 +48,12 @@ __all__ = ["MAF", "AffineAutoregressive"]
 class AffineAutoregressive(FlowTransform):
     """One MAF layer (see the module docstring); ``order`` is the autoregressive ordering."""
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64), order=None, activation=nn.ReLU):
+    def __init__(self, dim: int, hidden: Sequence[int] = (64, 64), order=None, activation=nn.ReLU,
+                 init: str = "identity"):
         super().__init__()
         self.dim = positive_int(dim, "dim")
         self.net = MADENet(self.dim, hidden, 2, order, activation=activation)
-        zero_last_layer(self.net)
+        init_last_layer(self.net, init)
 
     def _shift_log_scale(self, x):
         out = self.net(x.reshape(-1, self.dim)).reshape(*x.shape, 2)  # (..., D, 2)
@@ -77,18 +79,23 @@ class MAF(Flow):
         hidden: hidden widths of each layer's MADE.
         num_layers: the number of autoregressive layers (orderings alternate, forward / reversed).
         activation: the MADEs' nonlinearity.
+        init: ``"identity"`` (the untrained flow is the standard Normal) or ``"random"``
+            (:func:`~deep.flows.base.init_last_layer`).
         seed: an int or ``torch.Generator`` that initialises the weights.
         device: where the weights live.
     """
 
     def __init__(self, dim: int, hidden: Sequence[int] = (64, 64), num_layers: int = 4, *,
-                 activation=nn.ReLU, seed, device="cpu"):
+                 activation=nn.ReLU, init: str = "identity", seed, device="cpu"):
         super().__init__()
         self.dim = positive_int(dim, "dim")
         num_layers = positive_int(num_layers, "num_layers")
-        self.config = {"flow": "maf", "dim": self.dim, "hidden": list(hidden), "num_layers": num_layers}
+        self.config = {"flow": "maf", "dim": self.dim, "hidden": list(hidden), "num_layers": num_layers,
+                       **({} if init == "identity" else {"init": init})}  # (the default leaves configs as they were)
+        if init not in INITS:
+            raise ModelError(f"init must be one of {INITS}, got {init!r}")
         forward, backward = torch.arange(self.dim), torch.arange(self.dim - 1, -1, -1)
         with seeded(seed):
             self.transform = FlowSequence([AffineAutoregressive(self.dim, hidden, forward if i % 2 == 0 else backward,
-                                                                activation) for i in range(num_layers)])
+                                                                activation, init) for i in range(num_layers)])
         self.to(device)

@@ -30,7 +30,8 @@ from typing import Sequence
 
 from torch import nn
 
-from deep.flows.base import Flow, FlowSequence, positive_int
+from deep.flows.base import INITS, Flow, FlowSequence, positive_int
+from inference.errors import ModelError
 from deep.flows.transforms import SplineCoupling, alternating_masks
 from deep.nets import seeded
 
@@ -47,17 +48,21 @@ class NSF(Flow):
         bins: :math:`K \\ge 2` spline bins.
         bound: :math:`B`: the splines act on :math:`[-B, B]`, the identity outside.
         activation: the conditioners' nonlinearity.
+        init: ``"identity"`` (the untrained flow is the standard Normal) or ``"random"``
+            (:func:`~deep.flows.base.init_last_layer`).
         seed: an int or ``torch.Generator`` that initialises the weights.
         device: where the weights live.
     """
 
     def __init__(self, dim: int, hidden: Sequence[int] = (64, 64), num_layers: int = 4, bins: int = 8,
-                 bound: float = 5.0, *, activation=nn.ReLU, seed, device="cpu"):
+                 bound: float = 5.0, *, activation=nn.ReLU, init: str = "identity", seed, device="cpu"):
         super().__init__()
         self.dim = positive_int(dim, "dim", minimum=2)
         self.config = {"flow": "nsf", "dim": self.dim, "hidden": list(hidden), "num_layers": int(num_layers),
-                       "bins": int(bins), "bound": float(bound)}
+                       "bins": int(bins), "bound": float(bound), **({} if init == "identity" else {"init": init})}
+        if init not in INITS:
+            raise ModelError(f"init must be one of {INITS}, got {init!r}")
         with seeded(seed):
-            self.transform = FlowSequence([SplineCoupling(m, hidden, bins, bound, activation)
+            self.transform = FlowSequence([SplineCoupling(m, hidden, bins, bound, activation, init)
                                            for m in alternating_masks(self.dim, num_layers)])
         self.to(device)

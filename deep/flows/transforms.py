@@ -69,7 +69,7 @@ from pyro.distributions.transforms.spline import ConditionedSpline
 from torch import nn
 from torch.nn import functional as F
 
-from deep.flows.base import FlowTransform, positive_int, zero_last_layer
+from deep.flows.base import FlowTransform, init_last_layer, positive_int
 from deep.nets import MLP
 from inference.errors import ModelError
 
@@ -106,7 +106,7 @@ def alternating_masks(dim: int, num_layers: int) -> list[torch.Tensor]:
 class _Coupling(FlowTransform):
     """The split / merge bookkeeping and the conditioner of every coupling layer."""
 
-    def __init__(self, mask, hidden: Sequence[int], params_per_dim: int, activation=nn.ReLU):
+    def __init__(self, mask, hidden: Sequence[int], params_per_dim: int, activation=nn.ReLU, init: str = "identity"):
         super().__init__()
         mask = check_mask(mask)
         self.dim = mask.numel()
@@ -117,7 +117,7 @@ class _Coupling(FlowTransform):
         self.params_per_dim = params_per_dim
         self.net = MLP((a.numel(), *[positive_int(h, "hidden entry") for h in hidden], b.numel() * params_per_dim),
                        activation)
-        zero_last_layer(self.net)
+        init_last_layer(self.net, init)
 
     def params(self, cond: torch.Tensor) -> torch.Tensor:
         """The network's outputs, (B, |b|, params_per_dim)."""
@@ -152,10 +152,12 @@ class AffineCoupling(_Coupling):
         mask: (D,) booleans, True for the conditioning coordinates.
         hidden: widths of the conditioner's hidden layers.
         activation: the conditioner's nonlinearity (a module class).
+        init: ``"identity"`` (the layer starts as the identity) or ``"random"``
+            (:func:`~deep.flows.base.init_last_layer`).
     """
 
-    def __init__(self, mask, hidden: Sequence[int] = (64, 64), activation=nn.ReLU):
-        super().__init__(mask, hidden, 2, activation)
+    def __init__(self, mask, hidden: Sequence[int] = (64, 64), activation=nn.ReLU, init: str = "identity"):
+        super().__init__(mask, hidden, 2, activation, init)
 
     def elementwise(self, theta, v, inverse):
         shift, log_scale = theta[..., 0], soft_bound(theta[..., 1])  # (B, |b|) each
@@ -188,14 +190,15 @@ class SplineCoupling(_Coupling):
         bins: :math:`K \\ge 2` bins of the spline.
         bound: :math:`B`; the spline acts on :math:`[-B, B]` and is the identity outside.
         activation: the conditioner's nonlinearity.
+        init: ``"identity"`` or ``"random"`` (:func:`~deep.flows.base.init_last_layer`).
     """
 
     def __init__(self, mask, hidden: Sequence[int] = (64, 64), bins: int = 8, bound: float = 5.0,
-                 activation=nn.ReLU):
+                 activation=nn.ReLU, init: str = "identity"):
         bins = positive_int(bins, "bins", minimum=2)
         if not float(bound) > 0:
             raise ModelError(f"bound must be positive, got {bound!r}")
-        super().__init__(mask, hidden, 3 * bins - 1, activation)
+        super().__init__(mask, hidden, 3 * bins - 1, activation, init)
         self.bins, self.bound = bins, float(bound)
         # softplus(u + c) + MIN_DERIVATIVE = 1 at u = 0: a zero network gives slope 1 at every knot
         self.derivative_offset = math.log(math.expm1(1.0 - MIN_DERIVATIVE))
