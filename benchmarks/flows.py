@@ -144,11 +144,11 @@ def same_start(kind: str, seed: int, hidden: int, layers: int):
     rounding), and ours then trains and is scored on swapped coordinates. The 8 Gaussians are symmetric
     under the swap, so the KL is the same quantity. What remains between the two runs is float rounding.
     """
+    if layers % 2:
+        raise ValueError("same_start pairs the stacks for an even number of layers")
     torch.manual_seed(seed)
     peer = peer_2d(kind, 2, hidden, layers)
     ours = ours_2d(kind, 2, hidden, layers, seed=seed)
-    if layers % 2:
-        raise ValueError("same_start pairs the stacks for an even number of layers")
     theirs = [t.hyper for t in peer.transform.transforms]  # data side first
     with torch.no_grad():
         for mine, other in zip(list(ours.transform.layers)[::-1], theirs):

@@ -112,28 +112,30 @@ class TrainStep:
         raise NotImplementedError
 
 
+def _fused(cls, params, lr, kwargs):
+    """``cls(params, fused=True)`` where the parameters' device and dtype have torch's fused kernel,
+    else ``cls``'s default implementation."""
+    params = list(params)
+    try:
+        return cls(params, lr=lr, fused=True, **kwargs)
+    except RuntimeError:  # torch refuses fused=True for devices / dtypes it has no kernel for
+        return cls(params, lr=lr, **kwargs)
+
+
 def adam(params, *, lr: float = 1e-3, **kwargs) -> torch.optim.Adam:
     """``torch.optim.Adam`` with torch's fused kernel where the parameters' device has one.
 
     The fused kernel performs the same update as the default per-tensor loop (equal to float
-    rounding) in one call over all tensors: on the CPU, a 3 x 64 MLP's Adam update takes about
-    a quarter of the time (``benchmarks/diffusion_fm.py``). Where fusion is refused (a device or a
-    dtype without the kernel), the default implementation is used.
+    rounding) in one call over all tensors: on the CPU it took a 3 x 64 MLP's whole training step
+    from 2.1 to 1.65 ms (``benchmarks/diffusion_fm.py``'s flow-matching step). Where fusion is
+    refused (a device or a dtype without the kernel), the default implementation is used.
     """
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
-    except RuntimeError:  # torch refuses fused=True for devices / dtypes it has no kernel for
-        return torch.optim.Adam(params, lr=lr, **kwargs)
+    return _fused(torch.optim.Adam, params, lr, kwargs)
 
 
 def adamw(params, *, lr: float = 1e-3, **kwargs) -> torch.optim.AdamW:
     """``torch.optim.AdamW``, fused where possible (as :func:`adam`)."""
-    params = list(params)
-    try:
-        return torch.optim.AdamW(params, lr=lr, fused=True, **kwargs)
-    except RuntimeError:
-        return torch.optim.AdamW(params, lr=lr, **kwargs)
+    return _fused(torch.optim.AdamW, params, lr, kwargs)
 
 
 class LossStep(TrainStep):

@@ -36,8 +36,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from deep.flows.base import INITS, Flow, FlowSequence, FlowTransform, init_last_layer, positive_int
-from inference.errors import ModelError
+from deep.flows.base import Flow, FlowSequence, FlowTransform, init_last_layer, positive_int
 from deep.flows.transforms import soft_bound
 from deep.made import MADENet
 from deep.nets import seeded
@@ -92,8 +91,6 @@ class MAF(Flow):
         num_layers = positive_int(num_layers, "num_layers")
         self.config = {"flow": "maf", "dim": self.dim, "hidden": list(hidden), "num_layers": num_layers,
                        **({} if init == "identity" else {"init": init})}  # (the default leaves configs as they were)
-        if init not in INITS:
-            raise ModelError(f"init must be one of {INITS}, got {init!r}")
         forward, backward = torch.arange(self.dim), torch.arange(self.dim - 1, -1, -1)
         with seeded(seed):
             self.transform = FlowSequence([AffineAutoregressive(self.dim, hidden, forward if i % 2 == 0 else backward,

@@ -30,8 +30,7 @@ from typing import Sequence
 
 from torch import nn
 
-from deep.flows.base import INITS, Flow, FlowSequence, positive_int
-from inference.errors import ModelError
+from deep.flows.base import Flow, FlowSequence, positive_int
 from deep.flows.transforms import SplineCoupling, alternating_masks
 from deep.nets import seeded
 
@@ -60,8 +59,6 @@ class NSF(Flow):
         self.dim = positive_int(dim, "dim", minimum=2)
         self.config = {"flow": "nsf", "dim": self.dim, "hidden": list(hidden), "num_layers": int(num_layers),
                        "bins": int(bins), "bound": float(bound), **({} if init == "identity" else {"init": init})}
-        if init not in INITS:
-            raise ModelError(f"init must be one of {INITS}, got {init!r}")
         with seeded(seed):
             self.transform = FlowSequence([SplineCoupling(m, hidden, bins, bound, activation, init)
                                            for m in alternating_masks(self.dim, num_layers)])

@@ -30,8 +30,7 @@ from typing import Sequence
 
 from torch import nn
 
-from deep.flows.base import INITS, Flow, FlowSequence, positive_int
-from inference.errors import ModelError
+from deep.flows.base import Flow, FlowSequence, positive_int
 from deep.flows.transforms import AffineCoupling, alternating_masks
 from deep.nets import seeded
 
@@ -58,8 +57,6 @@ class RealNVP(Flow):
                  activation=nn.ReLU, init: str = "identity", seed, device="cpu"):
         super().__init__()
         self.dim = positive_int(dim, "dim", minimum=2)
-        if init not in INITS:
-            raise ModelError(f"init must be one of {INITS}, got {init!r}")
         self.config = {"flow": "realnvp", "dim": self.dim, "hidden": list(hidden), "num_layers": int(num_layers),
                        **({} if init == "identity" else {"init": init})}  # (the default leaves configs as they were)
         with seeded(seed):
