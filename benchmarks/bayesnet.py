@@ -95,10 +95,27 @@ def run_ours(graph, evidence, repeats):
 
 
 def run_pyagrum(name, graph, evidence, repeats):
+    made = pyagrum_query(name, graph, evidence)
+    if made is None:
+        return None, float("nan")
+    bn, query = made
+    query()
+    ms = median_ms(query, repeats)
+    marginals = {}
+    for v, potential in query().items():
+        labels = list(bn.variable(v).labels())
+        values = np.asarray(potential.toarray(), dtype=np.float64)
+        marginals[v] = np.array([values[labels.index(s)] for s in graph.states[v]])
+    return marginals, ms
+
+
+def pyagrum_query(name, graph, evidence):
+    """pyAgrum's network with our CPT values and its query (all posteriors given ``evidence``):
+    ``(bn, query)``, or None where pyAgrum is not installed."""
     try:
         import pyagrum as gum
     except ImportError:
-        return None, float("nan")
+        return None
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, f"{name}.bif")
         with open(path, "w") as handle:
@@ -114,14 +131,7 @@ def run_pyagrum(name, graph, evidence, repeats):
         engine.makeInference()
         return {v: engine.posterior(v) for v in names if v not in evidence}
 
-    query()
-    ms = median_ms(query, repeats)
-    marginals = {}
-    for v, potential in query().items():
-        labels = list(bn.variable(v).labels())
-        values = np.asarray(potential.toarray(), dtype=np.float64)
-        marginals[v] = np.array([values[labels.index(s)] for s in graph.states[v]])
-    return marginals, ms
+    return bn, query
 
 
 def _copy_cpts(bn, graph):

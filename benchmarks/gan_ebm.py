@@ -12,7 +12,9 @@
    ``--seeds`` seeds, modes captured / high-quality fraction / reverse KL (means over the seeds).
 
 Each timing runs ours and the peer alternately in the same process, one thread, ``--repeats``
-times, and reports medians of the time per step and their ratio.
+times, and reports medians of the time per step and their ratio. Our loop's Adam is torch's fused
+kernel (:func:`inference.train.adam`), so the peer runs twice: as its tutorials write it
+(``torch.optim.Adam``), and handed the same fused kernel, which leaves the loops' difference alone.
 
     python benchmarks/gan_ebm.py --quick
     python benchmarks/gan_ebm.py --protocol --steps 3000 --seeds 5
@@ -32,7 +34,7 @@ from deep.ebm import EnergyNet, dsm_loss
 from deep.gan import GAN
 from deep.gan_losses import make_loss
 from deep.gan_steps import GANStep, mode_scores, train_gan
-from inference.train import LossStep, fit, isolated
+from inference.train import LossStep, adam, fit, isolated
 
 
 def _gan(seed, pack):
@@ -47,12 +49,18 @@ def ours_gan(data, loss, pack, steps, batch_size, seed):
     return (time.perf_counter() - start) / steps
 
 
-def plain_gan(data, loss_name, pack, steps, batch_size, seed):
+def _optimizer(fused):
+    """The plain loops' Adam: ``torch.optim.Adam`` as tutorials write it, or (``fused``) the fused
+    kernel our loop uses (:func:`inference.train.adam`), which leaves the loops' difference alone."""
+    return adam if fused else torch.optim.Adam
+
+
+def plain_gan(data, loss_name, pack, steps, batch_size, seed, fused=False):
     """The same training written as a plain PyTorch loop (no genzoo loop, no Pyro)."""
     gan = _gan(seed, pack)
     loss = make_loss(loss_name, pack=pack)
-    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(gan.critic.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_g = _optimizer(fused)(gan.generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_d = _optimizer(fused)(gan.critic.parameters(), lr=1e-3, betas=(0.5, 0.999))
     gen = torch.Generator().manual_seed(seed)
     n = len(data)
     start = time.perf_counter()
@@ -92,10 +100,10 @@ def ours_dsm(data, sigma, steps, batch_size, seed):
     return (time.perf_counter() - start) / steps
 
 
-def _plain_loop(loss_of, params, data, steps, batch_size, seed):
+def _plain_loop(loss_of, params, data, steps, batch_size, seed, fused=False):
     """Seconds per step of a plain PyTorch loop: Adam 1e-3, a fresh permutation per epoch,
     ``loss_of(minibatch, generator)``, the loss read back each step as our loop does."""
-    opt = torch.optim.Adam(params, lr=1e-3)
+    opt = _optimizer(fused)(params, lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     n = len(data)
     start = time.perf_counter()
@@ -114,12 +122,13 @@ def _plain_loop(loss_of, params, data, steps, batch_size, seed):
     return (time.perf_counter() - start) / steps
 
 
-def torchebm_dsm(data, sigma, steps, batch_size, seed):
+def torchebm_dsm(data, sigma, steps, batch_size, seed, fused=False):
     from torchebm.losses import DenoisingScoreMatching
 
     energy = _energy(seed)
     loss_fn = DenoisingScoreMatching(model=energy, noise_scale=sigma)
-    return _plain_loop(lambda x, gen: loss_fn(x, generator=gen), energy.parameters(), data, steps, batch_size, seed)
+    return _plain_loop(lambda x, gen: loss_fn(x, generator=gen), energy.parameters(), data, steps, batch_size, seed,
+                       fused)
 
 
 def ours_cd(data, k, step_size, alpha, steps, batch_size, seed):
@@ -133,7 +142,7 @@ def ours_cd(data, k, step_size, alpha, steps, batch_size, seed):
     return (time.perf_counter() - start) / steps
 
 
-def torchebm_cd(data, k, step_size, alpha, steps, batch_size, seed):
+def torchebm_cd(data, k, step_size, alpha, steps, batch_size, seed, fused=False):
     """torchebm's ``ContrastiveDivergence`` with its ``LangevinDynamics`` sampler (the same update,
     :math:`x - \\epsilon \\nabla E + \\sqrt{2 \\epsilon}\\, \\xi`, and the same loss
     :math:`E^+ - E^- + \\alpha (E^{+2} + E^{-2})`) in a plain loop; the energy network wrapped in
@@ -154,25 +163,31 @@ def torchebm_cd(data, k, step_size, alpha, steps, batch_size, seed):
     sampler = LangevinDynamics(model, step_size=step_size, noise_scale=1.0)
     loss_fn = ContrastiveDivergence(model=model, sampler=sampler, k_steps=k, persistent=False,
                                     energy_reg_weight=alpha)
-    return _plain_loop(lambda x, gen: loss_fn(x, generator=gen)[0], model.parameters(), data, steps, batch_size, seed)
+    return _plain_loop(lambda x, gen: loss_fn(x, generator=gen)[0], model.parameters(), data, steps, batch_size, seed,
+                       fused)
 
 
-def _alternate(a, b, repeats):
-    ta, tb = [], []
-    a(), b()  # warm-up (allocator, first-call overheads)
+def _alternate(fns, repeats):
+    """Medians of ``repeats`` runs of each function, run in turn (all see the same load)."""
+    for fn in fns:
+        fn()  # warm-up (allocator, first-call overheads)
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        ta.append(a())
-        tb.append(b())
-    return statistics.median(ta), statistics.median(tb)
+        for fn, t in zip(fns, times):
+            t.append(fn())
+    return [statistics.median(t) for t in times]
 
 
 def timings(args) -> list[tuple]:
+    """Rows (case, ours, peer, peer with the fused Adam): seconds per step."""
     data = get("ring").sample(20000, 0)
     rows = []
     for loss, pack in (("gan", 1), ("gan", 2), ("wgan_gp", 1)):
-        ours, peer = _alternate(lambda: ours_gan(data, loss, pack, args.steps, args.batch_size, 0),
-                                lambda: plain_gan(data, loss, pack, args.steps, args.batch_size, 0), args.repeats)
-        rows.append((f"GAN {loss} pack={pack} vs plain PyTorch", ours, peer))
+        medians = _alternate([lambda: ours_gan(data, loss, pack, args.steps, args.batch_size, 0),
+                              lambda: plain_gan(data, loss, pack, args.steps, args.batch_size, 0),
+                              lambda: plain_gan(data, loss, pack, args.steps, args.batch_size, 0, fused=True)],
+                             args.repeats)
+        rows.append((f"GAN {loss} pack={pack} vs plain PyTorch", *medians))
     x = get("8gaussians").sample(20000, 0)
     e = _energy(1)
     from torchebm.losses import DenoisingScoreMatching
@@ -180,16 +195,20 @@ def timings(args) -> list[tuple]:
     peer_value = float(DenoisingScoreMatching(model=e, noise_scale=0.1)(x[:256], generator=torch.Generator().manual_seed(3)).detach())
     ours_value = float(dsm_loss(e, x[:256], torch.Generator().manual_seed(3), sigma=0.1).detach())
     print(f"DSM loss on the same draws: ours {ours_value:.6f}, torchebm {peer_value:.6f}")
-    ours, peer = _alternate(lambda: ours_dsm(x, 0.1, args.steps, args.batch_size, 0),
-                            lambda: torchebm_dsm(x, 0.1, args.steps, args.batch_size, 0), args.repeats)
-    rows.append(("EBM DSM vs torchebm", ours, peer))
+    medians = _alternate([lambda: ours_dsm(x, 0.1, args.steps, args.batch_size, 0),
+                          lambda: torchebm_dsm(x, 0.1, args.steps, args.batch_size, 0),
+                          lambda: torchebm_dsm(x, 0.1, args.steps, args.batch_size, 0, fused=True)], args.repeats)
+    rows.append(("EBM DSM vs torchebm", *medians))
     cd_steps = max(args.steps // 10, 5)  # each update runs k = 20 Langevin steps
-    ours, peer = _alternate(lambda: ours_cd(x, 20, 1e-2, 0.1, cd_steps, args.batch_size, 0),
-                            lambda: torchebm_cd(x, 20, 1e-2, 0.1, cd_steps, args.batch_size, 0), args.repeats)
-    rows.append(("EBM CD-20 vs torchebm", ours, peer))
-    print(f"{'case':<38} {'ours (ms/step)':>15} {'peer (ms/step)':>15} {'ratio':>7}")
-    for name, ours, peer in rows:
-        print(f"{name:<38} {1e3 * ours:15.3f} {1e3 * peer:15.3f} {ours / peer:7.2f}")
+    medians = _alternate([lambda: ours_cd(x, 20, 1e-2, 0.1, cd_steps, args.batch_size, 0),
+                          lambda: torchebm_cd(x, 20, 1e-2, 0.1, cd_steps, args.batch_size, 0),
+                          lambda: torchebm_cd(x, 20, 1e-2, 0.1, cd_steps, args.batch_size, 0, fused=True)],
+                         args.repeats)
+    rows.append(("EBM CD-20 vs torchebm", *medians))
+    print("peer: as its tutorials write it (torch.optim.Adam); peer+fused: handed our loop's fused Adam")
+    print(f"{'case':<38} {'ours (ms/step)':>15} {'peer (ms/step)':>15} {'ratio':>7} {'peer+fused':>11} {'ratio':>7}")
+    for name, ours, peer, fused in rows:
+        print(f"{name:<38} {1e3 * ours:15.3f} {1e3 * peer:15.3f} {ours / peer:7.2f} {1e3 * fused:11.3f} {ours / fused:7.2f}")
     return rows
 
 

@@ -42,6 +42,7 @@ from deep.data import binarize, split
 from deep.recipes import make_model
 from deep.train import train
 from inference.likelihood import importance_log_likelihood, seeded
+from inference.train import adam
 
 
 def plain_epoch(vae, x, optimizer, generator, batch_size):
@@ -66,7 +67,7 @@ def plain_epoch(vae, x, optimizer, generator, batch_size):
     return sum(losses) / len(losses)
 
 
-def time_per_epoch(train_x, repeats, hidden, z_dim, batch_size, *, jit):
+def time_per_epoch(train_x, repeats, hidden, z_dim, batch_size, *, jit, plain_fused=False):
     """Median seconds per epoch of our VAE (``deep.train.train``, ``jit`` as given) and of the plain
     loop, interleaved epoch by epoch so that both see the same load.
 
@@ -74,7 +75,9 @@ def time_per_epoch(train_x, repeats, hidden, z_dim, batch_size, *, jit):
     runs one plain epoch and times it, and our epoch is the time between two callbacks (the
     callback's own bookkeeping counts against us). The first epoch of each side is a warm-up
     (for the recorded path it holds the data check and the recording of the graphs) and is returned
-    apart. Both sides keep their Adam state across epochs and draw from their own generators.
+    apart. Both sides keep their Adam state across epochs and draw from their own generators. Our
+    loop's Adam is torch's fused kernel (:func:`inference.train.adam`); the plain loop's is
+    ``torch.optim.Adam``, as tutorials write it, or with ``plain_fused`` the same fused kernel.
     Returns ``(ours, plain, ours_first, plain_first, ours_loss, plain_loss)``: medians, first
     epochs, and the mean loss of the last epoch of each (the same estimator, so close values).
     """
@@ -83,7 +86,7 @@ def time_per_epoch(train_x, repeats, hidden, z_dim, batch_size, *, jit):
         vae_a = make_model("vae", image_shape=train_x.shape[1:], z_dim=z_dim, hidden=hidden)
     vae_b = make_model("vae", image_shape=train_x.shape[1:], z_dim=z_dim, hidden=hidden)
     vae_b.load_state_dict(vae_a.state_dict())
-    optimizer = torch.optim.Adam(vae_b.parameters(), lr=1e-3)
+    optimizer = (adam if plain_fused else torch.optim.Adam)(vae_b.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(1)
     per_epoch = math.ceil(len(train_x) / batch_size)
     ours, plain, plain_loss = [], [], []
@@ -148,13 +151,14 @@ def _tables(args):
     parts = split(data["images"], data["labels"], test_fraction=0.2, seed=0)
     train_x = parts["train"].astype(np.float32)
     print(f"time per epoch (digits, {len(train_x)} images, batch 64, VAE z_dim {args.z_dim}, hidden "
-          f"{args.hidden}, Adam 1e-3, {args.threads} thread(s); medians of {args.repeats} epochs, each beside "
+          f"{args.hidden}, Adam 1e-3 (plain loop: {'fused kernel' if args.plain_fused else 'torch.optim.Adam'}), "
+          f"{args.threads} thread(s); medians of {args.repeats} epochs, each beside "
           "a plain epoch)")
     print("| our loop | ours ms | plain ms | ours/plain | first epoch ours / plain ms | last-epoch loss ours / plain |")
     print("|---|---|---|---|---|---|")
     for jit in (False, None):
         ours, plain, ours_first, plain_first, ours_loss, plain_loss = time_per_epoch(
-            train_x, args.repeats, (args.hidden,), args.z_dim, 64, jit=jit)
+            train_x, args.repeats, (args.hidden,), args.z_dim, 64, jit=jit, plain_fused=args.plain_fused)
         label = "train (the default: recorded Trace_ELBO)" if jit is None else "train(jit=False): eager Trace_ELBO"
         out["timing"].append((label, ours, plain, ours_first, plain_first, ours_loss, plain_loss))
         print(f"| {label} | {ours * 1e3:.1f} | {plain * 1e3:.1f} | {ours / plain:.2f} | "
@@ -204,6 +208,8 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--z-dim", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--plain-fused", action="store_true",
+                   help="give the plain loop our loop's fused Adam kernel (default: torch.optim.Adam)")
     p.add_argument("--skip-digits-loglik", action="store_true", help="only the timing and (if installed) MNIST")
     p.add_argument("--skip-mnist", action="store_true", help="no MNIST part, even where MNIST is installed")
     p.add_argument("--mnist-folder", default=None,

@@ -64,7 +64,8 @@ def test_benchmark_quick_timings():
     bench = _load(ROOT / "benchmarks" / "gan_ebm.py")
     pytest.importorskip("torchebm")
     out = bench.main(bench.parse_args(["--steps", "2", "--repeats", "1", "--batch-size", "32"]))
-    assert len(out["timings"]) == 5 and all(ours > 0 and peer > 0 for _, ours, peer in out["timings"])
+    assert len(out["timings"]) == 5
+    assert all(ours > 0 and peer > 0 and fused > 0 for _, ours, peer, fused in out["timings"])
 
 
 def test_benchmark_protocol_counts_a_diverged_seed_as_no_modes(monkeypatch):

@@ -82,9 +82,9 @@ def _method(family: str):
 
 
 def _doc():
-    import deep.zoo_table
+    from deep import zoo_table
 
-    return deep.zoo_table
+    return zoo_table
 
 
 ENTRY = ModelEntry(

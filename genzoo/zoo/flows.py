@@ -137,9 +137,9 @@ def _funnel_svi(guide: str):
 
 
 def _doc():
-    import deep.flows
+    from deep import flows
 
-    return deep.flows
+    return flows
 
 
 ENTRIES = (
