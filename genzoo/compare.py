@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -55,10 +55,13 @@ class Row:
     table: list = dataclasses.field(default_factory=list)  # diagnostics["rows"]: one dict per dataset
     question: str | None = None  # the name of the entry's Question the row answers, if it has several
     max_rel_sd: float | None = None  # max |sd_hat / sd - 1| against the reference's posterior sds
+    cached: bool = False  # a reference read from the ReferenceCache; seconds are those of the run that made it
 
     def metrics(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("result")
+        if not d["cached"]:
+            d.pop("cached")
         if not d["table"]:
             d.pop("table")  # the usual one-line rows keep their metrics.json as it was
         if d["question"] is None:
@@ -126,10 +129,15 @@ def _timed(fn, problem, config) -> tuple[Result, float]:
 
 
 def run_methods(
-    entry: ModelEntry, problem: Problem, methods: Sequence[str], config: RunConfig, warm: bool = False
+    entry: ModelEntry, problem: Problem, methods: Sequence[str], config: RunConfig, warm: bool = False,
+    cache=None, options: Mapping[str, Any] | None = None,
 ) -> list[Row]:
     """Run each method once (twice when ``warm``: once to compile, once to time) and compare it with
-    its reference (its question's, :meth:`ModelEntry.reference_of`), which is run too where missing."""
+    its reference (its question's, :meth:`ModelEntry.reference_of`), which is run too where missing.
+
+    ``cache`` (a :class:`~genzoo.reference_cache.ReferenceCache`; ``options`` are the problem's, part
+    of its key) keeps the results of references other than the exact method: one found there is not
+    run again, and its row says so (``cached``, with the seconds of the run that made it)."""
     names = list(methods)
     for name in names:
         entry.method(name)  # unknown names fail before any work
@@ -137,10 +145,20 @@ def run_methods(
         reference = entry.reference_of(name)
         if reference is not None and reference not in names:
             names.insert(0 if reference == entry.exact_method else names.index(name), reference)
+    references = {entry.reference_of(n) for n in names} - {None, entry.exact_method}
     results: dict[str, tuple[Result, float, float]] = {}
+    cached = set()
     bar = tqdm(names, desc=f"compare {entry.name}", disable=not config.progress, leave=False)
     for name in bar:
         bar.set_postfix(method=name)
+        key = None
+        if cache is not None and name in references:
+            key = cache.key(entry.name, name, options or {}, config.seed, config.steps, problem.data)
+            found = cache.load(key)
+            if found is not None:
+                results[name] = (found[0], found[1], found[1])
+                cached.add(name)
+                continue
         method = entry.method(name)
         quiet = dataclasses.replace(config, progress=False)
         result, first = _timed(method.fn, problem, quiet)
@@ -148,6 +166,8 @@ def run_methods(
         if warm:
             result, seconds = _timed(method.fn, problem, quiet)
         results[name] = (result, seconds, first)
+        if key is not None:
+            cache.store(key, result, first)
     rows = []
     for name in names:
         result, seconds, first = results[name]
@@ -164,7 +184,7 @@ def run_methods(
         question = entry.question_of(name)
         rows.append(
             Row(name, seconds, first, max_abs, tv, z, dlog, result.log_evidence, result.log_evidence_kind, result,
-                scores, table, question.name if question is not None else None, rel_sd)
+                scores, table, question.name if question is not None else None, rel_sd, name in cached)
         )
     return rows
 
@@ -230,7 +250,7 @@ def format_table(rows: Sequence[Row], title: str = "") -> str:
     body = [
         [
             r.method,
-            _fmt(r.seconds, ".4f"),
+            _fmt(r.seconds, ".4f") + (" (cached)" if r.cached else ""),
             *([_fmt(r.first_seconds, ".3f")] if warm else []),
             *([_fmt(r.max_abs_marginal), _fmt(r.mean_tv)] if show_marg else []),
             *([_fmt(r.max_z_mean), _fmt(r.max_rel_sd)] if show_z else []),

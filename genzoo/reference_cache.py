@@ -1,0 +1,94 @@
+"""Reference runs kept on disk, so that a second ``genzoo compare`` does not redo its long reference.
+
+A question answered without an exact method is judged against a long run of a trusted method (4
+chains of 1,000 NUTS draws for the HMM's and the mixture's learning question): most of a second
+``compare hmm`` (23 of 42 s). That run is a deterministic function of the entry, the method, the
+options, the seed, the step budget, the data and the code, so its :class:`~inference.result.Result` is
+kept under a key hashing all of them, as posteriordb keeps reference posteriors:
+
+- the folder is ``$GENZOO_CACHE/references`` if ``GENZOO_CACHE`` is set, else
+  ``$XDG_CACHE_HOME/genzoo/references``, else ``~/.cache/genzoo/references``; ``GENZOO_CACHE=off``
+  turns it off, as it turns off JAX's compilation cache, and so does ``compare --fresh-reference``;
+- the code is the SHA-256 of every ``.py`` file of the four packages (``pgm``, ``deep``,
+  ``inference``, ``genzoo``), so any change to the code computes the reference again;
+- an entry is written atomically (:func:`inference.io.atomic_write`) as the Result's JSON
+  (:meth:`Result.to_json`, exact to the bit) with the seconds the run took; one that cannot be read
+  back is computed again and overwritten.
+
+Only references are kept: the methods they judge are always run, since their seconds are part of
+what ``compare`` reports.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import pathlib
+import pickle
+from typing import Any, Mapping
+
+from inference.result import Result
+
+__all__ = ["ReferenceCache", "source_hash"]
+
+_PACKAGES = ("pgm", "deep", "inference", "genzoo")
+
+
+def _root() -> pathlib.Path | None:
+    where = os.environ.get("GENZOO_CACHE")
+    if where is not None:
+        return None if where.strip().lower() in ("off", "0", "") else pathlib.Path(where).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "genzoo"
+
+
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """SHA-256 of the project's source: every ``.py`` file of its packages, by relative path."""
+    digest = hashlib.sha256()
+    top = pathlib.Path(__file__).resolve().parent.parent
+    for package in _PACKAGES:
+        for path in sorted((top / package).rglob("*.py")):
+            digest.update(str(path.relative_to(top)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+class ReferenceCache:
+    """Results of reference methods in ``folder``, keyed by what determines them."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = pathlib.Path(folder)
+
+    @classmethod
+    def default(cls) -> "ReferenceCache | None":
+        """The cache in the user's cache folder, or None where ``GENZOO_CACHE=off``."""
+        root = _root()
+        return None if root is None else cls(root / "references")
+
+    def key(self, entry: str, method: str, options: Mapping[str, Any], seed: int, steps: int | None,
+            data: Any) -> str:
+        """The hex key of one reference run: entry, method, options, seed, steps, data, source."""
+        data_hash = hashlib.sha256(pickle.dumps(data, protocol=4)).hexdigest()
+        fields = {"entry": entry, "method": method, "options": {str(k): str(v) for k, v in options.items()},
+                  "seed": int(seed), "steps": steps, "data": data_hash, "source": source_hash()}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+    def _path(self, key: str) -> pathlib.Path:
+        return self.folder / f"{key}.json"
+
+    def load(self, key: str) -> tuple[Result, float] | None:
+        """``(result, seconds the run took)``, or None where the key is absent or its file unreadable."""
+        try:
+            saved = json.loads(self._path(key).read_text())
+            return Result.from_json(saved["result"]), float(saved["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def store(self, key: str, result: Result, seconds: float) -> None:
+        from inference.io import atomic_write
+
+        text = json.dumps({"seconds": float(seconds), "result": result.to_json()})
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(self._path(key), text)

@@ -1,0 +1,92 @@
+"""The reference cache of ``genzoo compare``: a reference run is kept under a key of everything that
+determines it, read back equal, and not run again; the methods it judges always run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genzoo import compare
+from genzoo.reference_cache import ReferenceCache, source_hash
+from genzoo.registry import Method, ModelEntry, Problem, Question, RunConfig
+from inference.result import Result
+
+
+def _entry(calls):
+    def reference(problem, config):
+        calls.append("reference")
+        return Result(method="reference", marginals={"z": np.array([[0.9, 0.1]])},
+                      samples={"w": np.array([1.0, 3.0, np.nextafter(2.0, 3.0)])}, log_evidence=None)
+
+    def learner(problem, config):
+        calls.append("learner")
+        return Result(method="learner", marginals={"z": np.array([[0.8, 0.2]])},
+                      samples={"w": np.array([2.5, 2.5])}, log_evidence=None)
+
+    methods = (Method("exact", "", lambda p, c: Result(method="exact", marginals={"z": np.array([[0.5, 0.5]])})),
+               Method("reference", "", reference, kind="posterior"),
+               Method("learner", "", learner, kind="posterior"))
+    questions = (Question("states", "states", ("exact",), "exact"),
+                 Question("learning", "learning", ("reference", "learner"), "reference"))
+    return ModelEntry("toy", "toy", "toy", "none", lambda options, seed: Problem(None), methods,
+                      exact_method="exact", questions=questions)
+
+
+def test_a_reference_is_run_once_and_read_back_equal(tmp_path):
+    calls = []
+    entry, cache = _entry(calls), ReferenceCache(tmp_path)
+    problem, config = Problem(None, data=np.arange(5)), RunConfig(seed=3, progress=False)
+    first = compare.run_methods(entry, problem, ["learner"], config, cache=cache, options={"n": 5})
+    second = compare.run_methods(entry, problem, ["learner"], config, cache=cache, options={"n": 5})
+    assert calls == ["reference", "learner", "learner"]  # the judged method runs every time
+    a, b = ({r.method: r for r in rows} for rows in (first, second))
+    assert not a["reference"].cached and b["reference"].cached and not b["learner"].cached
+    assert b["reference"].seconds == a["reference"].seconds  # the run that made it
+    np.testing.assert_array_equal(b["reference"].result.samples["w"], a["reference"].result.samples["w"])
+    for field in ("max_abs_marginal", "mean_tv", "max_z_mean", "max_rel_sd"):
+        assert getattr(b["learner"], field) == getattr(a["learner"], field)
+    assert "(cached)" in compare.format_table(second) and "(cached)" not in compare.format_table(first)
+    assert b["reference"].metrics()["cached"] is True and "cached" not in a["reference"].metrics()
+
+
+@pytest.mark.parametrize("change", ["entry", "method", "options", "seed", "steps", "data"])
+def test_the_key_changes_with_everything_that_determines_the_run(tmp_path, change):
+    cache = ReferenceCache(tmp_path)
+    base = dict(entry="hmm", method="reference_nuts", options={"rolls": "300"}, seed=0, steps=None,
+                data=np.array([1, 2, 3]))
+    other = dict(base)
+    other[change] = {"entry": "gmm", "method": "nuts", "options": {"rolls": "200"}, "seed": 1, "steps": 50,
+                     "data": np.array([1, 2, 4])}[change]
+    assert cache.key(**base) == cache.key(**dict(base))
+    assert cache.key(**base) != cache.key(**other)
+
+
+def test_the_key_holds_the_source_hash(tmp_path, monkeypatch):
+    cache = ReferenceCache(tmp_path)
+    args = ("hmm", "reference_nuts", {}, 0, None, None)
+    before = cache.key(*args)
+    monkeypatch.setattr("genzoo.reference_cache.source_hash", lambda: "0" * 64)
+    assert cache.key(*args) != before
+    assert len(source_hash()) == 64
+
+
+def test_an_unreadable_entry_is_a_miss_and_is_overwritten(tmp_path):
+    calls = []
+    entry, cache = _entry(calls), ReferenceCache(tmp_path)
+    problem, config = Problem(None, data=None), RunConfig(progress=False)
+    key = cache.key("toy", "reference", {}, 0, None, None)
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / f"{key}.json").write_text('{"seconds": 1.0, "result": "{trunc')
+    assert cache.load(key) is None
+    compare.run_methods(entry, problem, ["learner"], config, cache=cache)
+    assert calls == ["reference", "learner"] and cache.load(key) is not None
+
+
+def test_the_folder_follows_genzoo_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENZOO_CACHE", "off")
+    assert ReferenceCache.default() is None
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path))
+    assert ReferenceCache.default().folder == tmp_path / "references"
+    monkeypatch.delenv("GENZOO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert ReferenceCache.default().folder == tmp_path / "xdg" / "genzoo" / "references"
