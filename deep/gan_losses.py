@@ -83,13 +83,27 @@ __all__ = ["FDivergence", "F_DIVERGENCES", "LOSSES", "GANLoss", "make_loss", "pa
 @dataclasses.dataclass(frozen=True)
 class FDivergence:
     """One f-divergence of f-GAN: ``f(u)``, the output activation ``g_f(v)``, the conjugate
-    ``f*(t)``, and ``ratio(t) = (f')^{-1}(t)``, the density ratio p/q an optimal critic output t implies."""
+    ``f*(t)``, and ``ratio(t) = (f')^{-1}(t)``, the density ratio p/q an optimal critic output t implies.
+
+    ``conjugate_of_activation(v)`` is :math:`f^*(g_f(v))` written in ``v`` directly where that removes
+    a cancellation: reverse KL :math:`v - 1` (the composition takes the log of :math:`e^{-v}`),
+    Jensen-Shannon :math:`\\mathrm{softplus}(v) - \\log 2`, squared Hellinger :math:`e^v - 1` (the
+    composition divides by :math:`1 - t` with :math:`t = g_f(v) = 1 - e^{-v}`, and t rounds to 1 in
+    float32 once :math:`e^{-v}` is below half the spacing of floats under 1, from v = 17.33 on, where
+    the term is infinite and :math:`e^v - 1` is 3.4e7). None: the composition itself."""
 
     name: str
     f: Callable[[torch.Tensor], torch.Tensor]
     activation: Callable[[torch.Tensor], torch.Tensor]
     conjugate: Callable[[torch.Tensor], torch.Tensor]
     ratio: Callable[[torch.Tensor], torch.Tensor]
+    conjugate_of_activation: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def fake_term(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`f^*(g_f(v))`, the bound's term on model samples, in its stable form."""
+        if self.conjugate_of_activation is not None:
+            return self.conjugate_of_activation(v)
+        return self.conjugate(self.activation(v))
 
 
 _LOG2 = math.log(2.0)
@@ -100,19 +114,22 @@ F_DIVERGENCES: dict[str, FDivergence] = {
         conjugate=lambda t: torch.exp(t - 1), ratio=lambda t: torch.exp(t - 1)),
     "reverse_kl": FDivergence(
         "reverse_kl", f=lambda u: -torch.log(u), activation=lambda v: -torch.exp(-v),
-        conjugate=lambda t: -1 - torch.log(-t), ratio=lambda t: -1 / t),
+        conjugate=lambda t: -1 - torch.log(-t), ratio=lambda t: -1 / t,
+        conjugate_of_activation=lambda v: v - 1),
     "js": FDivergence(
         # f'(u) = log(2u / (1 + u)), so u = e^t / (2 - e^t); with t = g(v), e^t = 2 sigmoid(v) and
-        # f*(g(v)) = -log(2 sigmoid(-v)) = softplus(v) - log 2 (f_divergence_bound uses that form).
+        # f*(g(v)) = -log(2 sigmoid(-v)) = softplus(v) - log 2 (conjugate_of_activation).
         "js", f=lambda u: torch.xlogy(u, u) - (u + 1) * torch.log((u + 1) / 2),
         activation=lambda v: _LOG2 - F.softplus(-v),
-        conjugate=lambda t: -torch.log(2 - torch.exp(t)), ratio=lambda t: torch.exp(t) / (2 - torch.exp(t))),
+        conjugate=lambda t: -torch.log(2 - torch.exp(t)), ratio=lambda t: torch.exp(t) / (2 - torch.exp(t)),
+        conjugate_of_activation=lambda v: F.softplus(v) - _LOG2),
     "pearson": FDivergence(
         "pearson", f=lambda u: (u - 1) ** 2, activation=lambda v: v,
         conjugate=lambda t: t * t / 4 + t, ratio=lambda t: t / 2 + 1),
     "hellinger": FDivergence(
         "hellinger", f=lambda u: (torch.sqrt(u) - 1) ** 2, activation=lambda v: 1 - torch.exp(-v),
-        conjugate=lambda t: t / (1 - t), ratio=lambda t: 1 / (1 - t) ** 2),
+        conjugate=lambda t: t / (1 - t), ratio=lambda t: 1 / (1 - t) ** 2,
+        conjugate_of_activation=torch.expm1),
 }
 
 LOSSES = ("gan", *F_DIVERGENCES, "wgan_gp")
@@ -183,7 +200,7 @@ class GANLoss:
             return -v.mean()
         div = F_DIVERGENCES[self.name]
         if self.generator_form == "saddle":
-            return -div.conjugate(div.activation(v)).mean()
+            return -div.fake_term(v).mean()
         return -div.activation(v).mean()
 
 
@@ -191,9 +208,7 @@ def f_divergence_bound(name: str, v_real: torch.Tensor, v_fake: torch.Tensor) ->
     """The variational bound :math:`\\mathbb E_P[g_f(V)] - \\mathbb E_Q[f^*(g_f(V))]` from raw critic
     outputs on data (``v_real``) and model samples (``v_fake``); at most :math:`D_f(P \\| Q)` in expectation."""
     div = _f_divergence(name)
-    if name == "js":  # f*(g(v)) = -log(2 - 2 sigmoid(v)) = softplus(v) - log 2, without cancellation
-        return div.activation(v_real).mean() - (F.softplus(v_fake) - _LOG2).mean()
-    return div.activation(v_real).mean() - div.conjugate(div.activation(v_fake)).mean()
+    return div.activation(v_real).mean() - div.fake_term(v_fake).mean()
 
 
 def make_loss(name: str, *, pack: int = 1, generator_form: str = "nonsaturating", penalty: float = 10.0,
