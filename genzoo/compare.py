@@ -154,7 +154,7 @@ def run_methods(
         key = None
         if cache is not None and name in references:
             key = cache.key(entry.name, name, options or {}, config.seed, config.steps, problem.data)
-            found = cache.load(key)
+            found = cache.load(key) if key is not None else None
             if found is not None:
                 results[name] = (found[0], found[1], found[1])
                 cached.add(name)

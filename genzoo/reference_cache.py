@@ -13,7 +13,8 @@ kept under a key hashing all of them, as posteriordb keeps reference posteriors:
   ``inference``, ``genzoo``), so any change to the code computes the reference again;
 - an entry is written atomically (:func:`inference.io.atomic_write`) as the Result's JSON
   (:meth:`Result.to_json`, exact to the bit) with the seconds the run took; one that cannot be read
-  back is computed again and overwritten.
+  back is computed again and overwritten; data that cannot be pickled (no key) or a result that
+  cannot be written (a warning says why) leave the comparison uncached.
 
 Only references are kept: the methods they judge are always run, since their seconds are part of
 what ``compare`` reports.
@@ -27,6 +28,7 @@ import json
 import os
 import pathlib
 import pickle
+import warnings
 from typing import Any, Mapping
 
 from inference.result import Result
@@ -68,9 +70,13 @@ class ReferenceCache:
         return None if root is None else cls(root / "references")
 
     def key(self, entry: str, method: str, options: Mapping[str, Any], seed: int, steps: int | None,
-            data: Any) -> str:
-        """The hex key of one reference run: entry, method, options, seed, steps, data, source."""
-        data_hash = hashlib.sha256(pickle.dumps(data, protocol=4)).hexdigest()
+            data: Any) -> str | None:
+        """The hex key of one reference run: entry, method, options, seed, steps, data, source; None
+        where the data cannot be pickled (then the reference is not kept)."""
+        try:
+            data_hash = hashlib.sha256(pickle.dumps(data, protocol=4)).hexdigest()
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return None
         fields = {"entry": entry, "method": method, "options": {str(k): str(v) for k, v in options.items()},
                   "seed": int(seed), "steps": steps, "data": data_hash, "source": source_hash()}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
@@ -86,9 +92,16 @@ class ReferenceCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def store(self, key: str, result: Result, seconds: float) -> None:
+    def store(self, key: str, result: Result, seconds: float) -> bool:
+        """Keep ``result``; False, with a warning, where it cannot be written as JSON or to the folder
+        (the comparison goes on without the cache)."""
         from inference.io import atomic_write
 
-        text = json.dumps({"seconds": float(seconds), "result": result.to_json()})
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(self._path(key), text)
+        try:
+            text = json.dumps({"seconds": float(seconds), "result": result.to_json()})
+            atomic_write(self._path(key), text)
+        except (TypeError, ValueError, OSError) as err:
+            warnings.warn(f"{result.method}: reference not kept in {self.folder} ({type(err).__name__}: {err})",
+                          stacklevel=2)
+            return False
+        return True

@@ -90,3 +90,30 @@ def test_the_folder_follows_genzoo_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("GENZOO_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert ReferenceCache.default().folder == tmp_path / "xdg" / "genzoo" / "references"
+
+
+def test_data_that_cannot_be_pickled_is_run_and_not_kept(tmp_path):
+    calls = []
+    entry, cache = _entry(calls), ReferenceCache(tmp_path)
+    problem, config = Problem(None, data={"f": lambda x: x}), RunConfig(progress=False)
+    assert cache.key("toy", "reference", {}, 0, None, problem.data) is None
+    for _ in range(2):
+        rows = compare.run_methods(entry, problem, ["learner"], config, cache=cache)
+        assert not any(r.cached for r in rows)
+    assert calls == ["reference", "learner"] * 2 and not list(tmp_path.iterdir())
+
+
+def test_a_result_that_cannot_be_written_warns_and_the_comparison_goes_on(tmp_path):
+    class Opaque:
+        pass
+
+    cache = ReferenceCache(tmp_path)
+    result = Result(method="reference", diagnostics={"handle": Opaque()})
+    with pytest.warns(UserWarning, match="reference: reference not kept"):
+        assert cache.store("k", result, 1.0) is False
+    assert not (tmp_path / "k.json").exists()
+    # a folder that cannot be written: a file stands where it should be
+    blocked = ReferenceCache(tmp_path / "file")
+    (tmp_path / "file").write_text("")
+    with pytest.warns(UserWarning, match="FileExistsError|NotADirectoryError"):
+        assert blocked.store("k", Result(method="reference"), 1.0) is False
