@@ -337,7 +337,7 @@ def _compare_one(entry, methods, options, args, steps, warm=False):
     config = RunConfig(seed=args.seed, steps=steps, progress=not args.no_progress)
     from genzoo.reference_cache import ReferenceCache
 
-    cache = None if getattr(args, "fresh_reference", False) else ReferenceCache.default()
+    cache = ReferenceCache.default(read=not getattr(args, "fresh_reference", False))
     rows = compare.run_methods(entry, problem, methods, config, warm=warm, cache=cache, options=options)
     _report_compare(entry, problem.description, rows, args, problem)
 
@@ -606,7 +606,7 @@ def build_parser(model_help=None) -> argparse.ArgumentParser:
     p.add_argument("--warm", action="store_true",
                    help="run every method twice and time the second (compiled) call beside the first")
     p.add_argument("--fresh-reference", action="store_true",
-                   help="run the reference again instead of reading it from the cache (GENZOO_CACHE=off: never kept)")
+                   help="run the reference again and keep the new run in the cache (GENZOO_CACHE=off: never kept)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="with --all: the models in parallel as Ray tasks, on a local cluster (no ADDRESS) "
                         "or on the cluster at ADDRESS (pip install 'genzoo[distributed]')")

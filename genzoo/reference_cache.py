@@ -8,7 +8,8 @@ kept under a key hashing all of them, as posteriordb keeps reference posteriors:
 
 - the folder is ``$GENZOO_CACHE/references`` if ``GENZOO_CACHE`` is set, else
   ``$XDG_CACHE_HOME/genzoo/references``, else ``~/.cache/genzoo/references``; ``GENZOO_CACHE=off``
-  turns it off, as it turns off JAX's compilation cache, and so does ``compare --fresh-reference``;
+  turns it off, as it turns off JAX's compilation cache; ``compare --fresh-reference`` runs the
+  reference again and keeps the new run in place of the old (``ReferenceCache(folder, read=False)``);
 - the code is the SHA-256 of every ``.py`` file of the four packages (``pgm``, ``deep``,
   ``inference``, ``genzoo``), so any change to the code computes the reference again;
 - an entry is written atomically (:func:`inference.io.atomic_write`) as the Result's JSON
@@ -58,16 +59,17 @@ def source_hash() -> str:
 
 
 class ReferenceCache:
-    """Results of reference methods in ``folder``, keyed by what determines them."""
+    """Results of reference methods in ``folder``, keyed by what determines them; with ``read=False``
+    nothing is read back (every reference runs) but each run is kept."""
 
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = pathlib.Path(folder)
+    def __init__(self, folder: str | os.PathLike, read: bool = True):
+        self.folder, self.read = pathlib.Path(folder), bool(read)
 
     @classmethod
-    def default(cls) -> "ReferenceCache | None":
+    def default(cls, read: bool = True) -> "ReferenceCache | None":
         """The cache in the user's cache folder, or None where ``GENZOO_CACHE=off``."""
         root = _root()
-        return None if root is None else cls(root / "references")
+        return None if root is None else cls(root / "references", read)
 
     def key(self, entry: str, method: str, options: Mapping[str, Any], seed: int, steps: int | None,
             data: Any) -> str | None:
@@ -85,7 +87,10 @@ class ReferenceCache:
         return self.folder / f"{key}.json"
 
     def load(self, key: str) -> tuple[Result, float] | None:
-        """``(result, seconds the run took)``, or None where the key is absent or its file unreadable."""
+        """``(result, seconds the run took)``, or None where the key is absent or its file unreadable
+        (always None with ``read=False``)."""
+        if not self.read:
+            return None
         try:
             saved = json.loads(self._path(key).read_text())
             return Result.from_json(saved["result"]), float(saved["seconds"])

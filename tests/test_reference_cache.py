@@ -117,3 +117,15 @@ def test_a_result_that_cannot_be_written_warns_and_the_comparison_goes_on(tmp_pa
     (tmp_path / "file").write_text("")
     with pytest.warns(UserWarning, match="FileExistsError|NotADirectoryError"):
         assert blocked.store("k", Result(method="reference"), 1.0) is False
+
+
+def test_read_false_runs_the_reference_again_and_keeps_the_new_run(tmp_path):
+    calls = []
+    entry = _entry(calls)
+    problem, config = Problem(None, data=np.arange(3)), RunConfig(progress=False)
+    compare.run_methods(entry, problem, ["learner"], config, cache=ReferenceCache(tmp_path))
+    key = ReferenceCache(tmp_path).key("toy", "reference", {}, 0, None, problem.data)
+    before = (tmp_path / f"{key}.json").stat().st_ino  # atomic_write renames a new file into place
+    rows = compare.run_methods(entry, problem, ["learner"], config, cache=ReferenceCache(tmp_path, read=False))
+    assert calls == ["reference", "learner", "reference", "learner"] and not any(r.cached for r in rows)
+    assert (tmp_path / f"{key}.json").stat().st_ino != before and ReferenceCache(tmp_path).load(key)
