@@ -28,13 +28,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
-import os
 import pathlib
 
 import numpy as np
 
 from inference.errors import DataError, MissingPackageError
-from inference.io import atomic_write
+from inference.io import atomic_write, cache_root
 
 __all__ = ["chorale_rolls", "piano_roll", "chorale_paths", "LOWEST_KEY", "NUM_KEYS"]
 
@@ -90,26 +89,22 @@ def _score_notes(path):
     return out
 
 
-def _cache_dir() -> pathlib.Path:
-    root = os.environ.get("GENZOO_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "genzoo")
-    return pathlib.Path(root).expanduser()
-
-
 def chorale_rolls(limit: int | None = None, *, quantum: float = 1.0, cache_dir=None) -> dict:
     """The chorales as piano rolls: ``{"rolls": [uint8 (T_i, 88)], "names": [str]}``.
 
     ``limit`` keeps the first chorales (by file name). Converted once and cached in
-    ``cache_dir`` (default ``$GENZOO_CACHE`` or ``~/.cache/genzoo``) as an ``.npz`` written
-    atomically.
+    ``cache_dir`` (default :func:`inference.io.cache_root`: ``$GENZOO_CACHE`` or ``~/.cache/genzoo``) as
+    an ``.npz`` written atomically; with ``GENZOO_CACHE=off`` and no ``cache_dir`` nothing is kept
+    (``"cache"`` is then None).
     """
     music21 = _music21()
     paths = chorale_paths()
     if limit is not None:
         paths = paths[: int(limit)]
     key = hashlib.sha256(f"{music21.__version__}|{quantum}|{[p.name for p in paths]}".encode()).hexdigest()[:16]
-    folder = pathlib.Path(cache_dir) if cache_dir is not None else _cache_dir()
-    cache = folder / f"chorales-{key}.npz"
-    if cache.exists():
+    folder = pathlib.Path(cache_dir) if cache_dir is not None else cache_root()
+    cache = folder / f"chorales-{key}.npz" if folder is not None else None
+    if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as blob:
             lengths, flat = blob["lengths"], blob["rolls"]
             names = [str(n) for n in blob["names"]]
@@ -117,6 +112,8 @@ def chorale_rolls(limit: int | None = None, *, quantum: float = 1.0, cache_dir=N
         return {"rolls": rolls, "names": names, "cache": str(cache)}
     rolls = [piano_roll(_score_notes(p), quantum) for p in paths]
     names = [p.stem for p in paths]
+    if cache is None:
+        return {"rolls": rolls, "names": names, "cache": None}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, rolls=np.concatenate(rolls) if rolls else np.zeros((0, NUM_KEYS), np.uint8),
                         lengths=np.array([len(r) for r in rolls], np.int64), names=np.array(names))

@@ -32,19 +32,12 @@ import pickle
 import warnings
 from typing import Any, Mapping
 
+from inference.io import cache_root
 from inference.result import Result
 
 __all__ = ["ReferenceCache", "source_hash"]
 
 _PACKAGES = ("pgm", "deep", "inference", "genzoo")
-
-
-def _root() -> pathlib.Path | None:
-    where = os.environ.get("GENZOO_CACHE")
-    if where is not None:
-        return None if where.strip().lower() in ("off", "0", "") else pathlib.Path(where).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return pathlib.Path(base) / "genzoo"
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,7 +61,7 @@ class ReferenceCache:
     @classmethod
     def default(cls, read: bool = True) -> "ReferenceCache | None":
         """The cache in the user's cache folder, or None where ``GENZOO_CACHE=off``."""
-        root = _root()
+        root = cache_root()
         return None if root is None else cls(root / "references", read)
 
     def key(self, entry: str, method: str, options: Mapping[str, Any], seed: int, steps: int | None,

@@ -21,11 +21,12 @@ if os.environ.get("GENZOO_X64", "1") != "0":
 
 
 def _cache_dir() -> str | None:
-    where = os.environ.get("GENZOO_CACHE")
-    if where is not None:
-        return None if where.strip().lower() in ("off", "0", "") else os.path.expanduser(where)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "genzoo", "jax")
+    from inference.io import cache_root
+
+    root = cache_root()
+    if root is None:
+        return None
+    return str(root if os.environ.get("GENZOO_CACHE") is not None else root / "jax")
 
 
 if _cache_dir() is not None and jax.config.jax_compilation_cache_dir is None:

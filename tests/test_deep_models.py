@@ -71,6 +71,13 @@ def test_dmm_trains_on_two_chorales(tmp_path):
     assert dmm.sample(seed=0, steps=5, n=2).shape == (2, 5, NUM_KEYS)
 
 
+def test_chorales_keep_nothing_with_the_cache_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENZOO_CACHE", "off")
+    monkeypatch.chdir(tmp_path)  # before the shared cache_root, "off" was taken as a folder name here
+    data = chorale_rolls(limit=1)
+    assert data["cache"] is None and len(data["rolls"]) == 1 and not list(tmp_path.iterdir())
+
+
 def pathlib_name(data):
     import pathlib
 

@@ -129,3 +129,19 @@ def test_read_false_runs_the_reference_again_and_keeps_the_new_run(tmp_path):
     rows = compare.run_methods(entry, problem, ["learner"], config, cache=ReferenceCache(tmp_path, read=False))
     assert calls == ["reference", "learner", "reference", "learner"] and not any(r.cached for r in rows)
     assert (tmp_path / f"{key}.json").stat().st_ino != before and ReferenceCache(tmp_path).load(key)
+
+
+def test_one_cache_root_for_jax_references_and_chorales(monkeypatch, tmp_path):
+    """inference.io.cache_root is the one rule; JAX's folder is the root itself when GENZOO_CACHE
+    names it, else its jax/ subfolder."""
+    import inference
+    from inference.io import cache_root
+
+    monkeypatch.setenv("GENZOO_CACHE", "OFF")
+    assert cache_root() is None and inference._cache_dir() is None
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path))
+    assert cache_root() == tmp_path and inference._cache_dir() == str(tmp_path)
+    monkeypatch.delenv("GENZOO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_root() == tmp_path / "genzoo" and inference._cache_dir() == str(tmp_path / "genzoo" / "jax")
+
