@@ -1,5 +1,5 @@
 import sys
 
-from genzoo.cli import main
+from genzoo.launch import main
 
 sys.exit(main())

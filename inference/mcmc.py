@@ -91,7 +91,7 @@ def _trace_at_init(model, data, key, init_strategy):
     try:
         with _Record():
             return handlers.trace(program).get_trace(**data)
-    except (DataError, ModelError):
+    except (DataError, ModelError, *_NEEDS_CONCRETE):
         raise
     except Exception as err:  # a failure inside the user's program: say where
         empty = [k for k, v in data.items() if np.ndim(v) > 0 and np.shape(v)[0] == 0]
@@ -102,16 +102,45 @@ def _trace_at_init(model, data, key, init_strategy):
         raise ModelError(f"the program failed {where}: {type(err).__name__}: {err}") from err
 
 
+# What a program raises under jax.jit when it needs concrete values (NumPy on its arguments, Python
+# control flow on a draw): such a program is checked and initialised eagerly instead.
+_NEEDS_CONCRETE = (jax.errors.JAXTypeError, jax.errors.JAXIndexError)
+
+
 def _plates(site):
     return ", ".join(f"plate {f.name!r} (size {f.size}, dim {f.dim})" for f in site["cond_indep_stack"]) or "no plate"
 
 
-def _check_site(name, site, needs_continuous):
+def _site_figures(site, needs_continuous):
+    """The numbers the checks of one sample site need (traceable): whether its observed value is
+    finite, and the size of its log-density and how many entries are not finite. None where the
+    log-density could not be computed: :func:`check_model` then checks the program eagerly, where
+    :func:`_check_site` names the problem."""
+    fn, value = site["fn"], site["value"]
+    figures = {}
+    if site["is_observed"] and jnp.issubdtype(jnp.result_type(value), jnp.floating):
+        figures["finite_data"] = jnp.all(jnp.isfinite(value))
+    if not site["is_observed"] and needs_continuous and fn.support.is_discrete:
+        return figures
+    try:
+        log_prob = fn.log_prob(value)
+    except Exception:  # noqa: BLE001 - a shape the host check names, or a failure it reports eagerly
+        return None
+    figures["size"] = jnp.asarray(jnp.size(log_prob))
+    figures["not_finite"] = jnp.size(log_prob) - jnp.sum(jnp.isfinite(log_prob))
+    return figures
+
+
+def _check_site(name, site, needs_continuous, figures=None):
     fn, value = site["fn"], site["value"]
     shape = tuple(jnp.shape(value))
     expected = tuple(fn.shape())
+    figures = figures or {}
     if site["is_observed"]:
-        if jnp.issubdtype(jnp.result_type(value), jnp.floating) and not bool(jnp.all(jnp.isfinite(value))):
+        finite = figures.get("finite_data")
+        if finite is None and jnp.issubdtype(jnp.result_type(value), jnp.floating):
+            finite = jnp.all(jnp.isfinite(value))
+        if finite is not None and not bool(finite):
             raise DataError(f"observed data at site {name!r} hold NaN or infinite values")
         try:
             joint = tuple(jnp.broadcast_shapes(shape, expected))
@@ -136,14 +165,43 @@ def _check_site(name, site, needs_continuous):
                 f"infer={{'enumerate': 'parallel'}} so that NUTS/HMC sum it out"
             )
         return  # enumerated later: its log-density at one draw says nothing
-    log_prob = fn.log_prob(value)
-    if not bool(jnp.all(jnp.isfinite(log_prob))):
+    if "not_finite" in figures:
+        bad, size = int(figures["not_finite"]), int(figures["size"])
+    else:
+        log_prob = fn.log_prob(value)
+        bad, size = int(jnp.size(log_prob) - jnp.sum(jnp.isfinite(log_prob))), int(jnp.size(log_prob))
+    if bad:
         what = "observed value" if site["is_observed"] else "initial value"
-        bad = int(jnp.size(log_prob) - jnp.sum(jnp.isfinite(log_prob)))
+        support = str(fn.support)
+        if "Traced" in support:  # bounds computed in the compiled check: name the constraint only
+            support = type(fn.support).__name__.lstrip("_")
         raise ModelError(
-            f"site {name!r}: the log-density is not finite at its {what} ({bad} of {jnp.size(log_prob)} "
-            f"entries; {type(fn).__name__} with support {fn.support}); check its parameters and data"
+            f"site {name!r}: the log-density is not finite at its {what} ({bad} of {size} "
+            f"entries; {type(fn).__name__} with support {support}); check its parameters and data"
         )
+
+
+def _traced_once(model, data, key, init_strategy, needs_continuous):
+    """The program's trace at its initial point and every site's check figures, computed in one
+    compiled program (the data enter as constants): run eagerly, each operation of the program
+    would be lowered and compiled on its own, hundreds of small programs in a model of a few lines.
+    Returns ``(trace with concrete values, {site: figures})``, or None where a site's log-density
+    could not be computed in the compiled program."""
+    captured = {}
+
+    def run(key):
+        trace = _trace_at_init(model, data, key, init_strategy)
+        captured["trace"] = trace
+        values = {n: s["value"] for n, s in trace.items() if s["type"] in ("sample", "param", "deterministic")}
+        figures = {n: _site_figures(s, needs_continuous) for n, s in trace.items() if s["type"] == "sample"}
+        return values, figures
+
+    values, figures = jax.device_get(jax.jit(run)(key))
+    if any(f is None for f in figures.values()):
+        return None
+    trace = {name: (dict(site, value=values[name]) if name in values else site)
+             for name, site in captured["trace"].items()}
+    return trace, figures
 
 
 def check_model(model: Callable, data: dict | None = None, *, key, init_strategy=None,
@@ -153,14 +211,23 @@ def check_model(model: Callable, data: dict | None = None, *, key, init_strategy
     Raises :class:`ModelError` / :class:`DataError` naming the site when a latent discrete site
     cannot be enumerated (with ``needs_continuous``), a log-density is not finite, observed data
     hold NaN, or an observed value's shape disagrees with its distribution's batch and event shape.
-    Returns the trace (site name -> NumPyro message).
+    The program runs as one compiled program where it can (data as constants), else eagerly.
+
+    Returns the trace (site name -> NumPyro message) with concrete values; run compiled, a message's
+    distribution is the traced one: its type, shapes and support are those of the run, its
+    parameters are not for evaluation.
     """
     from numpyro.infer.initialization import init_to_uniform
 
-    trace = _trace_at_init(model, dict(data or {}), key, init_strategy or init_to_uniform)
+    data, init_strategy = dict(data or {}), init_strategy or init_to_uniform
+    try:
+        checked = _traced_once(model, data, key, init_strategy, needs_continuous)
+    except _NEEDS_CONCRETE:
+        checked = None
+    trace, figures = checked or (_trace_at_init(model, data, key, init_strategy), {})
     for name, site in trace.items():
         if site["type"] == "sample":
-            _check_site(name, site, needs_continuous)
+            _check_site(name, site, needs_continuous, figures.get(name))
     return trace
 
 

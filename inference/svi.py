@@ -62,6 +62,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -531,6 +532,74 @@ def _discrete_latents(trace):
             and s["fn"].support.is_discrete]
 
 
+def _init_compiled(new_svi, key, data, num_samples):
+    """``SVI.init`` as one compiled program, the data as constants.
+
+    NumPyro initialises eagerly: the autoguide's prototype trace, the search for a finite starting
+    point (a gradient of the log-density) and the traces of the guide and the program. Each of their
+    operations is lowered and compiled as a program of its own, hundreds for a model of a few lines
+    (4 s of a 10 s fit of the casino HMM with every program in JAX's persistent cache). Compiled, they
+    are one program. The guide and NumPyro keep what they learnt from the first trace (shapes,
+    supports, the transforms to constrained space); where that holds a traced value the later steps
+    would use (a support whose bounds are computed arrays, a parameter of the program substituted
+    into its replay), the guide is set up again eagerly, as NumPyro does; so too for a program that
+    needs its data concrete.
+    Data arrays of :data:`_LARGE` entries or more enter as arguments, as in the optimisation below.
+    Returns ``(guide, svi, state)``.
+    """
+    from numpyro import handlers
+
+    from inference.mcmc import _NEEDS_CONCRETE
+
+    passed = {k: v for k, v in data.items() if isinstance(v, (np.ndarray, jax.Array)) and np.size(v) >= _LARGE}
+    fixed = {k: v for k, v in data.items() if k not in passed}
+    guide_fn, svi = new_svi()
+    try:
+        state = jax.jit(lambda k, p: svi.init(k, **fixed, **p))(key, passed)
+    except _NEEDS_CONCRETE:
+        state = None
+    post = getattr(guide_fn, "_postprocess_fn", None)
+    if state is not None and isinstance(post, handlers.seed) and isinstance(post.rng_key, jax.core.Tracer):
+        # an autoguide seeds its replay of the program with the key of seed 0 (it draws nothing that
+        # matters): made inside the compiled set-up, that key is a traced value; made again here
+        guide_fn._postprocess_fn = handlers.seed(post.fn, rng_seed=0)
+    prototype = getattr(guide_fn, "prototype_trace", None) or {}
+    kept = [svi.constrain_fn, getattr(guide_fn, "_postprocess_fn", None),
+            [site["fn"].support for site in prototype.values() if site["type"] == "sample"]]
+    if state is not None and not _holds_tracer(kept):
+        return guide_fn, svi, state
+    guide_fn, svi = new_svi()
+    return guide_fn, svi, svi.init(key, **data)
+
+
+def _holds_tracer(obj, depth=0) -> bool:
+    """Whether a value traced in a finished compiled program is reachable from ``obj`` (through
+    containers, partial functions, NumPyro's handlers, transforms, constraints and distributions):
+    what the later steps would use of a compiled initialisation's leftovers."""
+    from numpyro.distributions import Distribution
+    from numpyro.distributions.constraints import Constraint
+    from numpyro.distributions.transforms import Transform
+    from numpyro.primitives import Messenger
+
+    if isinstance(obj, jax.core.Tracer):
+        return True
+    if depth > 12:
+        return False
+    if isinstance(obj, dict):
+        inner = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        inner = list(obj)
+    elif isinstance(obj, functools.partial):
+        inner = [obj.func, list(obj.args), obj.keywords]
+    elif isinstance(obj, (Messenger, Transform, Constraint, Distribution)):
+        inner = list(vars(obj).values())
+    elif callable(obj) and getattr(obj, "__closure__", None):
+        inner = [cell.cell_contents for cell in obj.__closure__ if cell.cell_contents is not obj]
+    else:
+        return False
+    return any(_holds_tracer(x, depth + 1) for x in inner)
+
+
 def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learning_rate, optimizer, batch_size,
                  num_samples, progress, checkpoint, checkpoint_every, batch_plate, alpha, dreg, rank,
                  max_plate_nesting):
@@ -562,13 +631,16 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
     discrete = _discrete_latents(trace)
     if discrete and elbo != "trace_enum":
         raise ModelError(f"sites {discrete} are discrete latents: use elbo='trace_enum' to sum them out")
-    guide_fn = make_guide(prog, guide, backend="numpyro", rank=rank)
-    if batches and callable(guide):
-        guide_fn = _numpyro_scaled(guide, batch_plate, batches.scale, set())
     loss = make_elbo(elbo, num_particles, backend="numpyro", alpha=alpha, dreg=dreg, max_plate_nesting=max_plate_nesting)
     optim = optimizer if optimizer is not None else numpyro.optim.Adam(learning_rate)
-    svi = SVI(prog, guide_fn, optim, loss)
-    state = svi.init(init_key, **first)
+
+    def new_svi():  # a fresh guide each time: an autoguide keeps the prototype of its first trace
+        guide_fn = make_guide(prog, guide, backend="numpyro", rank=rank)
+        if batches and callable(guide):
+            guide_fn = _numpyro_scaled(guide, batch_plate, batches.scale, set())
+        return guide_fn, SVI(prog, guide_fn, optim, loss)
+
+    guide_fn, svi, state = _init_compiled(new_svi, init_key, first, num_samples)
 
     # 3. resume from a checkpoint
     meta = {"guide": guide if isinstance(guide, str) else getattr(guide, "__name__", "guide"), "elbo": elbo,

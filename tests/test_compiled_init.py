@@ -1,0 +1,143 @@
+"""The model check and SVI's set-up run as one compiled program each (inference.mcmc.check_model,
+inference.svi._init_compiled), and fall back to NumPyro's eager set-up where a compiled one would
+leave traced values behind; the ``genzoo`` command fixes Python's string hashing (genzoo.launch)."""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import numpyro.optim
+import pytest
+from numpyro.infer import SVI
+
+import inference  # noqa: F401 - float64, as the zoo runs
+from inference import svi
+from inference.errors import ModelError
+from inference.mcmc import _trace_at_init, check_model
+from inference.svi import _holds_tracer, _init_compiled, make_elbo, make_guide
+from pgm.conjugate import EightSchools
+
+
+def _eight_schools():
+    return EightSchools(centered=False).model, EightSchools.data()
+
+
+def test_check_model_runs_the_program_compiled_with_the_eager_values():
+    model, data = _eight_schools()
+    seen = []
+
+    def spy(**kw):
+        out = model(**kw)
+        seen.append(isinstance(numpyro.sample("probe", dist.Normal(0.0, 1.0)), jax.core.Tracer))
+        return out
+
+    trace = check_model(spy, data, key=jax.random.PRNGKey(1))
+    assert seen == [True]  # traced once, under jax.jit
+    from numpyro.infer.initialization import init_to_uniform
+
+    eager = _trace_at_init(spy, data, jax.random.PRNGKey(1), init_to_uniform)
+    for name in ("mu", "tau", "theta_tilde", "probe"):
+        # same operations on the same key; XLA may fuse them differently: rounding of a few ulps
+        np.testing.assert_allclose(np.asarray(trace[name]["value"]), np.asarray(eager[name]["value"]),
+                                   rtol=1e-13, atol=1e-13)
+        assert not isinstance(trace[name]["value"], jax.core.Tracer)
+
+
+def _bad_observation(concrete_branch):
+    def model(y):
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+        if concrete_branch and float(z) > 1e9:  # Python control flow on a draw: not traceable
+            z = z + 1.0
+        numpyro.sample("y", dist.Exponential(jnp.exp(z)), obs=y)
+
+    return model
+
+
+@pytest.mark.parametrize("concrete_branch", [False, True])
+def test_check_model_names_the_site_compiled_or_eager(concrete_branch):
+    # compiled (no branch) and eager (the branch needs a concrete draw): the same error, naming 'y'
+    with pytest.raises(ModelError, match=r"site 'y': the log-density is not finite at its observed value \(1 of 3"):
+        check_model(_bad_observation(concrete_branch), {"y": np.array([1.0, -1.0, 2.0])}, key=0)
+
+
+def _new_svi(model, guide):
+    def make():
+        g = make_guide(model, guide, backend="numpyro", rank=None)
+        return g, SVI(model, g, numpyro.optim.Adam(0.01), make_elbo("trace", 1, backend="numpyro"))
+
+    return make
+
+
+@pytest.mark.parametrize("guide", ["normal", "delta", "mvn", "lowrank"])
+def test_compiled_svi_init_equals_numpyros_eager_one(guide):
+    model, data = _eight_schools()
+    key = jax.random.PRNGKey(3)
+    g, fitted, state = _init_compiled(_new_svi(model, guide), key, data, num_samples=2)
+    assert not _holds_tracer([fitted.constrain_fn, getattr(g, "_postprocess_fn", None)])
+    g2, eager = _new_svi(model, guide)()
+    reference = eager.get_params(eager.init(key, **data))
+    ours = fitted.get_params(state)
+    assert sorted(ours) == sorted(reference)
+    for name in ours:  # the same operations, compiled once or dispatched one by one: rounding only
+        np.testing.assert_allclose(np.asarray(ours[name]), np.asarray(reference[name]), rtol=1e-12, atol=1e-12)
+
+
+def _array_bounds(y):
+    # support bounds computed as arrays: inside a compiled set-up they are traced values
+    s = numpyro.sample("s", dist.Uniform(jnp.zeros(()), jnp.asarray(10.0)))
+    numpyro.sample("y", dist.Normal(0.0, s), obs=y)
+
+
+def test_a_compiled_init_that_leaves_traced_values_is_detected_and_redone_eagerly():
+    data = {"y": np.array([0.5, -1.0, 2.0, 1.5])}
+    make = _new_svi(_array_bounds, "delta")
+    g, leaky = make()
+    state = jax.jit(lambda k: leaky.init(k, **data))(jax.random.PRNGKey(0))
+    assert _holds_tracer(leaky.constrain_fn)
+    with pytest.raises(jax.errors.UnexpectedTracerError):
+        leaky.get_params(state)  # what the fit would meet without the check
+    g, fitted, state = _init_compiled(make, jax.random.PRNGKey(0), data, num_samples=0)
+    assert not _holds_tracer(fitted.constrain_fn)
+    # the MAP under a flat prior on (0, 10) is the maximum-likelihood scale sqrt(mean(y^2)) = 1.3693
+    r = svi.fit(_array_bounds, data, key=0, guide="delta", steps=1500, learning_rate=0.05)
+    # converged (the loss is flat over the last steps): the optimum to float64 rounding, with margin
+    assert np.ptp(r.history[-10:]) < 1e-12
+    assert abs(float(r.params["s_auto_loc"]) - np.sqrt(np.mean(data["y"] ** 2))) < 1e-9
+    r = svi.fit(_array_bounds, data, key=0, guide="normal", steps=200, learning_rate=0.05, num_samples=4)
+    assert np.all((r.samples["s"] > 0) & (r.samples["s"] < 10))
+
+
+def test_holds_tracer_walks_partials_handlers_and_closures():
+    leaked = []
+    jax.jit(lambda x: leaked.append(x) or x)(1.0)
+    t = leaked[0]
+    assert _holds_tracer(functools.partial(print, {"a": [1, (2, t)]}))
+    assert _holds_tracer(numpyro.handlers.substitute(print, data={"w": t}))
+    assert _holds_tracer(dist.transforms.AffineTransform(t, 1.0))
+    assert _holds_tracer((lambda: t))
+    assert not _holds_tracer(functools.partial(print, {"a": [1, (2, jnp.ones(2))]}))
+
+
+def test_the_command_runs_with_a_fixed_hash_seed(monkeypatch):
+    from genzoo import launch
+
+    calls = []
+
+    def fake_execve(path, argv, env):
+        calls.append((argv, env.get("PYTHONHASHSEED")))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", fake_execve)
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    monkeypatch.setattr("sys.argv", ["genzoo", "list"])
+    with pytest.raises(SystemExit):
+        launch.main()
+    assert calls == [([os.sys.executable, "-m", "genzoo", "list"], "0")]
+    # already set (by the re-started interpreter or the caller): the CLI runs in this process
+    monkeypatch.setenv("PYTHONHASHSEED", "7")
+    monkeypatch.setattr("genzoo.cli.main", lambda: 0)
+    assert launch.main() == 0 and len(calls) == 1
