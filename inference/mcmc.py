@@ -240,9 +240,42 @@ def _chain_method(num_chains, chain_method):
     return "parallel"
 
 
-def _run(kernel, name, model, data, key, num_samples, num_warmup, num_chains, progress, chain_method,
+def _compiled_start(model, data, keys, init_strategy):
+    """NumPyro's ``initialize_model`` for every chain as one compiled program (data as constants).
+
+    Run eagerly, as ``MCMC`` does, the search for a starting point evaluates the log-density and its
+    gradient operation by operation: each operation is lowered and compiled as a program of its own,
+    hundreds for a model of a few lines, again in every process (JAX's persistent cache keeps the
+    compiled programs, not their lowering). Returns ``(ParamInfo with a leading chain axis,
+    potential_fn, postprocess_fn)``; None where the program needs concrete values or where the
+    functions NumPyro built would hold traced values (supports with computed bounds, say): the
+    sampler then starts as NumPyro starts it.
+    """
+    from numpyro.infer.util import initialize_model
+
+    from inference.svi import _holds_tracer
+
+    captured = {}
+
+    def run(keys):
+        info = initialize_model(keys, model, init_strategy=init_strategy, model_kwargs=data)
+        captured["info"] = info
+        return info.param_info
+
+    try:
+        param_info = jax.device_get(jax.jit(run)(keys))
+    except _NEEDS_CONCRETE:
+        return None
+    info = captured["info"]
+    if _holds_tracer([info.potential_fn, info.postprocess_fn]):
+        return None
+    return param_info, info.potential_fn, info.postprocess_fn
+
+
+def _run(make_kernel, name, model, data, key, num_samples, num_warmup, num_chains, progress, chain_method,
          thinning, check, init_strategy):
     from numpyro.infer import MCMC
+    from numpyro.infer.initialization import init_to_uniform
 
     data = dict(data or {})
     for value, arg, low in ((num_samples, "num_samples", 1), (num_warmup, "num_warmup", 0),
@@ -251,19 +284,38 @@ def _run(kernel, name, model, data, key, num_samples, num_warmup, num_chains, pr
             raise DataError(f"{arg} must be an integer >= {low}, got {value!r}")
     key = as_key(key)
     start = time.perf_counter()
-    check_key, run_key = jax.random.split(key)
+    check_key, run_key, init_key = jax.random.split(key, 3)
     if check:
         check_model(model, data, key=check_key, init_strategy=init_strategy)
+    compiled = _compiled_start(model, data, jax.random.split(init_key, num_chains), init_strategy or init_to_uniform)
+    init_params, postprocess = None, None
+    if compiled is not None:
+        param_info, potential_fn, postprocess = compiled
+        valid = np.isfinite(np.asarray(param_info.potential_energy)) & np.all(
+            [np.all(np.isfinite(np.asarray(g)).reshape(num_chains, -1), axis=1)
+             for g in jax.tree_util.tree_leaves(param_info.z_grad)], axis=0)
+        if not np.all(valid):
+            raise ModelError(f"{name}: no initial point with a finite log-density and gradient was found in 100 "
+                             f"draws from the initial strategy (chain {int(np.flatnonzero(~valid)[0])})")
+        init_params = param_info if num_chains > 1 else jax.tree_util.tree_map(lambda v: v[0], param_info)
+        kernel = make_kernel(potential_fn=potential_fn)
+    else:
+        kernel = make_kernel(model=model)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=_chain_method(num_chains, chain_method), progress_bar=progress, thinning=thinning)
     try:
-        mcmc.run(run_key, extra_fields=("diverging", "accept_prob"), **data)
+        mcmc.run(run_key, init_params=init_params, extra_fields=("diverging", "accept_prob"), **data)
     except RuntimeError as err:
         if "valid initial parameters" in str(err):
             raise ModelError(f"{name}: no initial point with a finite log-density and gradient was found "
                              f"(NumPyro: {err})") from err
         raise
-    grouped = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    if postprocess is not None:  # the draws are unconstrained: constrain them, add deterministic sites
+        draws = mcmc.get_samples(group_by_chain=True)
+        samples = jax.jit(jax.vmap(jax.vmap(postprocess)))(draws)
+    else:
+        samples = mcmc.get_samples(group_by_chain=True)
+    grouped = {k: np.asarray(v) for k, v in samples.items()}
     extra = mcmc.get_extra_fields(group_by_chain=True)
     seconds = time.perf_counter() - start
     return Result(method=name, samples={k: v.reshape((-1,) + v.shape[2:]) for k, v in grouped.items()},
@@ -332,9 +384,11 @@ def nuts(model: Callable, data: dict | None = None, *, key, num_samples: int = 1
     from numpyro.infer import NUTS
     from numpyro.infer.initialization import init_to_uniform
 
-    kernel = NUTS(model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                  dense_mass=dense_mass, init_strategy=init_strategy or init_to_uniform)
-    return _run(kernel, "nuts", model, data, key, num_samples, num_warmup, num_chains, progress, chain_method,
+    def make_kernel(model=None, potential_fn=None):
+        return NUTS(model, potential_fn=potential_fn, target_accept_prob=target_accept_prob,
+                    max_tree_depth=max_tree_depth, dense_mass=dense_mass, init_strategy=init_strategy or init_to_uniform)
+
+    return _run(make_kernel, "nuts", model, data, key, num_samples, num_warmup, num_chains, progress, chain_method,
                 thinning, check, init_strategy)
 
 
@@ -356,9 +410,11 @@ def hmc(model: Callable, data: dict | None = None, *, key, num_samples: int = 10
         raise DataError(f"step_size must be a positive finite number, got {step_size!r}")
     if trajectory_length is not None and not (np.isfinite(trajectory_length) and trajectory_length > 0):
         raise DataError(f"trajectory_length must be a positive finite number, got {trajectory_length!r}")
-    kernel = HMC(model, step_size=step_size, num_steps=num_steps,
-                 trajectory_length=trajectory_length if trajectory_length is not None or num_steps else 2 * np.pi,
-                 adapt_step_size=adapt_step_size, target_accept_prob=target_accept_prob,
-                 dense_mass=dense_mass, init_strategy=init_strategy or init_to_uniform)
-    return _run(kernel, "hmc", model, data, key, num_samples, num_warmup, num_chains, progress, chain_method,
+    def make_kernel(model=None, potential_fn=None):
+        return HMC(model, potential_fn=potential_fn, step_size=step_size, num_steps=num_steps,
+                   trajectory_length=trajectory_length if trajectory_length is not None or num_steps else 2 * np.pi,
+                   adapt_step_size=adapt_step_size, target_accept_prob=target_accept_prob,
+                   dense_mass=dense_mass, init_strategy=init_strategy or init_to_uniform)
+
+    return _run(make_kernel, "hmc", model, data, key, num_samples, num_warmup, num_chains, progress, chain_method,
                 thinning, check, init_strategy)

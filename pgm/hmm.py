@@ -401,7 +401,9 @@ class HMM:
                 params["weights"] = numpyro.sample(
                     "weights", dist.Dirichlet(jnp.full(e.weights.shape, concentration)).to_event(1)
                 )
-        return params
+        # a substituted value (an init strategy's) may be a NumPy array, which a traced index (the
+        # states, inside a compiled program) cannot select from
+        return {k: jnp.asarray(v) for k, v in params.items()}
 
     def sample(self, key, T, n_sequences=1) -> dict:
         """Simulate ``n_sequences`` sequences of ``T`` steps by running the program without data

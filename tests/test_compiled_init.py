@@ -141,3 +141,60 @@ def test_the_command_runs_with_a_fixed_hash_seed(monkeypatch):
     monkeypatch.setenv("PYTHONHASHSEED", "7")
     monkeypatch.setattr("genzoo.cli.main", lambda: 0)
     assert launch.main() == 0 and len(calls) == 1
+
+
+def test_nuts_starts_from_a_compiled_initialisation_and_constrains_its_draws():
+    from inference import mcmc
+
+    model, data = _eight_schools()
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    from numpyro.infer.initialization import init_to_uniform
+
+    start = mcmc._compiled_start(model, data, keys, init_to_uniform)
+    assert start is not None
+    param_info, potential_fn, postprocess = start
+    assert np.shape(param_info.potential_energy) == (2,)
+    # the potential at the start is NumPyro's, recomputed eagerly from the returned point
+    np.testing.assert_allclose(float(potential_fn(jax.tree_util.tree_map(lambda v: v[0], param_info.z))),
+                               float(param_info.potential_energy[0]), rtol=1e-12)
+    r = mcmc.nuts(model, data, key=0, num_samples=200, num_warmup=200, num_chains=2)
+    # draws come back constrained (tau > 0) with the deterministic site: theta = mu + tau * theta_tilde
+    assert np.all(r.samples["tau"] > 0)
+    np.testing.assert_allclose(r.samples["theta"],
+                               r.samples["mu"][:, None] + r.samples["tau"][:, None] * r.samples["theta_tilde"],
+                               rtol=1e-12, atol=1e-12)
+
+
+def _with_param(y):
+    # a parameter of the program: NumPyro substitutes its first-trace value into the potential
+    w = numpyro.param("w", jnp.asarray(2.0), constraint=dist.constraints.positive)
+    s = numpyro.sample("s", dist.HalfNormal(w))
+    numpyro.sample("y", dist.Normal(0.0, s), obs=y)
+
+
+def test_nuts_falls_back_to_numpyros_start_where_a_compiled_one_leaves_traced_values():
+    from numpyro.infer.initialization import init_to_uniform
+
+    from inference import mcmc
+
+    data = {"y": np.array([0.5, -1.0, 2.0, 1.5])}
+    keys = jax.random.split(jax.random.PRNGKey(0), 1)
+    assert mcmc._compiled_start(_with_param, data, keys, init_to_uniform) is None
+    r = mcmc.nuts(_with_param, data, key=0, num_samples=100, num_warmup=100)
+    assert np.all(r.samples["s"] > 0)
+    # bounds computed as arrays are no obstacle here: NumPyro recomputes a dynamic support's
+    # transform at each call, so nothing traced is kept
+    assert mcmc._compiled_start(_array_bounds, data, keys, init_to_uniform) is not None
+    r = mcmc.nuts(_array_bounds, data, key=0, num_samples=100, num_warmup=100)
+    assert np.all((r.samples["s"] > 0) & (r.samples["s"] < 10))
+
+
+def test_nuts_without_a_finite_start_names_the_method():
+    from inference import mcmc
+
+    def model(y):
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Exponential(jnp.exp(z)), obs=y)  # y < 0: -inf wherever z is
+
+    with pytest.raises(ModelError, match="nuts: no initial point with a finite log-density"):
+        mcmc.nuts(model, {"y": np.array([-1.0])}, key=0, num_samples=5, num_warmup=5, check=False)
