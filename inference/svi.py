@@ -47,9 +47,14 @@ data means Pyro, anything else NumPyro; ``backend=`` says it outright. Pyro prog
 the zoo's one loop (:mod:`inference.svi_pyro` on :mod:`inference.train`), NumPyro programs in
 compiled chunks of steps here.
 
-A private name of NumPyro still read: ``numpyro.infer.util._guess_max_plate_nesting`` (TraceEnum
+NumPyro's ``SVI.init`` runs here as one compiled program (:func:`_init_compiled`): eagerly, as
+NumPyro runs it, its hundreds of single operations are each lowered and compiled anew in every
+process.
+
+Private names of NumPyro still read: ``numpyro.infer.util._guess_max_plate_nesting`` (TraceEnum
 needs the model's plate depth; NumPyro's own ``TraceEnum_ELBO`` calls the same function and has no
-public equivalent).
+public equivalent); an autoguide's ``_postprocess_fn`` (a compiled set-up leaves a traced key in it,
+made again as NumPyro makes it: see :func:`_init_compiled`).
 
 References:
     Hoffman, Blei, Wang and Paisley (2013). Stochastic variational inference. JMLR.
