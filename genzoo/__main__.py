@@ -1,5 +1,5 @@
 import sys
 
-from genzoo.launch import main
+from genzoo.cli import main
 
 sys.exit(main())

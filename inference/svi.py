@@ -49,11 +49,13 @@ compiled chunks of steps here.
 
 NumPyro's ``SVI.init`` runs here as one compiled program (:func:`_init_compiled`): eagerly, as
 NumPyro runs it, its hundreds of single operations are each lowered and compiled anew in every
-process.
+process. ``"trace"`` is :class:`TraceELBO`, NumPyro's ``Trace_ELBO`` with its sites in sorted order,
+so that the compiled program is the same in every process (and found in JAX's persistent cache).
 
 Private names of NumPyro still read: ``numpyro.infer.util._guess_max_plate_nesting`` (TraceEnum
 needs the model's plate depth; NumPyro's own ``TraceEnum_ELBO`` calls the same function and has no
-public equivalent); an autoguide's ``_postprocess_fn`` (a compiled set-up leaves a traced key in it,
+public equivalent); ``numpyro.util._validate_model`` (the plate checks :class:`TraceELBO` runs
+as NumPyro's ``Trace_ELBO`` does); an autoguide's ``_postprocess_fn`` (a compiled set-up leaves a traced key in it,
 made again as NumPyro makes it: see :func:`_init_compiled`).
 
 References:
@@ -83,7 +85,7 @@ from inference.result import Result
 from inference.rng import as_key, int_seed
 from inference.shards import is_sharded
 
-__all__ = ["fit", "make_guide", "make_elbo", "IWAE", "mean_field", "GUIDES", "ELBOS"]
+__all__ = ["fit", "make_guide", "make_elbo", "TraceELBO", "IWAE", "mean_field", "GUIDES", "ELBOS"]
 
 GUIDES = ("normal", "mvn", "lowrank", "delta")
 ELBOS = ("trace", "trace_enum", "iwae", "renyi")
@@ -175,7 +177,7 @@ def make_elbo(elbo: str = "trace", num_particles: int = 1, *, backend: str = "nu
         from numpyro import infer
 
         if elbo == "trace":
-            return infer.Trace_ELBO(num_particles=num_particles)
+            return TraceELBO(num_particles=num_particles)
         if elbo == "trace_enum":
             return EnumELBO(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
         if elbo == "iwae":
@@ -196,6 +198,55 @@ class _StatelessELBO:
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
         return {"loss": self.loss(rng_key, param_map, model, guide, *args, **kwargs), "mutable_state": None}
+
+
+class TraceELBO(_StatelessELBO):
+    """NumPyro's ``Trace_ELBO``, :math:`\mathbb E_q[\log p(x, z) - \log q(z)]` estimated with
+    ``num_particles`` draws (vectorised), with the sites taken in sorted order.
+
+    NumPyro's own takes them in the order of a Python set of site names, which follows their hashes,
+    salted afresh in every process: the compiled program then differs from process to process, so
+    JAX's persistent cache never finds it again, and its last bits change between two runs of one
+    seed. The estimator and its random draws are NumPyro's (the key split into the model's and the
+    guide's, the program replayed on the guide's trace); programs with ``numpyro.mutable`` state are
+    handed to NumPyro's ``Trace_ELBO``, which carries that state.
+    """
+
+    can_infer_discrete = False
+
+    def __init__(self, num_particles: int = 1):
+        self.num_particles = num_particles
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        from numpyro import handlers, infer
+        from numpyro.infer.util import compute_log_probs
+        from numpyro.util import _validate_model, check_model_guide_match
+
+        def particle(key):
+            model_key, guide_key = jax.random.split(key)
+            guide_lp, guide_trace = compute_log_probs(handlers.seed(guide, guide_key), args, kwargs, param_map)
+            replayed = handlers.replay(handlers.seed(model, model_key), guide_trace)
+            model_lp, model_trace = compute_log_probs(replayed, args, kwargs, param_map)
+            if any(site["type"] == "mutable" for site in (*guide_trace.values(), *model_trace.values())):
+                return None
+            check_model_guide_match(model_trace, guide_trace)  # NumPyro's checks, as its Trace_ELBO runs them
+            _validate_model(model_trace, plate_warning="loose")
+            elbo = jnp.array(0.0)
+            for name in sorted(set(model_lp) | set(guide_lp)):
+                elbo = elbo + (model_lp.get(name, 0.0) - guide_lp.get(name, 0.0))
+            return elbo
+
+        if self.num_particles == 1:
+            elbo = particle(rng_key)
+        else:
+            elbo = jax.vmap(particle)(jax.random.split(rng_key, self.num_particles))
+        if elbo is None:  # mutable state: NumPyro's estimator, which returns it
+            return infer.Trace_ELBO(num_particles=self.num_particles).loss_with_mutable_state(
+                rng_key, param_map, model, guide, *args, **kwargs)
+        return {"loss": -jnp.mean(elbo), "mutable_state": None}
+
+    def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
+        return self.loss_with_mutable_state(rng_key, param_map, model, guide, *args, **kwargs)["loss"]
 
 
 class EnumELBO(_StatelessELBO):
