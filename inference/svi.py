@@ -588,7 +588,7 @@ def _discrete_latents(trace):
             and s["fn"].support.is_discrete]
 
 
-def _init_compiled(new_svi, key, data, num_samples):
+def _init_compiled(new_svi, key, data):
     """``SVI.init`` as one compiled program, the data as constants.
 
     NumPyro initialises eagerly: the autoguide's prototype trace, the search for a finite starting
@@ -696,7 +696,7 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
             guide_fn = _numpyro_scaled(guide, batch_plate, batches.scale, set())
         return guide_fn, SVI(prog, guide_fn, optim, loss)
 
-    guide_fn, svi, state = _init_compiled(new_svi, init_key, first, num_samples)
+    guide_fn, svi, state = _init_compiled(new_svi, init_key, first)
 
     # 3. resume from a checkpoint
     meta = {"guide": guide if isinstance(guide, str) else getattr(guide, "__name__", "guide"), "elbo": elbo,

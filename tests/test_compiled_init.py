@@ -78,7 +78,7 @@ def _new_svi(model, guide):
 def test_compiled_svi_init_equals_numpyros_eager_one(guide):
     model, data = _eight_schools()
     key = jax.random.PRNGKey(3)
-    g, fitted, state = _init_compiled(_new_svi(model, guide), key, data, num_samples=2)
+    g, fitted, state = _init_compiled(_new_svi(model, guide), key, data)
     assert not _holds_tracer([fitted.constrain_fn, getattr(g, "_postprocess_fn", None)])
     g2, eager = _new_svi(model, guide)()
     reference = eager.get_params(eager.init(key, **data))
@@ -102,7 +102,7 @@ def test_a_compiled_init_that_leaves_traced_values_is_detected_and_redone_eagerl
     assert _holds_tracer(leaky.constrain_fn)
     with pytest.raises(jax.errors.UnexpectedTracerError):
         leaky.get_params(state)  # what the fit would meet without the check
-    g, fitted, state = _init_compiled(make, jax.random.PRNGKey(0), data, num_samples=0)
+    g, fitted, state = _init_compiled(make, jax.random.PRNGKey(0), data)
     assert not _holds_tracer(fitted.constrain_fn)
     # the MAP under a flat prior on (0, 10) is the maximum-likelihood scale sqrt(mean(y^2)) = 1.3693
     r = svi.fit(_array_bounds, data, key=0, guide="delta", steps=1500, learning_rate=0.05)
