@@ -59,6 +59,7 @@ import numpy as np
 from inference.errors import DataError, ModelError
 from inference.result import Result
 from inference.rng import as_key
+from inference.staging import NEEDS_CONCRETE, holds_tracer
 
 __all__ = ["nuts", "hmc", "check_model", "gibbs", "convergence", "RHAT_LIMIT", "ESS_LIMIT"]
 
@@ -99,7 +100,7 @@ def _trace_at_init(model, data, key, init_strategy):
     try:
         with _Record():
             return handlers.trace(program).get_trace(**data)
-    except (DataError, ModelError, *_NEEDS_CONCRETE):
+    except (DataError, ModelError, *NEEDS_CONCRETE):
         raise
     except Exception as err:  # a failure inside the user's program: say where
         empty = [k for k, v in data.items() if np.ndim(v) > 0 and np.shape(v)[0] == 0]
@@ -108,11 +109,6 @@ def _trace_at_init(model, data, key, init_strategy):
                             f"failed on it: {type(err).__name__}: {err}") from err
         where = f"after site {last.name!r}" if last.name else "before its first site"
         raise ModelError(f"the program failed {where}: {type(err).__name__}: {err}") from err
-
-
-# What a program raises under jax.jit when it needs concrete values (NumPy on its arguments, Python
-# control flow on a draw): such a program is checked and initialised eagerly instead.
-_NEEDS_CONCRETE = (jax.errors.JAXTypeError, jax.errors.JAXIndexError)
 
 
 def _plates(site):
@@ -230,7 +226,7 @@ def check_model(model: Callable, data: dict | None = None, *, key, init_strategy
     data, init_strategy = dict(data or {}), init_strategy or init_to_uniform
     try:
         checked = _traced_once(model, data, key, init_strategy, needs_continuous)
-    except _NEEDS_CONCRETE:
+    except NEEDS_CONCRETE:
         checked = None
     trace, figures = checked or (_trace_at_init(model, data, key, init_strategy), {})
     for name, site in trace.items():
@@ -261,8 +257,6 @@ def _compiled_start(model, data, keys, init_strategy):
     """
     from numpyro.infer.util import initialize_model
 
-    from inference.svi import _holds_tracer
-
     captured = {}
 
     def run(keys):
@@ -272,10 +266,10 @@ def _compiled_start(model, data, keys, init_strategy):
 
     try:
         param_info = jax.device_get(jax.jit(run)(keys))
-    except _NEEDS_CONCRETE:
+    except NEEDS_CONCRETE:
         return None
     info = captured["info"]
-    if _holds_tracer([info.potential_fn, info.postprocess_fn]):
+    if holds_tracer([info.potential_fn, info.postprocess_fn]):
         return None
     return param_info, info.potential_fn, info.postprocess_fn
 
@@ -299,9 +293,9 @@ def _run(make_kernel, name, model, data, key, num_samples, num_warmup, num_chain
     init_params, postprocess = None, None
     if compiled is not None:
         param_info, potential_fn, postprocess = compiled
-        valid = np.isfinite(np.asarray(param_info.potential_energy)) & np.all(
-            [np.all(np.isfinite(np.asarray(g)).reshape(num_chains, -1), axis=1)
-             for g in jax.tree_util.tree_leaves(param_info.z_grad)], axis=0)
+        grads = [np.reshape(g, (num_chains, -1)) for g in jax.tree_util.tree_leaves(param_info.z_grad)]
+        grads = np.hstack([np.zeros((num_chains, 0)), *grads])  # (chains, every gradient entry)
+        valid = np.isfinite(param_info.potential_energy) & np.isfinite(grads).all(axis=1)
         if not np.all(valid):
             raise ModelError(f"{name}: no initial point with a finite log-density and gradient was found in 100 "
                              f"draws from the initial strategy (chain {int(np.flatnonzero(~valid)[0])})")

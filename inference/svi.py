@@ -69,7 +69,6 @@ References:
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -605,14 +604,14 @@ def _init_compiled(new_svi, key, data):
     """
     from numpyro import handlers
 
-    from inference.mcmc import _NEEDS_CONCRETE
+    from inference.staging import NEEDS_CONCRETE, holds_tracer
 
     passed = {k: v for k, v in data.items() if isinstance(v, (np.ndarray, jax.Array)) and np.size(v) >= _LARGE}
     fixed = {k: v for k, v in data.items() if k not in passed}
     guide_fn, svi = new_svi()
     try:
         state = jax.jit(lambda k, p: svi.init(k, **fixed, **p))(key, passed)
-    except _NEEDS_CONCRETE:
+    except NEEDS_CONCRETE:
         state = None
     post = getattr(guide_fn, "_postprocess_fn", None)
     if state is not None and isinstance(post, handlers.seed) and isinstance(post.rng_key, jax.core.Tracer):
@@ -622,38 +621,12 @@ def _init_compiled(new_svi, key, data):
     prototype = getattr(guide_fn, "prototype_trace", None) or {}
     kept = [svi.constrain_fn, getattr(guide_fn, "_postprocess_fn", None),
             [site["fn"].support for site in prototype.values() if site["type"] == "sample"]]
-    if state is not None and not _holds_tracer(kept):
+    if state is not None and not holds_tracer(kept):
         return guide_fn, svi, state
     guide_fn, svi = new_svi()
     return guide_fn, svi, svi.init(key, **data)
 
 
-def _holds_tracer(obj, depth=0) -> bool:
-    """Whether a value traced in a finished compiled program is reachable from ``obj`` (through
-    containers, partial functions, NumPyro's handlers, transforms, constraints and distributions):
-    what the later steps would use of a compiled initialisation's leftovers."""
-    from numpyro.distributions import Distribution
-    from numpyro.distributions.constraints import Constraint
-    from numpyro.distributions.transforms import Transform
-    from numpyro.primitives import Messenger
-
-    if isinstance(obj, jax.core.Tracer):
-        return True
-    if depth > 12:
-        return False
-    if isinstance(obj, dict):
-        inner = list(obj.values())
-    elif isinstance(obj, (list, tuple)):
-        inner = list(obj)
-    elif isinstance(obj, functools.partial):
-        inner = [obj.func, list(obj.args), obj.keywords]
-    elif isinstance(obj, (Messenger, Transform, Constraint, Distribution)):
-        inner = list(vars(obj).values())
-    elif callable(obj) and getattr(obj, "__closure__", None):
-        inner = [cell.cell_contents for cell in obj.__closure__ if cell.cell_contents is not obj]
-    else:
-        return False
-    return any(_holds_tracer(x, depth + 1) for x in inner)
 
 
 def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learning_rate, optimizer, batch_size,

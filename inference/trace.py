@@ -56,6 +56,7 @@ import numpy as np
 
 from inference.errors import EvidenceError, ModelError
 from inference.factors import Factor, FactorGraph
+from inference.staging import NEEDS_CONCRETE
 
 MAX_PLATE_NESTING = 6
 """Enumerated dimensions start left of this many plate dimensions."""
@@ -157,8 +158,7 @@ def _site_records(fn, args, kwargs, evidence) -> dict:
             tables = run(*arrays)
             key = tuple((np.shape(a), np.result_type(a).str) for a in arrays)
             return _merge(meta[key], tables)
-        except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
-                jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError):
+        except NEEDS_CONCRETE:
             pass
     meta, tables = _records(fn, tuple(args), kwargs, evidence)
     return _merge(meta, tables)

@@ -20,7 +20,8 @@ import inference  # noqa: F401 - float64, as the zoo runs
 from inference import svi
 from inference.errors import ModelError
 from inference.mcmc import _trace_at_init, check_model
-from inference.svi import _holds_tracer, _init_compiled, make_elbo, make_guide
+from inference.staging import holds_tracer
+from inference.svi import _init_compiled, make_elbo, make_guide
 from pgm.conjugate import EightSchools
 
 
@@ -79,7 +80,7 @@ def test_compiled_svi_init_equals_numpyros_eager_one(guide):
     model, data = _eight_schools()
     key = jax.random.PRNGKey(3)
     g, fitted, state = _init_compiled(_new_svi(model, guide), key, data)
-    assert not _holds_tracer([fitted.constrain_fn, getattr(g, "_postprocess_fn", None)])
+    assert not holds_tracer([fitted.constrain_fn, getattr(g, "_postprocess_fn", None)])
     g2, eager = _new_svi(model, guide)()
     reference = eager.get_params(eager.init(key, **data))
     ours = fitted.get_params(state)
@@ -99,11 +100,11 @@ def test_a_compiled_init_that_leaves_traced_values_is_detected_and_redone_eagerl
     make = _new_svi(_array_bounds, "delta")
     g, leaky = make()
     state = jax.jit(lambda k: leaky.init(k, **data))(jax.random.PRNGKey(0))
-    assert _holds_tracer(leaky.constrain_fn)
+    assert holds_tracer(leaky.constrain_fn)
     with pytest.raises(jax.errors.UnexpectedTracerError):
         leaky.get_params(state)  # what the fit would meet without the check
     g, fitted, state = _init_compiled(make, jax.random.PRNGKey(0), data)
-    assert not _holds_tracer(fitted.constrain_fn)
+    assert not holds_tracer(fitted.constrain_fn)
     # the MAP under a flat prior on (0, 10) is the maximum-likelihood scale sqrt(mean(y^2)) = 1.3693
     r = svi.fit(_array_bounds, data, key=0, guide="delta", steps=1500, learning_rate=0.05)
     # converged (the loss is flat over the last steps): the optimum to float64 rounding, with margin
@@ -113,15 +114,15 @@ def test_a_compiled_init_that_leaves_traced_values_is_detected_and_redone_eagerl
     assert np.all((r.samples["s"] > 0) & (r.samples["s"] < 10))
 
 
-def test_holds_tracer_walks_partials_handlers_and_closures():
+def testholds_tracer_walks_partials_handlers_and_closures():
     leaked = []
     jax.jit(lambda x: leaked.append(x) or x)(1.0)
     t = leaked[0]
-    assert _holds_tracer(functools.partial(print, {"a": [1, (2, t)]}))
-    assert _holds_tracer(numpyro.handlers.substitute(print, data={"w": t}))
-    assert _holds_tracer(dist.transforms.AffineTransform(t, 1.0))
-    assert _holds_tracer((lambda: t))
-    assert not _holds_tracer(functools.partial(print, {"a": [1, (2, jnp.ones(2))]}))
+    assert holds_tracer(functools.partial(print, {"a": [1, (2, t)]}))
+    assert holds_tracer(numpyro.handlers.substitute(print, data={"w": t}))
+    assert holds_tracer(dist.transforms.AffineTransform(t, 1.0))
+    assert holds_tracer((lambda: t))
+    assert not holds_tracer(functools.partial(print, {"a": [1, (2, jnp.ones(2))]}))
 
 
 def test_nuts_starts_from_a_compiled_initialisation_and_constrains_its_draws():
