@@ -1,5 +1,3 @@
-import sys
+from genzoo.cli import run
 
-from genzoo.cli import main
-
-sys.exit(main())
+run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 import textwrap
 
@@ -338,7 +339,12 @@ def _compare_one(entry, methods, options, args, steps, warm=False):
     from genzoo.reference_cache import ReferenceCache
 
     cache = ReferenceCache.default(read=not getattr(args, "fresh_reference", False))
-    rows = compare.run_methods(entry, problem, methods, config, warm=warm, cache=cache, options=options)
+    jobs = args.jobs if getattr(args, "jobs", None) is not None else compare.default_jobs()
+    rows = compare.run_methods(entry, problem, methods, config, warm=warm, cache=cache, options=options, jobs=jobs)
+    ran = sum(not r.cached for r in rows)
+    if jobs > 1 and ran > 1 and compare.side_by_side(entry):
+        print(f"note: the methods ran {min(jobs, ran)} at a time (--jobs {jobs}): each one's seconds include the "
+              f"others' load; --jobs 1 times each alone")
     _report_compare(entry, problem.description, rows, args, problem)
 
 
@@ -544,6 +550,14 @@ def _steps(text):
     return steps
 
 
+def _jobs(text):
+    """``--jobs``: a positive integer."""
+    jobs = _integer(text)
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1: one method after another), got {jobs}")
+    return jobs
+
+
 def _add_model_options(parser, entry):
     """The options of model ``entry`` as a group of ``parser``'s arguments, for ``--help`` only
     (parsing leaves them to :func:`_model_options` and the entry)."""
@@ -607,6 +621,9 @@ def build_parser(model_help=None) -> argparse.ArgumentParser:
                    help="run every method twice and time the second (compiled) call beside the first")
     p.add_argument("--fresh-reference", action="store_true",
                    help="run the reference again and keep the new run in the cache (GENZOO_CACHE=off: never kept)")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                   help="methods run N at a time, in this process and N - 1 workers (default: one per core, "
+                        "at most 4; 1: one after another)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="with --all: the models in parallel as Ray tasks, on a local cluster (no ADDRESS) "
                         "or on the cluster at ADDRESS (pip install 'genzoo[distributed]')")
@@ -660,6 +677,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    code = 0
     try:
         args, extra = build_parser(_model_for_help(argv)).parse_known_args(argv)
         if getattr(args, "out", None) is not None:
@@ -672,20 +690,39 @@ def main(argv=None) -> int:
             raise
         print("genzoo: interrupted (finished run folders and checkpoints are complete; nothing is half-written)",
               file=sys.stderr)
-        return 130
+        code = 130
     except GenzooError as err:
         if debug:
             raise
         print(f"genzoo: error: {err}", file=sys.stderr)
-        return 2
+        code = 2
     except Exception as err:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if debug:
             raise
         print(f"genzoo: internal error: {type(err).__name__}: {err} (run again with --debug for the traceback)",
               file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    return code
+
+
+def run() -> None:
+    """The ``genzoo`` program: :func:`main` on this process's command line, then exit with its code.
+
+    After Ctrl-C it leaves at once (``os._exit``), once what the interrupted work held is freed (a
+    worker pool's semaphores, which multiprocessing's tracker would report as leaked) and the output
+    flushed: XLA may still be compiling a program on a thread of its own, and the interpreter's
+    shutdown would free the JAX client under it (a segmentation fault). Files are written
+    atomically, so an interrupted run leaves nothing half-written either way."""
+    code = main()
+    if code == 130:
+        import gc
+
+        gc.collect()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

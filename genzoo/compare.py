@@ -28,7 +28,11 @@ appearance), followed by the methods' ``diagnostics["notes"]`` as footnotes, eac
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import math
+import os
+import sys
 import time
 from typing import Any, Mapping, Sequence
 
@@ -128,16 +132,180 @@ def _timed(fn, problem, config) -> tuple[Result, float]:
     return result, time.perf_counter() - start
 
 
+def _run_one(method, problem, config, warm) -> tuple[Result, float, float]:
+    """``(result, seconds, first call's seconds)`` of one method, without its own progress bar."""
+    quiet = dataclasses.replace(config, progress=False)
+    result, first = _timed(method.fn, problem, quiet)
+    seconds = first
+    if warm:
+        result, seconds = _timed(method.fn, problem, quiet)
+    return result, seconds, first
+
+
+# ----------------------------------------------------------------------------- methods side by side
+MAX_JOBS = 4
+"""The most processes :func:`default_jobs` asks for (each holds its own JAX and compiled programs)."""
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_jobs() -> int:
+    """Processes for ``genzoo compare`` by default: one per core this process may use, at most
+    :data:`MAX_JOBS`."""
+    return max(1, min(_cores(), MAX_JOBS))
+
+
+def _fingerprint(obj, digest) -> None:
+    """Feed ``digest`` with the numbers and text in ``obj`` (mappings, sequences, arrays, dataclasses
+    but their ``seconds``); other objects by their type alone."""
+    if isinstance(obj, Mapping):
+        for key in sorted(obj, key=repr):
+            digest.update(repr(key).encode())
+            _fingerprint(obj[key], digest)
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"[{len(obj)}".encode())
+        for item in obj:
+            _fingerprint(item, digest)
+    elif isinstance(obj, (str, bytes, int, float, complex, bool, type(None), np.generic)):
+        digest.update(repr(obj).encode())
+    elif hasattr(obj, "__array__") and hasattr(obj, "dtype"):
+        array = np.asarray(obj)
+        digest.update(f"{array.dtype}{array.shape}".encode() + np.ascontiguousarray(array).tobytes())
+    elif dataclasses.is_dataclass(obj):
+        _fingerprint({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name != "seconds"}, digest)
+    else:
+        digest.update(type(obj).__qualname__.encode())
+
+
+def _data_hash(problem: Problem) -> str:
+    """A hash of the problem's description and data, equal in two processes that built the same problem."""
+    digest = hashlib.sha256(problem.description.encode())
+    _fingerprint(problem.data, digest)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_problem(entry_name: str, options: tuple, seed: int) -> tuple[Problem, str]:
+    from genzoo.zoo import ENTRIES
+
+    problem = ENTRIES[entry_name].problem(dict(options), seed=seed)
+    return problem, _data_hash(problem)
+
+
+def _worker_init(threads: int) -> None:
+    """A worker's set-up: its share of the cores for the libraries that read it at import (torch,
+    OpenMP, BLAS), unless the user has set one; Ctrl-C left to the parent, which ends the workers;
+    progress bars (off in a worker) share a thread lock."""
+    import signal
+    import threading
+
+    from tqdm.auto import tqdm
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())  # its default lock is a named semaphore, which a terminated worker would leak
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
+
+
+def _worker_run(entry_name, options, seed, name, config, warm):
+    """One method in a worker process: the problem is built there from its name, options and seed
+    (once per process), and its data's hash travels back so the parent can check it is the same."""
+    from genzoo.zoo import ENTRIES
+
+    problem, data_hash = _worker_problem(entry_name, tuple(sorted(options.items())), seed)
+    return _run_one(ENTRIES[entry_name].method(name), problem, config, warm), data_hash
+
+
+def side_by_side(entry: ModelEntry) -> bool:
+    """Whether :func:`run_methods` can run ``entry``'s methods in worker processes, which find an
+    entry by its name: a catalogue entry, not one made by the caller."""
+    from genzoo.zoo import ENTRIES
+
+    return ENTRIES.get(entry.name) is entry
+
+
+def _run_side_by_side(entry, problem, todo, config, warm, options, jobs, finished):
+    """Run the methods ``todo`` in this process and ``jobs - 1`` worker processes at once.
+
+    The methods are taken in order from one queue: each worker takes the next as soon as it is free,
+    and this process takes the next whenever it is, so a worker that is still starting (importing
+    JAX, building the problem) delays nothing. ``finished(name, (result, seconds, first))`` is
+    called as each method ends, here. A worker's problem is rebuilt from the entry's name, options
+    and seed; a :class:`RuntimeError` says so if its data differ from this process's (a problem
+    that is not a function of its seed). Each process gets its share of the cores for torch and
+    the OpenMP / BLAS libraries (:func:`_worker_init`; torch here when the problem has imported it).
+    """
+    import multiprocessing
+    import threading
+
+    queue, lock = list(todo), threading.Lock()
+    pending = {}  # name -> AsyncResult, in the order the workers took them
+    own_hash = _data_hash(problem)
+    threads = max(1, _cores() // jobs)
+    context = multiprocessing.get_context("spawn")  # a fork of a process running JAX may deadlock
+    pool = context.Pool(jobs - 1, initializer=_worker_init, initargs=(threads,))
+
+    def feed(_done=None):
+        with lock:
+            if queue:
+                name = queue.pop(0)
+                pending[name] = pool.apply_async(_worker_run, (entry.name, dict(options or {}), config.seed, name,
+                                                               config, warm), callback=feed, error_callback=failed)
+
+    def failed(_error):  # nothing more starts; the error is raised below, where its result is read
+        with lock:
+            queue.clear()
+
+    torch = sys.modules.get("torch")  # a deep entry's problem has imported it: its share of the cores here too
+    own_threads = torch.get_num_threads() if torch is not None else None
+    try:
+        if torch is not None:
+            torch.set_num_threads(threads)
+        for _ in range(jobs - 1):
+            feed()
+        while True:
+            with lock:
+                if not queue:
+                    break
+                name = queue.pop(0)
+            finished(name, _run_one(entry.method(name), problem, config, warm))
+        for name, result in list(pending.items()):  # every name is in pending once the queue is empty
+            timed, data_hash = result.get()
+            if data_hash != own_hash:
+                raise RuntimeError(f"model {entry.name!r}: a worker process built other data from options "
+                                   f"{dict(options or {})} and seed {config.seed} than this process's problem "
+                                   f"(pass the options it was built with, or jobs=1)")
+            finished(name, timed)
+        pool.close()
+    except BaseException:
+        with lock:
+            queue.clear()
+        pool.terminate()  # a failed method or Ctrl-C here ends the others at once
+        raise
+    finally:
+        pool.join()
+        if torch is not None:
+            torch.set_num_threads(own_threads)
+
+
 def run_methods(
     entry: ModelEntry, problem: Problem, methods: Sequence[str], config: RunConfig, warm: bool = False,
-    cache=None, options: Mapping[str, Any] | None = None,
+    cache=None, options: Mapping[str, Any] | None = None, jobs: int = 1,
 ) -> list[Row]:
     """Run each method once (twice when ``warm``: once to compile, once to time) and compare it with
     its reference (its question's, :meth:`ModelEntry.reference_of`), which is run too where missing.
 
     ``cache`` (a :class:`~genzoo.reference_cache.ReferenceCache`; ``options`` are the problem's, part
     of its key) keeps the results of references other than the exact method: one found there is not
-    run again, and its row says so (``cached``, with the seconds of the run that made it)."""
+    run again, and its row says so (``cached``, with the seconds of the run that made it).
+
+    ``jobs`` > 1 runs that many methods at once, here and in ``jobs - 1`` worker processes
+    (references first, then in order; each method's seconds are its own wall time in its process).
+    Every method draws its randomness from ``config.seed`` alone, so the results are those of
+    ``jobs=1``. An entry not in the catalogue (made by the caller) runs with ``jobs=1``: a worker
+    finds entries by name."""
     names = list(methods)
     for name in names:
         entry.method(name)  # unknown names fail before any work
@@ -148,26 +316,30 @@ def run_methods(
     references = {entry.reference_of(n) for n in names} - {None, entry.exact_method}
     results: dict[str, tuple[Result, float, float]] = {}
     cached = set()
-    bar = tqdm(names, desc=f"compare {entry.name}", disable=not config.progress, leave=False)
-    for name in bar:
-        bar.set_postfix(method=name)
-        key = None
-        if cache is not None and name in references:
-            key = cache.key(entry.name, name, options or {}, config.seed, config.steps, problem.data)
-            found = cache.load(key) if key is not None else None
+    keys = {}
+    for name in references:
+        if cache is not None:
+            keys[name] = cache.key(entry.name, name, options or {}, config.seed, config.steps, problem.data)
+            found = cache.load(keys[name]) if keys[name] is not None else None
             if found is not None:
                 results[name] = (found[0], found[1], found[1])
                 cached.add(name)
-                continue
-        method = entry.method(name)
-        quiet = dataclasses.replace(config, progress=False)
-        result, first = _timed(method.fn, problem, quiet)
-        seconds = first
-        if warm:
-            result, seconds = _timed(method.fn, problem, quiet)
-        results[name] = (result, seconds, first)
-        if key is not None:
-            cache.store(key, result, first)
+    todo = sorted((n for n in names if n not in results), key=lambda n: n not in references)  # references first
+
+    def finished(name, timed):
+        results[name] = timed
+        if keys.get(name) is not None:
+            cache.store(keys[name], timed[0], timed[2])
+        bar.update(1)
+
+    with tqdm(total=len(names), initial=len(cached), desc=f"compare {entry.name}", disable=not config.progress,
+              leave=False) as bar:
+        if jobs > 1 and len(todo) > 1 and side_by_side(entry):
+            _run_side_by_side(entry, problem, todo, config, warm, options, min(jobs, len(todo)), finished)
+        else:
+            for name in todo:
+                bar.set_postfix(method=name)
+                finished(name, _run_one(entry.method(name), problem, config, warm))
     rows = []
     for name in names:
         result, seconds, first = results[name]

@@ -8,8 +8,22 @@ They subclass the built-in exception a caller would expect (``ValueError``, ``Lo
 from __future__ import annotations
 
 
+def _rebuilt(cls, args, state):
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class GenzooError(Exception):
-    """Base class of every error genzoo raises on purpose."""
+    """Base class of every error genzoo raises on purpose.
+
+    An error pickles with its message and attributes as they are, without calling ``__init__``
+    again (whose arguments may differ from the message), so that one raised in a worker process
+    (``genzoo compare --jobs``, Ray) arrives whole."""
+
+    def __reduce__(self):
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
 
 
 class ModelError(GenzooError, ValueError):

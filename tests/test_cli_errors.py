@@ -32,6 +32,8 @@ def _fails(capsys, tmp_path, argv, culprit):
     (["run", "bayesnet", "--method", "gibbs", *ASIA, "--steps", "-5"], "--steps: must be a positive integer"),
     (["run", "bayesnet", "--method", "gibbs", *ASIA, "--steps", "0"], "--steps: must be a positive integer"),
     (["compare", "hmm", "--steps", "0"], "--steps: must be a positive integer"),
+    (["compare", "hmm", "--jobs", "0"], "--jobs: must be a positive integer (1: one method after another), got 0"),
+    (["compare", "hmm", "--jobs", "two"], "--jobs: expects an integer, got 'two'"),
     (["run", "gmm", "--method", "em", "--n", "abc"], "option --n expects an integer, got 'abc'"),
     (["run", "gmm", "--method", "em", "--n", "5", "--n", "6"], "option --n given twice"),
     (["run", "bayesnet", "--method", "exact", *ASIA, "--evidence", "xray=yes,xray=no"], "variable 'xray' twice"),

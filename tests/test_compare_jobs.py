@@ -1,0 +1,78 @@
+"""``run_methods(jobs=N)``: methods side by side in worker processes give the results of one after another."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from genzoo import compare
+from genzoo.registry import Method, RunConfig
+from genzoo.zoo import ENTRIES
+from inference.result import Result
+
+ISING = {"size": "4"}
+METHODS = ["loopy_bp", "mean_field", "gibbs", "swendsen_wang"]
+
+
+def _figures(rows):
+    """Every figure of the rows but the seconds (which differ from run to run)."""
+    return [{k: v for k, v in r.metrics().items() if k not in ("seconds", "first_seconds")} for r in rows]
+
+
+def test_side_by_side_equals_one_after_another():
+    """Each method draws its randomness from the seed alone, so two processes at once give the figures
+    of one process, to the last bit (and in the same order), marginals included."""
+    entry = ENTRIES["ising"]
+    problem = entry.problem(ISING, seed=3)
+    config = RunConfig(seed=3, steps=200, progress=False)
+    alone = compare.run_methods(entry, problem, METHODS, config, options=ISING, jobs=1)
+    paired = compare.run_methods(entry, problem, METHODS, config, options=ISING, jobs=2)
+    assert [r.method for r in paired] == [r.method for r in alone] == ["exact", *METHODS]
+    assert _figures(paired) == _figures(alone)
+    for a, b in zip(alone, paired):
+        for site in a.result.marginals:
+            np.testing.assert_array_equal(np.asarray(b.result.marginals[site]), np.asarray(a.result.marginals[site]))
+
+
+def test_a_worker_with_other_data_is_refused():
+    """A worker rebuilds the problem from the entry's name, options and seed; data that differ from
+    this process's (here: the casino's rolls of seed 1, run with config seed 0) are an error, not a silent mix."""
+    entry, options = ENTRIES["hmm"], {"rolls": "40"}
+    problem = entry.problem(options, seed=1)
+    assert compare._data_hash(problem) != compare._data_hash(entry.problem(options, seed=0))
+    with pytest.raises(RuntimeError, match="other data from options"):
+        compare.run_methods(entry, problem, ["exact", "mean_field"], RunConfig(seed=0, steps=20, progress=False),
+                            options=options, jobs=2)
+
+
+def test_an_entry_made_here_runs_here():
+    """An entry that is not the catalogue's cannot be found by a worker: its methods run in this process."""
+    base = ENTRIES["ising"]
+
+    def where(problem, config):
+        return Result(method="where", diagnostics={"pid": os.getpid()})
+
+    entry = dataclasses.replace(base, methods=base.methods + (Method("here", "this process", where, kind="samples"),
+                                                              Method("there", "this process", where, kind="samples")))
+    problem = entry.problem(ISING, seed=0)
+    rows = compare.run_methods(entry, problem, ["here", "there"], RunConfig(progress=False), options=ISING, jobs=2)
+    assert {r.result.diagnostics["pid"] for r in rows if r.method in ("here", "there")} == {os.getpid()}
+
+
+def test_default_jobs_is_bounded():
+    assert 1 <= compare.default_jobs() <= compare.MAX_JOBS
+
+
+def test_typed_errors_cross_processes_whole():
+    """A method's typed error raised in a worker reaches the parent with its type, message and
+    attributes, whatever its ``__init__`` takes."""
+    import pickle
+
+    from inference.errors import GenzooError, MissingPackageError, ParseError, TrainingError
+
+    for error in (ParseError("bad token", "asia.bif", 7), MissingPackageError("ray", "compare --all --ray"),
+                  TrainingError("loss is nan", step=12, rows=[3, 4])):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and isinstance(back, GenzooError)
+        assert str(back) == str(error) and back.__dict__ == error.__dict__
