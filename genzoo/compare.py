@@ -28,8 +28,7 @@ appearance), followed by the methods' ``diagnostics["notes"]`` as footnotes, eac
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
+import contextlib
 import math
 import os
 import sys
@@ -157,65 +156,61 @@ def default_jobs() -> int:
     return max(1, min(_cores(), MAX_JOBS))
 
 
-def _fingerprint(obj, digest) -> None:
-    """Feed ``digest`` with the numbers and text in ``obj`` (mappings, sequences, arrays, dataclasses
-    but their ``seconds``); other objects by their type alone."""
-    if isinstance(obj, Mapping):
-        for key in sorted(obj, key=repr):
-            digest.update(repr(key).encode())
-            _fingerprint(obj[key], digest)
-    elif isinstance(obj, (list, tuple)):
-        digest.update(f"[{len(obj)}".encode())
-        for item in obj:
-            _fingerprint(item, digest)
-    elif isinstance(obj, (str, bytes, int, float, complex, bool, type(None), np.generic)):
-        digest.update(repr(obj).encode())
-    elif hasattr(obj, "__array__") and hasattr(obj, "dtype"):
-        array = np.asarray(obj)
-        digest.update(f"{array.dtype}{array.shape}".encode() + np.ascontiguousarray(array).tobytes())
-    elif dataclasses.is_dataclass(obj):
-        _fingerprint({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name != "seconds"}, digest)
-    else:
-        digest.update(type(obj).__qualname__.encode())
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_WORKER_PROBLEM: Problem | None = None
+"""In a worker process of :func:`_run_side_by_side`: the problem its methods run on."""
+_WORKER_THREADS = 1
+"""In a worker process: its share of the cores."""
 
 
-def _data_hash(problem: Problem) -> str:
-    """A hash of the problem's description and data, equal in two processes that built the same problem."""
-    digest = hashlib.sha256(problem.description.encode())
-    _fingerprint(problem.data, digest)
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=4)
-def _worker_problem(entry_name: str, options: tuple, seed: int) -> tuple[Problem, str]:
-    from genzoo.zoo import ENTRIES
-
-    problem = ENTRIES[entry_name].problem(dict(options), seed=seed)
-    return problem, _data_hash(problem)
-
-
-def _worker_init(threads: int) -> None:
-    """A worker's set-up: its share of the cores for the libraries that read it at import (torch,
-    OpenMP, BLAS), unless the user has set one; Ctrl-C left to the parent, which ends the workers;
-    progress bars (off in a worker) share a thread lock."""
+def _worker_init(problem_bytes: bytes, threads: int) -> None:
+    """A worker's set-up: its share of the cores for torch, OpenMP and BLAS (set before anything
+    imports them, unless the user has set them), the problem it serves (this process's, pickled: not
+    rebuilt, which could differ, a model trained with another thread count say), Ctrl-C left to the
+    parent, which ends the workers, and a thread lock for progress bars (off in a worker; tqdm's
+    default is a named semaphore, which a terminated worker would leak)."""
+    import pickle
     import signal
     import threading
 
     from tqdm.auto import tqdm
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    tqdm.set_lock(threading.RLock())  # its default lock is a named semaphore, which a terminated worker would leak
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    global _WORKER_PROBLEM, _WORKER_THREADS  # noqa: PLW0603 - a worker process serves one problem
+    for name in _THREAD_VARIABLES:
         os.environ.setdefault(name, str(threads))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
+    _WORKER_PROBLEM, _WORKER_THREADS = pickle.loads(problem_bytes), threads
 
 
-def _worker_run(entry_name, options, seed, name, config, warm):
-    """One method in a worker process: the problem is built there from its name, options and seed
-    (once per process), and its data's hash travels back so the parent can check it is the same."""
+def _worker_run(entry_name, name, config, warm):
+    """One method in a worker process, on the problem it was given, with its share of the cores."""
     from genzoo.zoo import ENTRIES
 
-    problem, data_hash = _worker_problem(entry_name, tuple(sorted(options.items())), seed)
-    return _run_one(ENTRIES[entry_name].method(name), problem, config, warm), data_hash
+    with _thread_share(_WORKER_THREADS):
+        return _run_one(ENTRIES[entry_name].method(name), _WORKER_PROBLEM, config, warm)
+
+
+@contextlib.contextmanager
+def _thread_share(threads: int):
+    """Run with ``threads`` of torch's threads (its default, one per core, oversubscribes a machine
+    running several methods at once: two GAN trainings side by side took 2.6x as long) and of
+    OpenMP's for a torch imported meanwhile; the thread counts are restored after."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    unset = [name for name in _THREAD_VARIABLES if name not in os.environ]
+    for name in unset:
+        os.environ[name] = str(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        for name in unset:
+            os.environ.pop(name, None)
+        torch = sys.modules.get("torch")
+        if torch is not None:  # imported meanwhile, it took the share: given the default back
+            torch.set_num_threads(before if before is not None else _cores())
 
 
 def side_by_side(entry: ModelEntry) -> bool:
@@ -226,43 +221,37 @@ def side_by_side(entry: ModelEntry) -> bool:
     return ENTRIES.get(entry.name) is entry
 
 
-def _run_side_by_side(entry, problem, todo, config, warm, options, jobs, finished):
-    """Run the methods ``todo`` in this process and ``jobs - 1`` worker processes at once.
+def _run_side_by_side(entry, problem, problem_bytes, todo, config, warm, jobs, finished):
+    """Run the methods ``todo`` in this process and ``jobs - 1`` worker processes at once, all on
+    the problem pickled in ``problem_bytes``.
 
     The methods are taken in order from one queue: each worker takes the next as soon as it is free,
     and this process takes the next whenever it is, so a worker that is still starting (importing
-    JAX, building the problem) delays nothing. ``finished(name, (result, seconds, first))`` is
-    called as each method ends, here. A worker's problem is rebuilt from the entry's name, options
-    and seed; a :class:`RuntimeError` says so if its data differ from this process's (a problem
-    that is not a function of its seed). Each process gets its share of the cores for torch and
-    the OpenMP / BLAS libraries (:func:`_worker_init`; torch here when the problem has imported it).
+    JAX, reading the problem) delays nothing. ``finished(name, (result, seconds, first))`` is called
+    as each method ends, here. Each process runs its methods with its share of the cores
+    (:func:`_thread_share`).
     """
     import multiprocessing
     import threading
 
     queue, lock = list(todo), threading.Lock()
     pending = {}  # name -> AsyncResult, in the order the workers took them
-    own_hash = _data_hash(problem)
-    threads = max(1, _cores() // jobs)
     context = multiprocessing.get_context("spawn")  # a fork of a process running JAX may deadlock
-    pool = context.Pool(jobs - 1, initializer=_worker_init, initargs=(threads,))
+    threads = max(1, _cores() // jobs)
+    pool = context.Pool(jobs - 1, initializer=_worker_init, initargs=(problem_bytes, threads))
 
     def feed(_done=None):
         with lock:
             if queue:
                 name = queue.pop(0)
-                pending[name] = pool.apply_async(_worker_run, (entry.name, dict(options or {}), config.seed, name,
-                                                               config, warm), callback=feed, error_callback=failed)
+                pending[name] = pool.apply_async(_worker_run, (entry.name, name, config, warm), callback=feed,
+                                                 error_callback=failed)
 
     def failed(_error):  # nothing more starts; the error is raised below, where its result is read
         with lock:
             queue.clear()
 
-    torch = sys.modules.get("torch")  # a deep entry's problem has imported it: its share of the cores here too
-    own_threads = torch.get_num_threads() if torch is not None else None
     try:
-        if torch is not None:
-            torch.set_num_threads(threads)
         for _ in range(jobs - 1):
             feed()
         while True:
@@ -270,14 +259,10 @@ def _run_side_by_side(entry, problem, todo, config, warm, options, jobs, finishe
                 if not queue:
                     break
                 name = queue.pop(0)
-            finished(name, _run_one(entry.method(name), problem, config, warm))
+            with _thread_share(threads):
+                finished(name, _run_one(entry.method(name), problem, config, warm))
         for name, result in list(pending.items()):  # every name is in pending once the queue is empty
-            timed, data_hash = result.get()
-            if data_hash != own_hash:
-                raise RuntimeError(f"model {entry.name!r}: a worker process built other data from options "
-                                   f"{dict(options or {})} and seed {config.seed} than this process's problem "
-                                   f"(pass the options it was built with, or jobs=1)")
-            finished(name, timed)
+            finished(name, result.get())
         pool.close()
     except BaseException:
         with lock:
@@ -286,8 +271,16 @@ def _run_side_by_side(entry, problem, todo, config, warm, options, jobs, finishe
         raise
     finally:
         pool.join()
-        if torch is not None:
-            torch.set_num_threads(own_threads)
+
+
+def _pickled(problem: Problem) -> bytes | None:
+    """The problem as a worker receives it, or None where it does not pickle (it then runs here)."""
+    import pickle
+
+    try:
+        return pickle.dumps(problem, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - any object pickle refuses: the methods run one at a time here
+        return None
 
 
 def run_methods(
@@ -301,11 +294,11 @@ def run_methods(
     of its key) keeps the results of references other than the exact method: one found there is not
     run again, and its row says so (``cached``, with the seconds of the run that made it).
 
-    ``jobs`` > 1 runs that many methods at once, here and in ``jobs - 1`` worker processes
-    (references first, then in order; each method's seconds are its own wall time in its process).
-    Every method draws its randomness from ``config.seed`` alone, so the results are those of
-    ``jobs=1``. An entry not in the catalogue (made by the caller) runs with ``jobs=1``: a worker
-    finds entries by name."""
+    ``jobs`` > 1 runs that many methods at once, here and in ``jobs - 1`` worker processes that
+    receive ``problem`` pickled (references first, then in order; each method's seconds are its own
+    wall time in its process). Every method draws its randomness from ``config.seed`` alone, so the
+    results are those of ``jobs=1``. An entry not in the catalogue (made by the caller; a worker
+    finds entries by name) or a problem that does not pickle runs with ``jobs=1``."""
     names = list(methods)
     for name in names:
         entry.method(name)  # unknown names fail before any work
@@ -334,8 +327,9 @@ def run_methods(
 
     with tqdm(total=len(names), initial=len(cached), desc=f"compare {entry.name}", disable=not config.progress,
               leave=False) as bar:
-        if jobs > 1 and len(todo) > 1 and side_by_side(entry):
-            _run_side_by_side(entry, problem, todo, config, warm, options, min(jobs, len(todo)), finished)
+        problem_bytes = _pickled(problem) if jobs > 1 and len(todo) > 1 and side_by_side(entry) else None
+        if problem_bytes is not None:
+            _run_side_by_side(entry, problem, problem_bytes, todo, config, warm, min(jobs, len(todo)), finished)
         else:
             for name in todo:
                 bar.set_postfix(method=name)

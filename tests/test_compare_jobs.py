@@ -35,15 +35,17 @@ def test_side_by_side_equals_one_after_another():
             np.testing.assert_array_equal(np.asarray(b.result.marginals[site]), np.asarray(a.result.marginals[site]))
 
 
-def test_a_worker_with_other_data_is_refused():
-    """A worker rebuilds the problem from the entry's name, options and seed; data that differ from
-    this process's (here: the casino's rolls of seed 1, run with config seed 0) are an error, not a silent mix."""
+def test_workers_run_on_this_process_problem():
+    """A worker receives the problem it serves, pickled, rather than rebuilding it: the casino's rolls
+    of seed 1 measured with config seed 0 (which a rebuilt problem would not have) give the figures of
+    one method after another."""
     entry, options = ENTRIES["hmm"], {"rolls": "40"}
     problem = entry.problem(options, seed=1)
-    assert compare._data_hash(problem) != compare._data_hash(entry.problem(options, seed=0))
-    with pytest.raises(RuntimeError, match="other data from options"):
-        compare.run_methods(entry, problem, ["exact", "mean_field"], RunConfig(seed=0, steps=20, progress=False),
-                            options=options, jobs=2)
+    config = RunConfig(seed=0, steps=20, progress=False)
+    methods = ["gibbs", "mean_field", "svi_states"]
+    alone = compare.run_methods(entry, problem, methods, config, options=options, jobs=1)
+    paired = compare.run_methods(entry, problem, methods, config, options=options, jobs=3)
+    assert _figures(paired) == _figures(alone)
 
 
 def test_an_entry_made_here_runs_here():
@@ -76,3 +78,13 @@ def test_typed_errors_cross_processes_whole():
         back = pickle.loads(pickle.dumps(error))
         assert type(back) is type(error) and isinstance(back, GenzooError)
         assert str(back) == str(error) and back.__dict__ == error.__dict__
+
+
+def test_a_process_runs_with_its_share_of_the_cores():
+    """Beside a worker, torch runs with its share of the threads (its default oversubscribes the
+    machine) and gets its own count back after."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    with compare._thread_share(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
