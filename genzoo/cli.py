@@ -677,7 +677,6 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    code = 0
     try:
         args, extra = build_parser(_model_for_help(argv)).parse_known_args(argv)
         if getattr(args, "out", None) is not None:
@@ -690,19 +689,19 @@ def main(argv=None) -> int:
             raise
         print("genzoo: interrupted (finished run folders and checkpoints are complete; nothing is half-written)",
               file=sys.stderr)
-        code = 130
+        return 130
     except GenzooError as err:
         if debug:
             raise
         print(f"genzoo: error: {err}", file=sys.stderr)
-        code = 2
+        return 2
     except Exception as err:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if debug:
             raise
         print(f"genzoo: internal error: {type(err).__name__}: {err} (run again with --debug for the traceback)",
               file=sys.stderr)
-        code = 1
-    return code
+        return 1
+    return 0
 
 
 def run() -> None:

@@ -310,13 +310,12 @@ def run_methods(
     results: dict[str, tuple[Result, float, float]] = {}
     cached = set()
     keys = {}
-    for name in references:
-        if cache is not None:
-            keys[name] = cache.key(entry.name, name, options or {}, config.seed, config.steps, problem.data)
-            found = cache.load(keys[name]) if keys[name] is not None else None
-            if found is not None:
-                results[name] = (found[0], found[1], found[1])
-                cached.add(name)
+    for name in references if cache is not None else ():
+        keys[name] = cache.key(entry.name, name, options or {}, config.seed, config.steps, problem.data)
+        found = cache.load(keys[name]) if keys[name] is not None else None
+        if found is not None:
+            results[name] = (found[0], found[1], found[1])
+            cached.add(name)
     todo = sorted((n for n in names if n not in results), key=lambda n: n not in references)  # references first
 
     def finished(name, timed):
