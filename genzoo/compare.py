@@ -39,6 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from genzoo.registry import ModelEntry, Problem, RunConfig
+from inference.errors import DataError
 from inference.result import Result
 
 
@@ -299,6 +300,8 @@ def run_methods(
     wall time in its process). Every method draws its randomness from ``config.seed`` alone, so the
     results are those of ``jobs=1``. An entry not in the catalogue (made by the caller; a worker
     finds entries by name) or a problem that does not pickle runs with ``jobs=1``."""
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise DataError(f"jobs must be a positive integer (1: one method after another), got {jobs!r}")
     names = list(methods)
     for name in names:
         entry.method(name)  # unknown names fail before any work

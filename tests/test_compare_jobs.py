@@ -88,3 +88,12 @@ def test_a_process_runs_with_its_share_of_the_cores():
     with compare._thread_share(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("jobs", [0, -2, 1.5, "2", True])
+def test_jobs_that_are_not_a_positive_integer_are_refused(jobs):
+    from inference.errors import DataError
+
+    entry = ENTRIES["ising"]
+    with pytest.raises(DataError, match=r"jobs must be a positive integer .* got"):
+        compare.run_methods(entry, entry.problem(ISING), ["loopy_bp"], RunConfig(progress=False), jobs=jobs)
