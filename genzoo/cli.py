@@ -300,12 +300,13 @@ def cmd_compare(args, extra):
             _compare_all_ray(args)
             print(f"report card: {len(_entries())} models in {time.perf_counter() - start:.1f} s")
             return
-        for name, entry in _entries().items():
-            quick = dict(entry.quick)
-            steps = quick.pop("steps", None)
-            _compare_one(entry, list(entry.comparable_methods), quick, args, steps if args.steps is None else args.steps,
-                         warm=False)
-            print()
+        with _workers(args) as workers:  # one set of workers serves every model
+            for name, entry in _entries().items():
+                quick = dict(entry.quick)
+                steps = quick.pop("steps", None)
+                _compare_one(entry, list(entry.comparable_methods), quick, args,
+                             steps if args.steps is None else args.steps, warm=False, workers=workers)
+                print()
         print(f"report card: {len(_entries())} models in {time.perf_counter() - start:.1f} s")
         return
     if args.ray:
@@ -322,12 +323,39 @@ def cmd_compare(args, extra):
         options = {**{k: str(v) for k, v in quick.items()}, **options}
         steps = steps if steps is not None else quick_steps
         print(f"quick run: {', '.join(f'{k}={v}' for k, v in {**quick, 'steps': steps}.items() if v is not None)}")
-    _compare_one(entry, methods, options, args, steps, warm=args.warm)
+    for name in methods:
+        entry.method(name)
+    with _workers(args, entry, methods) as workers:  # started now, they get ready while the problem is built
+        _compare_one(entry, methods, options, args, steps, warm=args.warm, workers=workers)
 
 
-def _compare_one(entry, methods, options, args, steps, warm=False):
-    """One comparison; ``warm`` runs each method a second time so that the seconds exclude compilation."""
+def _jobs_of(args) -> int:
     from genzoo import compare
+
+    return args.jobs if getattr(args, "jobs", None) is not None else compare.default_jobs()
+
+
+def _workers(args, entry=None, methods=()):
+    """The worker processes of ``compare`` (``--jobs``) as a context manager: a null one where the
+    methods run here (``--jobs 1``, one method and no reference to run, or an entry whose methods a
+    worker cannot find by name)."""
+    import contextlib
+
+    from genzoo import compare
+
+    jobs = _jobs_of(args)
+    if entry is not None:
+        to_run = set(methods) | {entry.reference_of(name) for name in methods} - {None}
+        if len(to_run) < 2 or not compare.side_by_side(entry):
+            return contextlib.nullcontext()
+    return contextlib.nullcontext() if jobs < 2 else compare.Workers(jobs)
+
+
+def _compare_one(entry, methods, options, args, steps, warm=False, workers=None):
+    """One comparison; ``warm`` runs each method a second time so that the seconds exclude
+    compilation; ``workers`` (:class:`genzoo.compare.Workers`) run methods beside this process."""
+    from genzoo import compare
+    from genzoo.method_times import MethodTimes
     from genzoo.registry import RunConfig
 
     for name in methods:
@@ -339,8 +367,9 @@ def _compare_one(entry, methods, options, args, steps, warm=False):
     from genzoo.reference_cache import ReferenceCache
 
     cache = ReferenceCache.default(read=not getattr(args, "fresh_reference", False))
-    jobs = args.jobs if getattr(args, "jobs", None) is not None else compare.default_jobs()
-    rows = compare.run_methods(entry, problem, methods, config, warm=warm, cache=cache, options=options, jobs=jobs)
+    jobs = workers.jobs if workers is not None else 1
+    rows = compare.run_methods(entry, problem, methods, config, warm=warm, cache=cache, options=options, jobs=jobs,
+                               workers=workers, times=MethodTimes.default())
     ran = sum(not r.cached for r in rows)
     if jobs > 1 and ran > 1 and compare.side_by_side(entry):
         print(f"note: the methods ran {min(jobs, ran)} at a time (--jobs {jobs}): each one's seconds include the "

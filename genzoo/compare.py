@@ -158,38 +158,78 @@ def default_jobs() -> int:
 
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-_WORKER_PROBLEM: Problem | None = None
-"""In a worker process of :func:`_run_side_by_side`: the problem its methods run on."""
+_WORKER_PROBLEM: tuple[str, Problem] | None = None
+"""In a worker process of :class:`Workers`: the problem it serves last, with its digest."""
 _WORKER_THREADS = 1
 """In a worker process: its share of the cores."""
 
 
-def _worker_init(problem_bytes: bytes, threads: int) -> None:
+def _worker_init(threads: int) -> None:
     """A worker's set-up: its share of the cores for torch, OpenMP and BLAS (set before anything
-    imports them, unless the user has set them), the problem it serves (this process's, pickled: not
-    rebuilt, which could differ, a model trained with another thread count say), Ctrl-C left to the
-    parent, which ends the workers, and a thread lock for progress bars (off in a worker; tqdm's
-    default is a named semaphore, which a terminated worker would leak)."""
-    import pickle
+    imports them, unless the user has set them), Ctrl-C left to the parent, which ends the workers,
+    a thread lock for progress bars (off in a worker; tqdm's default is a named semaphore, which a
+    terminated worker would leak), then the imports every method needs (JAX and the catalogue),
+    while the parent is still building the problem."""
     import signal
     import threading
 
     from tqdm.auto import tqdm
 
-    global _WORKER_PROBLEM, _WORKER_THREADS  # noqa: PLW0603 - a worker process serves one problem
+    global _WORKER_THREADS  # noqa: PLW0603 - a worker process's share of the cores
     for name in _THREAD_VARIABLES:
         os.environ.setdefault(name, str(threads))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tqdm.set_lock(threading.RLock())
-    _WORKER_PROBLEM, _WORKER_THREADS = pickle.loads(problem_bytes), threads
+    _WORKER_THREADS = threads
+    import genzoo.zoo  # noqa: F401 - the catalogue, found by name in _worker_run
+    import inference  # noqa: F401 - JAX, its float64 mode and its compilation cache
 
 
-def _worker_run(entry_name, name, config, warm):
-    """One method in a worker process, on the problem it was given, with its share of the cores."""
+def _worker_run(entry_name, name, config, warm, digest, problem_bytes):
+    """One method in a worker process with its share of the cores, on the problem pickled in
+    ``problem_bytes`` (this process's, not rebuilt, which could differ: a model trained with another
+    thread count, say), read once for all the methods of that problem."""
+    import pickle
+
     from genzoo.zoo import ENTRIES
 
+    global _WORKER_PROBLEM  # noqa: PLW0603 - a worker keeps the problem it serves
+    if _WORKER_PROBLEM is None or _WORKER_PROBLEM[0] != digest:
+        _WORKER_PROBLEM = (digest, pickle.loads(problem_bytes))
     with _thread_share(_WORKER_THREADS):
-        return _run_one(ENTRIES[entry_name].method(name), _WORKER_PROBLEM, config, warm)
+        return _run_one(ENTRIES[entry_name].method(name), _WORKER_PROBLEM[1], config, warm)
+
+
+class Workers:
+    """``jobs - 1`` worker processes that run methods beside this one (:func:`run_methods`), each with
+    its share of the cores.
+
+    Made before the problem (``genzoo compare`` does so), their start, a new Python importing JAX
+    and the catalogue (about 2 s), overlaps the building of the problem here. One set serves any
+    number of :func:`run_methods` calls (``compare --all``): a problem reaches a worker pickled with
+    each method and is read there once. Use as a context manager, or call :meth:`close`: workers
+    are ended, not waited for (they hold nothing once their results are in).
+    """
+
+    def __init__(self, jobs: int):
+        import multiprocessing
+
+        if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 2:
+            raise DataError(f"Workers: jobs must be an integer >= 2 (this process and a worker at least), got {jobs!r}")
+        self.jobs = int(jobs)
+        self.threads = max(1, _cores() // self.jobs)
+        context = multiprocessing.get_context("spawn")  # a fork of a process running JAX may deadlock
+        self.pool = context.Pool(self.jobs - 1, initializer=_worker_init, initargs=(self.threads,))
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @contextlib.contextmanager
@@ -222,56 +262,51 @@ def side_by_side(entry: ModelEntry) -> bool:
     return ENTRIES.get(entry.name) is entry
 
 
-def _run_side_by_side(entry, problem, problem_bytes, todo, config, warm, jobs, finished):
-    """Run the methods ``todo`` in this process and ``jobs - 1`` worker processes at once, all on
+def _run_side_by_side(entry, problem, problem_bytes, todo, config, warm, workers, finished):
+    """Run the methods ``todo`` in this process and in ``workers`` (:class:`Workers`) at once, all on
     the problem pickled in ``problem_bytes``.
 
     The methods are taken in order from one queue: each worker takes the next as soon as it is free,
     and this process takes the next whenever it is, so a worker that is still starting (importing
-    JAX, reading the problem) delays nothing. ``finished(name, (result, seconds, first))`` is called
-    as each method ends, here. Each process runs its methods with its share of the cores
-    (:func:`_thread_share`).
+    JAX) delays nothing. ``finished(name, (result, seconds, first))`` is called as each method ends,
+    here. Each process runs its methods with its share of the cores (:func:`_thread_share`).
     """
-    import multiprocessing
+    import hashlib
     import threading
 
     queue, lock = list(todo), threading.Lock()
     pending = {}  # name -> AsyncResult, in the order the workers took them
-    context = multiprocessing.get_context("spawn")  # a fork of a process running JAX may deadlock
-    threads = max(1, _cores() // jobs)
-    pool = context.Pool(jobs - 1, initializer=_worker_init, initargs=(problem_bytes, threads))
+    digest = hashlib.sha256(problem_bytes).hexdigest()
 
     def feed(_done=None):
         with lock:
             if queue:
                 name = queue.pop(0)
-                pending[name] = pool.apply_async(_worker_run, (entry.name, name, config, warm), callback=feed,
-                                                 error_callback=failed)
+                pending[name] = workers.pool.apply_async(
+                    _worker_run, (entry.name, name, config, warm, digest, problem_bytes), callback=feed,
+                    error_callback=failed)
 
     def failed(_error):  # nothing more starts; the error is raised below, where its result is read
         with lock:
             queue.clear()
 
     try:
-        for _ in range(jobs - 1):
+        for _ in range(min(workers.jobs - 1, len(queue) - 1)):
             feed()
         while True:
             with lock:
                 if not queue:
                     break
                 name = queue.pop(0)
-            with _thread_share(threads):
+            with _thread_share(workers.threads):
                 finished(name, _run_one(entry.method(name), problem, config, warm))
         for name, result in list(pending.items()):  # every name is in pending once the queue is empty
             finished(name, result.get())
-        pool.close()
     except BaseException:
         with lock:
             queue.clear()
-        pool.terminate()  # a failed method or Ctrl-C here ends the others at once
+        workers.close()  # a failed method or Ctrl-C here ends the others at once
         raise
-    finally:
-        pool.join()
 
 
 def _pickled(problem: Problem) -> bytes | None:
@@ -286,7 +321,8 @@ def _pickled(problem: Problem) -> bytes | None:
 
 def run_methods(
     entry: ModelEntry, problem: Problem, methods: Sequence[str], config: RunConfig, warm: bool = False,
-    cache=None, options: Mapping[str, Any] | None = None, jobs: int = 1,
+    cache=None, options: Mapping[str, Any] | None = None, jobs: int = 1, workers: Workers | None = None,
+    times=None,
 ) -> list[Row]:
     """Run each method once (twice when ``warm``: once to compile, once to time) and compare it with
     its reference (its question's, :meth:`ModelEntry.reference_of`), which is run too where missing.
@@ -296,10 +332,14 @@ def run_methods(
     run again, and its row says so (``cached``, with the seconds of the run that made it).
 
     ``jobs`` > 1 runs that many methods at once, here and in ``jobs - 1`` worker processes that
-    receive ``problem`` pickled (references first, then in order; each method's seconds are its own
-    wall time in its process). Every method draws its randomness from ``config.seed`` alone, so the
-    results are those of ``jobs=1``. An entry not in the catalogue (made by the caller; a worker
-    finds entries by name) or a problem that does not pickle runs with ``jobs=1``."""
+    receive ``problem`` pickled (each method's seconds are its own wall time in its process):
+    ``workers`` made beforehand (:class:`Workers`, whose ``jobs`` then count), else workers started
+    here and ended on return. References start first, then the methods in order or, given ``times``
+    (a :class:`~genzoo.method_times.MethodTimes`, which keeps this run's seconds), longest first
+    (:func:`~genzoo.method_times.longest_first`). Every method draws its randomness from
+    ``config.seed`` alone, so the results are those of ``jobs=1``. An entry not in the catalogue
+    (made by the caller; a worker finds entries by name) or a problem that does not pickle runs with
+    ``jobs=1``."""
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise DataError(f"jobs must be a positive integer (1: one method after another), got {jobs!r}")
     names = list(methods)
@@ -319,7 +359,12 @@ def run_methods(
         if found is not None:
             results[name] = (found[0], found[1], found[1])
             cached.add(name)
-    todo = sorted((n for n in names if n not in results), key=lambda n: n not in references)  # references first
+    from genzoo.method_times import longest_first
+
+    todo = longest_first([n for n in names if n not in results], times.of(entry.name) if times is not None else {},
+                         first=references)
+    if times is None:  # the catalogue's order, references first
+        todo.sort(key=lambda n: n not in references)
 
     def finished(name, timed):
         results[name] = timed
@@ -329,13 +374,19 @@ def run_methods(
 
     with tqdm(total=len(names), initial=len(cached), desc=f"compare {entry.name}", disable=not config.progress,
               leave=False) as bar:
+        jobs = workers.jobs if workers is not None else jobs
         problem_bytes = _pickled(problem) if jobs > 1 and len(todo) > 1 and side_by_side(entry) else None
-        if problem_bytes is not None:
-            _run_side_by_side(entry, problem, problem_bytes, todo, config, warm, min(jobs, len(todo)), finished)
-        else:
+        if problem_bytes is None:
             for name in todo:
                 bar.set_postfix(method=name)
                 finished(name, _run_one(entry.method(name), problem, config, warm))
+        elif workers is not None:
+            _run_side_by_side(entry, problem, problem_bytes, todo, config, warm, workers, finished)
+        else:
+            with Workers(min(jobs, len(todo))) as started:
+                _run_side_by_side(entry, problem, problem_bytes, todo, config, warm, started, finished)
+    if times is not None:
+        times.record(entry.name, {name: results[name][2] + (results[name][1] if warm else 0.0) for name in todo})
     rows = []
     for name in names:
         result, seconds, first = results[name]

@@ -97,3 +97,27 @@ def test_jobs_that_are_not_a_positive_integer_are_refused(jobs):
     entry = ENTRIES["ising"]
     with pytest.raises(DataError, match=r"jobs must be a positive integer .* got"):
         compare.run_methods(entry, entry.problem(ISING), ["loopy_bp"], RunConfig(progress=False), jobs=jobs)
+
+
+def test_one_set_of_workers_serves_several_problems():
+    """Workers made beforehand serve one problem after another (``compare --all``): each run reads its
+    own problem, so two sizes of the Ising model give the figures of one process each."""
+    entry = ENTRIES["ising"]
+    config = RunConfig(seed=3, steps=100, progress=False)
+    figures = []
+    with compare.Workers(2) as workers:
+        for options in ({"size": "6"}, ISING):
+            problem = entry.problem(options, seed=0)
+            alone = compare.run_methods(entry, problem, METHODS, config, options=options, jobs=1)
+            paired = compare.run_methods(entry, problem, METHODS, config, options=options, workers=workers)
+            assert _figures(paired) == _figures(alone)
+            figures.append(_figures(alone))
+    assert figures[0] != figures[1]  # the problems differ: a worker that kept the first would be caught
+
+
+@pytest.mark.parametrize("jobs", [1, 0, 2.0, True])
+def test_workers_need_two_processes_at_least(jobs):
+    from inference.errors import DataError
+
+    with pytest.raises(DataError, match=r"jobs must be an integer >= 2"):
+        compare.Workers(jobs)
