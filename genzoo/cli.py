@@ -278,15 +278,18 @@ def cmd_run(args, extra):
     print(f"run folder: {folder}")
 
 
-def _write_report(write):
+def _write_report(write, say=True):
     """Call ``write()`` (which writes report.html) and print the report's path; a report that fails
-    prints one line and leaves the run folder's other files as they are."""
+    prints one line, to stderr, and leaves the run folder's other files as they are. With
+    ``say=False`` the line is returned instead, as ``(to_stderr, line)``."""
     try:
-        path = write()
+        line = (False, f"report: {write()}")
     except Exception as err:  # noqa: BLE001 - the results are written already; the picture must not undo that
-        print(f"genzoo: report.html not written: {type(err).__name__}: {err}", file=sys.stderr)
-        return
-    print(f"report: {path}")
+        line = (True, f"genzoo: report.html not written: {type(err).__name__}: {err}")
+    if not say:
+        return line
+    print(line[1], file=sys.stderr if line[0] else sys.stdout)
+    return None
 
 
 def cmd_compare(args, extra):
@@ -374,7 +377,7 @@ def _compare_one(entry, methods, options, args, steps, warm=False, workers=None)
     if jobs > 1 and ran > 1 and compare.side_by_side(entry):
         print(f"note: the methods ran {min(jobs, ran)} at a time (--jobs {jobs}): each one's seconds include the "
               f"others' load; --jobs 1 times each alone")
-    _report_compare(entry, problem.description, rows, args, problem)
+    _report_compare(entry, problem.description, rows, args, problem, workers=workers if jobs > 1 else None)
 
 
 def _compare_all_ray(args):
@@ -395,42 +398,63 @@ def _compare_all_ray(args):
         print()
 
 
-def _report_compare(entry, description, rows, args, problem=None):
+def _report_compare(entry, description, rows, args, problem=None, workers=None):
     """Print a comparison's tables, one per question the entry asks, and write a run folder for each
     (metrics.json, compare.png, report.html); ``problem`` is None where the rows came back from Ray
-    workers without it."""
+    workers without it. With ``workers`` (:class:`genzoo.compare.Workers`), the folders of all
+    questions but the last are written by workers while this process writes the last (drawing the
+    pictures is most of what a second ``compare hmm`` does after its methods); the output is printed
+    in the questions' order either way."""
     from genzoo import compare
 
+    parts = []  # (title, folder kind, reference, rows, problem text, a question follows)
     for question, group in compare.by_question(entry, rows):
         if question is None:
-            _report_question(entry, f"{entry.name}: {description}", "compare", entry.exact_method, group, args,
-                             problem, description)
+            parts.append((f"{entry.name}: {description}", "compare", entry.exact_method, group, description, False))
         else:
             title = f"{entry.name}: {description}\nquestion: {question.title} (reference: {question.reference})"
-            _report_question(entry, title, f"compare-{question.name}", question.reference, group, args, problem,
-                             f"{description}; {question.title}")
+            parts.append((title, f"compare-{question.name}", question.reference, group,
+                          f"{description}; {question.title}", True))
+    written = []
+    for i, (title, kind, reference, group, text, _) in enumerate(parts):
+        task = (entry.name, title, kind, reference, group, args.out, args.seed, problem, text)
+        if workers is not None and i < len(parts) - 1:
+            written.append(workers.pool.apply_async(_question_folder, task))
+        else:
+            written.append(_question_folder(entry, *task[1:]))
+    for (title, _, _, group, _, blank), done in zip(parts, written):
+        print(compare.format_table(group, title))
+        folder, lines = done.get() if hasattr(done, "get") else done
+        for to_stderr, line in lines:
+            print(line, file=sys.stderr if to_stderr else sys.stdout)
+        print(f"run folder: {folder}")
+        if blank:
             print()
 
 
-def _report_question(entry, title, kind, reference, rows, args, problem, problem_text):
+def _question_folder(entry, title, kind, reference, rows, out, seed, problem, problem_text):
+    """Write one question's run folder (metrics.json, compare.png, report.html) and return it with the
+    lines to print, as ``(to_stderr, line)`` (see :func:`_write_report`); ``entry`` or its name (in
+    a worker, which finds it in the catalogue)."""
     from genzoo import compare, report
     from genzoo.report_plots import error_figure, has_figure, png
     from genzoo.runs import atomic_write, run_folder, write_json
 
+    if isinstance(entry, str):
+        entry = _entry(entry)
     table = compare.format_table(rows, title)
-    print(table)
-    with run_folder(entry.name, kind, args.out) as folder:
+    with run_folder(entry.name, kind, out) as folder:
         write_json(folder / "metrics.json", {"model": entry.name, "problem": problem_text,
-                                             "seed": args.seed, "rows": [r.metrics() for r in rows]})
+                                             "seed": seed, "rows": [r.metrics() for r in rows]})
         error_png = None
         if has_figure(rows):  # errors or scores against seconds (a long table per dataset has neither)
             error_png = png(error_figure(rows, title.replace("\n", " - "), reference), dpi=120)
             atomic_write(folder / "compare.png", error_png)
-        _write_report(lambda: report.compare_report(
+        line = _write_report(lambda: report.compare_report(
             folder, model=entry.name, family=entry.family, summary=entry.description, problem_text=problem_text,
-            table=table, rows=rows, reference=reference, problem=problem, seed=args.seed,
-            error_png=error_png))
-    print(f"run folder: {folder}")
+            table=table, rows=rows, reference=reference, problem=problem, seed=seed,
+            error_png=error_png), say=False)
+    return folder, [line]
 
 
 def cmd_sweep(args, extra):
@@ -552,7 +576,9 @@ class _Parser(argparse.ArgumentParser):
     instead of printed with the usage and ``SystemExit``."""
 
     def error(self, message):
-        raise DataError(f"{self.prog}: {message} (genzoo {self.prog.split()[-1]} --help shows the arguments)")
+        command = " ".join(self.prog.split()[1:])  # "genzoo compare" -> "compare"; the program itself -> ""
+        raise DataError(f"{self.prog}: {message} ({' '.join(['genzoo', command] if command else ['genzoo'])} --help "
+                        "shows the arguments)")
 
 
 def _integer(text):
@@ -736,20 +762,25 @@ def main(argv=None) -> int:
 def run() -> None:
     """The ``genzoo`` program: :func:`main` on this process's command line, then exit with its code.
 
-    After Ctrl-C it leaves at once (``os._exit``), once what the interrupted work held is freed (a
-    worker pool's semaphores, which multiprocessing's tracker would report as leaked) and the output
-    flushed: XLA may still be compiling a program on a thread of its own, and the interpreter's
-    shutdown would free the JAX client under it (a segmentation fault). Files are written
-    atomically, so an interrupted run leaves nothing half-written either way."""
+    It leaves with ``os._exit`` once the output is flushed, without the interpreter's shutdown.
+    - After Ctrl-C, what the interrupted work held is freed first (a worker pool's semaphores, which
+      multiprocessing's tracker would report as leaked): XLA may still be compiling a program on a
+      thread of its own, and the shutdown would free the JAX client under it (a segmentation fault).
+    - Otherwise the exit functions run first (Ray's shutdown among them); the shutdown would then
+      only free memory the system takes back anyway: 0.6 s of a second ``compare hmm``.
+    Files are written atomically, so an interrupted run leaves nothing half-written either way."""
+    import atexit
+
     code = main()
     if code == 130:
         import gc
 
         gc.collect()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    else:
+        atexit._run_exitfuncs()  # what sys.exit would run, without the module teardown after it
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

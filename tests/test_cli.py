@@ -105,6 +105,9 @@ def test_sample_prints_a_table(tmp_path):
         (("run", "bayesnet", "--method", "exact", *ASIA, "--evidence", "mars=yes"), "unknown variable 'mars'"),
         (("compare", "bayesnet", "--methods", "exact,guess"), "has no method 'guess'"),
         (("sample", "bayesnet", "--network", "atlantis"), "unknown network 'atlantis'"),
+        (("bogus",), "invalid choice: 'bogus'"),
+        (("bogus",), "(genzoo --help shows the arguments)"),
+        (("compare", "hmm", "--jobs", "0"), "(genzoo compare --help shows the arguments)"),
     ],
 )
 def test_bad_requests_fail_plainly(tmp_path, args, message):
@@ -113,6 +116,24 @@ def test_bad_requests_fail_plainly(tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_compare_side_by_side_prints_each_question_in_order(tmp_path):
+    """With workers (--jobs 2), a worker writes the first question's folder while this process writes
+    the second: each table is followed by its own report and run folder, in the questions' order."""
+    proc = genzoo("compare", "hmm", "--rolls", "40", "--steps", "20", "--jobs", "2", "--out", str(tmp_path),
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    questions = [i for i, line in enumerate(lines) if line.startswith("question:")]
+    folders = [line.split(": ", 1)[1] for line in lines if line.startswith("run folder:")]
+    reports = [i for i, line in enumerate(lines) if line.startswith("report:")]
+    assert len(questions) == len(folders) == len(reports) == 2
+    assert questions[0] < reports[0] < questions[1] < reports[1]
+    for folder, kind in zip(folders, ("states", "learning")):
+        assert f"hmm-compare-{kind}-" in folder
+        assert {"metrics.json", "compare.png", "report.html"} <= {p.name for p in (tmp_path / folder).iterdir()}
+        assert json.loads((tmp_path / folder / "metrics.json").read_text())["model"] == "hmm"
 
 
 def test_compare_lda_reports_topic_errors_and_perplexity(tmp_path):
