@@ -168,8 +168,8 @@ def _worker_init(threads: int) -> None:
     """A worker's set-up: its share of the cores for torch, OpenMP and BLAS (set before anything
     imports them, unless the user has set them), Ctrl-C left to the parent, which ends the workers,
     a thread lock for progress bars (off in a worker; tqdm's default is a named semaphore, which a
-    terminated worker would leak), then the imports every method needs (JAX and the catalogue),
-    while the parent is still building the problem."""
+    terminated worker would leak), then the catalogue, while the parent is still building the
+    problem."""
     import signal
     import threading
 
@@ -181,8 +181,7 @@ def _worker_init(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tqdm.set_lock(threading.RLock())
     _WORKER_THREADS = threads
-    import genzoo.zoo  # noqa: F401 - the catalogue, found by name in _worker_run
-    import inference  # noqa: F401 - JAX, its float64 mode and its compilation cache
+    from genzoo.zoo import ENTRIES  # noqa: F401 - the catalogue (JAX came with this module's imports)
 
 
 def _worker_run(entry_name, name, config, warm, digest, problem_bytes):
