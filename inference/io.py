@@ -45,7 +45,8 @@ def cache_root() -> pathlib.Path | None:
     """The project's cache folder: ``$GENZOO_CACHE`` if set, else ``$XDG_CACHE_HOME/genzoo``, else
     ``~/.cache/genzoo``; None where ``GENZOO_CACHE`` is ``off``, ``0`` or empty (nothing is kept).
     JAX's compiled programs (:mod:`inference`), ``compare``'s references
-    (:mod:`genzoo.reference_cache`) and the converted chorales (:mod:`deep.music`) live under it."""
+    (:mod:`genzoo.reference_cache`) and methods' seconds (:mod:`genzoo.method_times`) and the
+    converted chorales (:mod:`deep.music`) live under it."""
     where = os.environ.get("GENZOO_CACHE")
     if where is not None:
         return None if where.strip().lower() in ("off", "0", "") else pathlib.Path(where).expanduser()
