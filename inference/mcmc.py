@@ -59,7 +59,7 @@ import numpy as np
 from inference.errors import DataError, ModelError
 from inference.result import Result
 from inference.rng import as_key
-from inference.staging import NEEDS_CONCRETE, holds_tracer
+from inference.staging import NEEDS_CONCRETE, holds_tracer, jit_once
 
 __all__ = ["nuts", "hmc", "check_model", "gibbs", "convergence", "RHAT_LIMIT", "ESS_LIMIT"]
 
@@ -200,7 +200,7 @@ def _traced_once(model, data, key, init_strategy, needs_continuous):
         figures = {n: _site_figures(s, needs_continuous) for n, s in trace.items() if s["type"] == "sample"}
         return values, figures
 
-    values, figures = jax.device_get(jax.jit(run)(key))
+    values, figures = jax.device_get(jit_once(run)(key))
     if any(f is None for f in figures.values()):
         return None
     trace = {name: (dict(site, value=values[name]) if name in values else site)
@@ -265,7 +265,7 @@ def _compiled_start(model, data, keys, init_strategy):
         return info.param_info
 
     try:
-        param_info = jax.device_get(jax.jit(run)(keys))
+        param_info = jax.device_get(jit_once(run)(keys))
     except NEEDS_CONCRETE:
         return None
     info = captured["info"]

@@ -604,13 +604,13 @@ def _init_compiled(new_svi, key, data):
     """
     from numpyro import handlers
 
-    from inference.staging import NEEDS_CONCRETE, holds_tracer
+    from inference.staging import NEEDS_CONCRETE, holds_tracer, jit_once
 
     passed = {k: v for k, v in data.items() if isinstance(v, (np.ndarray, jax.Array)) and np.size(v) >= _LARGE}
     fixed = {k: v for k, v in data.items() if k not in passed}
     guide_fn, svi = new_svi()
     try:
-        state = jax.jit(lambda k, p: svi.init(k, **fixed, **p))(key, passed)
+        state = jit_once(lambda k, p: svi.init(k, **fixed, **p))(key, passed)
     except NEEDS_CONCRETE:
         state = None
     post = getattr(guide_fn, "_postprocess_fn", None)

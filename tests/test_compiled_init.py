@@ -89,6 +89,24 @@ def test_compiled_svi_init_equals_numpyros_eager_one(guide):
         np.testing.assert_allclose(np.asarray(ours[name]), np.asarray(reference[name]), rtol=1e-12, atol=1e-12)
 
 
+def test_a_program_run_once_is_compiled_for_compile_time_with_the_same_values():
+    """``jit_once`` compiles with XLA's options for least compile time (which this XLA accepts, and
+    which reach the compiler: the persistent cache keys on them); the values are those of
+    ``jax.jit`` to rounding (float64: a few ulps of values of order 1)."""
+    from inference.staging import ONCE, jit_once
+
+    def f(x):
+        return jnp.sum(jnp.log1p(jnp.exp(jnp.sin(x) * x[::-1]))) + jnp.cumsum(x ** 2)[-1]
+
+    x = jnp.linspace(-3.0, 3.0, 1001)
+    np.testing.assert_allclose(float(jit_once(f)(x)), float(jax.jit(f)(x)), rtol=1e-13)
+    # the options reach XLA, which refuses a name it does not know: so each of ONCE's is one it takes
+    with pytest.raises(Exception, match="No such compile option"):
+        jax.jit(f, compiler_options={**ONCE, "xla_no_such_option": True}).lower(x).compile()
+    for name, value in ONCE.items():
+        jax.jit(f, compiler_options={name: value}).lower(x).compile()
+
+
 def _array_bounds(y):
     # support bounds computed as arrays: inside a compiled set-up they are traced values
     s = numpyro.sample("s", dist.Uniform(jnp.zeros(()), jnp.asarray(10.0)))
