@@ -576,9 +576,8 @@ class _Parser(argparse.ArgumentParser):
     instead of printed with the usage and ``SystemExit``."""
 
     def error(self, message):
-        command = " ".join(self.prog.split()[1:])  # "genzoo compare" -> "compare"; the program itself -> ""
-        raise DataError(f"{self.prog}: {message} ({' '.join(['genzoo', command] if command else ['genzoo'])} --help "
-                        "shows the arguments)")
+        command = " ".join(["genzoo", *self.prog.split()[1:]])  # "genzoo compare", or "genzoo" itself
+        raise DataError(f"{self.prog}: {message} ({command} --help shows the arguments)")
 
 
 def _integer(text):

@@ -204,7 +204,7 @@ class Workers:
     its share of the cores.
 
     Made before the problem (``genzoo compare`` does so), their start, a new Python importing JAX
-    and the catalogue (about 2 s), overlaps the building of the problem here. One set serves any
+    and the catalogue (about 1 s), overlaps the building of the problem here. One set serves any
     number of :func:`run_methods` calls (``compare --all``): a problem reaches a worker pickled with
     each method and is read there once. Use as a context manager, or call :meth:`close`: workers
     are ended, not waited for (they hold nothing once their results are in).
@@ -360,10 +360,9 @@ def run_methods(
             cached.add(name)
     from genzoo.method_times import longest_first
 
+    # references first; then, with no timings, the catalogue's order
     todo = longest_first([n for n in names if n not in results], times.of(entry.name) if times is not None else {},
                          first=references)
-    if times is None:  # the catalogue's order, references first
-        todo.sort(key=lambda n: n not in references)
 
     def finished(name, timed):
         results[name] = timed
