@@ -576,8 +576,9 @@ class _Parser(argparse.ArgumentParser):
     instead of printed with the usage and ``SystemExit``."""
 
     def error(self, message):
-        command = " ".join(["genzoo", *self.prog.split()[1:]])  # "genzoo compare", or "genzoo" itself
-        raise DataError(f"{self.prog}: {message} ({command} --help shows the arguments)")
+        # "genzoo compare: ..." names the command; the program's own errors need no second "genzoo:"
+        where = "" if self.prog == "genzoo" else f"{self.prog}: "
+        raise DataError(f"{where}{message} ({self.prog} --help shows the arguments)")
 
 
 def _integer(text):

@@ -106,6 +106,7 @@ def test_sample_prints_a_table(tmp_path):
         (("compare", "bayesnet", "--methods", "exact,guess"), "has no method 'guess'"),
         (("sample", "bayesnet", "--network", "atlantis"), "unknown network 'atlantis'"),
         (("bogus",), "invalid choice: 'bogus'"),
+        (("bogus",), "genzoo: error: argument command: invalid choice: 'bogus'"),
         (("bogus",), "(genzoo --help shows the arguments)"),
         (("compare", "hmm", "--jobs", "0"), "(genzoo compare --help shows the arguments)"),
     ],
