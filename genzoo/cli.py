@@ -349,8 +349,9 @@ def _workers(args, entry=None, methods=()):
     jobs = _jobs_of(args)
     if entry is not None:
         to_run = set(methods) | {entry.reference_of(name) for name in methods} - {None}
-        if len(to_run) < 2 or not compare.side_by_side(entry):
+        if not compare.side_by_side(entry):
             return contextlib.nullcontext()
+        jobs = min(jobs, len(to_run))  # no process without a method to take
     return contextlib.nullcontext() if jobs < 2 else compare.Workers(jobs)
 
 
@@ -375,8 +376,8 @@ def _compare_one(entry, methods, options, args, steps, warm=False, workers=None)
                                workers=workers, times=MethodTimes.default())
     ran = sum(not r.cached for r in rows)
     if jobs > 1 and ran > 1 and compare.side_by_side(entry):
-        print(f"note: the methods ran {min(jobs, ran)} at a time (--jobs {jobs}): each one's seconds include the "
-              f"others' load; --jobs 1 times each alone")
+        print(f"note: the methods ran {min(jobs, ran)} at a time (--jobs {_jobs_of(args)}): each one's seconds "
+              f"include the others' load; --jobs 1 times each alone")
     _report_compare(entry, problem.description, rows, args, problem, workers=workers if jobs > 1 else None)
 
 

@@ -42,7 +42,9 @@ class MethodTimes:
     def of(self, entry: str) -> dict[str, float]:
         """``{method: seconds}`` of ``entry``'s last runs (empty where none is known)."""
         known = self._read().get(entry, {})
-        return {str(k): float(v) for k, v in known.items() if isinstance(v, (int, float))} if isinstance(known, dict) else {}
+        if not isinstance(known, dict):
+            return {}
+        return {str(k): float(v) for k, v in known.items() if isinstance(v, (int, float))}
 
     def record(self, entry: str, seconds: Mapping[str, float]) -> None:
         """Keep ``seconds`` as ``entry``'s latest (other methods' and entries' are kept); a file that

@@ -37,7 +37,8 @@ __all__ = list(_HOMES)
 
 def __getattr__(name):
     if name in _HOMES:
-        value = getattr(importlib.import_module(_HOMES[name], __name__), name)  # relative: a renamed copy imports itself
+        # relative: a renamed copy of the package (benchmarks/before_after.py) imports itself
+        value = getattr(importlib.import_module(_HOMES[name], __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'pgm' has no attribute {name!r}")

@@ -121,3 +121,17 @@ def test_workers_need_two_processes_at_least(jobs):
 
     with pytest.raises(DataError, match=r"jobs must be an integer >= 2"):
         compare.Workers(jobs)
+
+
+def test_the_cli_starts_no_more_processes_than_methods_to_run():
+    """``--jobs 4`` with two methods to run starts one worker; one method (the exact one, its own
+    reference) starts none."""
+    import argparse
+
+    from genzoo.cli import _workers
+
+    entry = ENTRIES["ising"]
+    with _workers(argparse.Namespace(jobs=4), entry, ["exact", "gibbs"]) as workers:
+        assert workers.jobs == 2 and workers.pool._processes == 1
+    with _workers(argparse.Namespace(jobs=4), entry, ["exact"]) as workers:
+        assert workers is None
