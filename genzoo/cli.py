@@ -326,7 +326,7 @@ def cmd_compare(args, extra):
         options = {**{k: str(v) for k, v in quick.items()}, **options}
         steps = steps if steps is not None else quick_steps
         print(f"quick run: {', '.join(f'{k}={v}' for k, v in {**quick, 'steps': steps}.items() if v is not None)}")
-    for name in methods:
+    for name in methods:  # an unknown name fails before any process starts
         entry.method(name)
     with _workers(args, entry, methods) as workers:  # started now, they get ready while the problem is built
         _compare_one(entry, methods, options, args, steps, warm=args.warm, workers=workers)
@@ -362,8 +362,6 @@ def _compare_one(entry, methods, options, args, steps, warm=False, workers=None)
     from genzoo.method_times import MethodTimes
     from genzoo.registry import RunConfig
 
-    for name in methods:
-        entry.method(name)
     if entry.exact_method is None:
         print(f"note: {entry.name} has no exact method; errors are not computed")
     problem = entry.problem(options, seed=args.seed)
