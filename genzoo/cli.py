@@ -68,7 +68,7 @@ def cmd_list(args, extra):
 
 def cmd_info(args, extra):
     entry = _entry(args.model)
-    doc_obj = entry.doc() if callable(entry.doc) and not inspect.isclass(entry.doc) else entry.doc
+    doc_obj = entry.doc_object()
     print(f"{entry.name}: {entry.description}")
     print(f"family: {entry.family}")
     print(f"default data: {entry.dataset}")
@@ -219,7 +219,9 @@ def _posterior_summary(result):
     import dataclasses
     import logging
 
-    import arviz as az
+    from inference._arviz import arviz
+
+    az = arviz()
 
     logger = logging.getLogger("arviz")
     level = logger.level
@@ -352,7 +354,7 @@ def _workers(args, entry=None, methods=()):
         if not compare.side_by_side(entry):
             return contextlib.nullcontext()
         jobs = min(jobs, len(to_run))  # no process without a method to take
-    return contextlib.nullcontext() if jobs < 2 else compare.Workers(jobs)
+    return contextlib.nullcontext() if jobs < 2 else compare.Workers(jobs, entry=entry.name if entry else None)
 
 
 def _compare_one(entry, methods, options, args, steps, warm=False, workers=None):

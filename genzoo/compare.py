@@ -39,7 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from genzoo.registry import ModelEntry, Problem, RunConfig
-from inference.errors import DataError
+from inference.errors import DataError, UnknownNameError
 from inference.result import Result
 
 
@@ -164,12 +164,13 @@ _WORKER_THREADS = 1
 """In a worker process: its share of the cores."""
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, entry: str | None = None) -> None:
     """A worker's set-up: its share of the cores for torch, OpenMP and BLAS (set before anything
     imports them, unless the user has set them), Ctrl-C left to the parent, which ends the workers,
     a thread lock for progress bars (off in a worker; tqdm's default is a named semaphore, which a
-    terminated worker would leak), then the catalogue, while the parent is still building the
-    problem."""
+    terminated worker would leak), then JAX, the catalogue and, given the name of the ``entry``
+    whose methods it will run, that model's module (:meth:`ModelEntry.doc_object`: what reading the
+    problem would import), all while the parent is still building the problem."""
     import signal
     import threading
 
@@ -181,7 +182,15 @@ def _worker_init(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tqdm.set_lock(threading.RLock())
     _WORKER_THREADS = threads
-    from genzoo.zoo import ENTRIES  # noqa: F401 - the catalogue (JAX came with this module's imports)
+    import inference  # noqa: F401 - its settings for JAX (float64, the compilation cache)
+    import jax  # noqa: F401 - what every problem of the JAX half unpickles into, while the parent builds it
+    from genzoo.zoo import ENTRIES
+
+    if entry is not None:
+        try:
+            ENTRIES[entry].doc_object()
+        except Exception:  # noqa: BLE001 - a worker whose set-up fails is restarted by the pool, forever:
+            pass  # the method that needs the module raises its error where it is run
 
 
 def _worker_run(entry_name, name, config, warm, digest, problem_bytes):
@@ -203,22 +212,29 @@ class Workers:
     """``jobs - 1`` worker processes that run methods beside this one (:func:`run_methods`), each with
     its share of the cores.
 
-    Made before the problem (``genzoo compare`` does so), their start, a new Python importing JAX
-    and the catalogue (about 1 s), overlaps the building of the problem here. One set serves any
-    number of :func:`run_methods` calls (``compare --all``): a problem reaches a worker pickled with
-    each method and is read there once. Use as a context manager, or call :meth:`close`: workers
-    are ended, not waited for (they hold nothing once their results are in).
+    Made before the problem (``genzoo compare`` makes them before its own JAX import: the catalogue
+    loads without JAX), their start, a new Python importing JAX, the catalogue and the module of the
+    model named by ``entry`` (about 2 s), overlaps this process's imports and the building of the
+    problem. One set serves any number of :func:`run_methods` calls (``compare --all``, with no
+    ``entry``): a problem reaches a worker pickled with each method and is read there once. Use as a
+    context manager, or call :meth:`close`: workers are ended, not waited for (they hold nothing
+    once their results are in).
     """
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, entry: str | None = None):
         import multiprocessing
 
         if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 2:
             raise DataError(f"Workers: jobs must be an integer >= 2 (this process and a worker at least), got {jobs!r}")
+        if entry is not None:
+            from genzoo.zoo import ENTRIES
+
+            if entry not in ENTRIES:  # a worker could not start (and the pool would start it again)
+                raise UnknownNameError(f"Workers: entry must name a model of the catalogue, got {entry!r}")
         self.jobs = int(jobs)
         self.threads = max(1, _cores() // self.jobs)
         context = multiprocessing.get_context("spawn")  # a fork of a process running JAX may deadlock
-        self.pool = context.Pool(self.jobs - 1, initializer=_worker_init, initargs=(self.threads,))
+        self.pool = context.Pool(self.jobs - 1, initializer=_worker_init, initargs=(self.threads, entry))
 
     def close(self) -> None:
         self.pool.terminate()

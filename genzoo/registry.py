@@ -156,6 +156,13 @@ class ModelEntry:
                 raise ModelError(f"model {self.name!r}: every method must answer exactly one question, and each "
                                  f"question's reference must be one of its methods (check {stray or 'the references'})")
 
+    def doc_object(self) -> Any:
+        """The object whose docstring teaches the model (usually its class): ``doc``, or what ``doc``
+        returns where it is a function (an entry imports its model's module only when asked)."""
+        import inspect
+
+        return self.doc() if callable(self.doc) and not inspect.isclass(self.doc) else self.doc
+
     def question_of(self, method: str) -> Question | None:
         """The question ``method`` answers (None for an entry of one question)."""
         return next((q for q in self.questions if method in q.methods), None)

@@ -405,7 +405,9 @@ def _chains(keys, states, arrays, *, step_fn, static, record, num_steps):
 def ess(draws) -> np.ndarray:
     """ArviZ's bulk effective sample size of ``draws`` ``(chains, draws, ...)``, per trailing entry
     (a constant series, whose ESS is undefined, reports the number of draws)."""
-    import arviz as az
+    from inference._arviz import arviz
+
+    az = arviz()
 
     draws = np.asarray(draws, dtype=np.float64)
     flat = draws.reshape(draws.shape[:2] + (-1,))

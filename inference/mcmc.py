@@ -333,7 +333,9 @@ def convergence(grouped: dict) -> dict:
     every site whose largest R-hat exceeds :data:`RHAT_LIMIT` (only with two or more chains) or
     whose smallest ESS is below :data:`ESS_LIMIT`. Sites with fewer than 4 draws per chain are left out.
     """
-    import arviz as az
+    from inference._arviz import arviz
+
+    az = arviz()
 
     floats = {k: np.asarray(v, dtype=float) for k, v in grouped.items() if np.shape(v)[1] >= 4}
     if not floats:

@@ -74,7 +74,9 @@ class Result:
         """
         if not self.samples:
             raise ValueError(f"Result of method {self.method!r} holds no samples to convert")
-        import arviz as az
+        from inference._arviz import arviz
+
+        az = arviz()
 
         chains = int(self.diagnostics.get("num_chains", 1))
         posterior = {}

@@ -123,6 +123,26 @@ def test_workers_need_two_processes_at_least(jobs):
         compare.Workers(jobs)
 
 
+def test_workers_for_an_entry_need_a_catalogue_name():
+    """A worker imports the named entry's model module while the problem is built; a name the
+    catalogue lacks is refused here (a worker that failed its set-up would be started again, forever)."""
+    from inference.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=r"entry must name a model of the catalogue, got 'nope'"):
+        compare.Workers(2, entry="nope")
+
+
+def test_workers_for_an_entry_give_its_figures():
+    """Workers that imported the entry's module at their start give the figures of one process."""
+    entry = ENTRIES["ising"]
+    config = RunConfig(seed=3, steps=100, progress=False)
+    problem = entry.problem(ISING, seed=0)
+    alone = compare.run_methods(entry, problem, METHODS, config, options=ISING, jobs=1)
+    with compare.Workers(2, entry="ising") as workers:
+        paired = compare.run_methods(entry, problem, METHODS, config, options=ISING, workers=workers)
+    assert _figures(paired) == _figures(alone)
+
+
 def test_the_cli_starts_no_more_processes_than_methods_to_run():
     """``--jobs 4`` with two methods to run starts one worker; one method (the exact one, its own
     reference) starts none."""
