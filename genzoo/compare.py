@@ -182,8 +182,7 @@ def _worker_init(threads: int, entry: str | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tqdm.set_lock(threading.RLock())
     _WORKER_THREADS = threads
-    import inference  # noqa: F401 - its settings for JAX (float64, the compilation cache)
-    import jax  # noqa: F401 - what every problem of the JAX half unpickles into, while the parent builds it
+    import jax  # noqa: F401 - what every problem of the JAX half unpickles into (its settings: this module's imports)
     from genzoo.zoo import ENTRIES
 
     if entry is not None:
