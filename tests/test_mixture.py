@@ -152,3 +152,23 @@ def test_nuts_with_enumerated_assignments_recovers_components(points):
     r = fit_nuts(jax.random.PRNGKey(6), points, BayesianGaussianMixture(2, 2), num_samples=150, num_warmup=150)
     assert r.diagnostics["divergences"] == 0
     _recovered(r.samples["loc"].mean(0), r.samples["weights"].mean(0), 0.35)
+
+
+@pytest.mark.parametrize("covariance_type, covariances", [
+    ("full", [np.eye(2), [[1.0, 0.5], [0.5, 1.0]]]), ("diag", [[1.0, 2.0], [0.5, 0.5]]), ("spherical", [1.0, 0.3]),
+    ("tied", [[1.0, 0.2], [0.2, 2.0]])])
+def test_sample_draws_the_program_forward_without_numpyros_second_check(covariance_type, covariances):
+    """``sample`` skips NumPyro's argument checks (the constructor made them): the draws are those of
+    the program traced with the checks on, bit for bit, and the checks are on again afterwards."""
+    import numpyro
+    from numpyro.distributions import Distribution
+
+    truth = GaussianMixture([0.4, 0.6], [[-1.0, 0.0], [2.0, 1.0]], covariances, covariance_type=covariance_type)
+    before = Distribution._validate_args
+    with numpyro.validation_enabled(True):
+        trace = handlers.trace(handlers.seed(truth.model, jax.random.PRNGKey(3))).get_trace(n=50)
+        drawn = truth.sample(jax.random.PRNGKey(3), 50)
+        assert Distribution._validate_args is True
+    assert Distribution._validate_args is before
+    for site in ("z", "x"):
+        assert np.array_equal(drawn[site], np.asarray(trace[site]["value"]))
