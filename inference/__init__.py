@@ -21,9 +21,10 @@ this package derives them again from its own ``GENZOO_X64`` / ``GENZOO_CACHE``, 
 user set is left alone. The package's classes (``Result``, ``Factor``, ...) load on first use.
 """
 
-import importlib
 import os
 import sys
+
+from inference.lazy import lazy_attributes
 
 
 def _cache_dir() -> str | None:
@@ -83,16 +84,4 @@ _HOMES = {
 }
 
 __all__ = list(_HOMES)
-
-
-def __getattr__(name):  # PEP 562: a class is imported where it is first used
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)

@@ -9,7 +9,7 @@ import every model's module (the Bayesian network's brings networkx: a third of 
 ``genzoo compare hmm`` process).
 """
 
-import importlib
+from inference.lazy import lazy_attributes
 
 _HOMES = {
     "BayesNet": ".bayesnet",
@@ -33,16 +33,4 @@ _HOMES = {
 }
 
 __all__ = list(_HOMES)
-
-
-def __getattr__(name):
-    if name in _HOMES:
-        # relative: a renamed copy of the package (benchmarks/before_after.py) imports itself
-        value = getattr(importlib.import_module(_HOMES[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pgm' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)
