@@ -5,7 +5,8 @@
   at zero, which a log axis cannot show and which used to stretch the axis over sixteen decades;
   such a method is drawn as a dashed vertical line at its seconds instead, labelled, so the error
   axis spans only the errors that are not rounding.
-- marginals: for discrete models, grouped bars per variable, one bar per method (reference first).
+- marginals: for discrete models, grouped bars per variable, one bar per method (reference first);
+  for a long hidden chain (an HMM's states), p(state) against the step, one line per method.
 - densities: for continuous posteriors, each method's sample histogram over the reference's
   (its samples filled grey where it has samples; its mean +- one sd as a line and a band).
 - sample sets: ``Result.diagnostics["sample_sets"] = {dataset: array}``; (n, 2) arrays are drawn
@@ -158,6 +159,7 @@ def _marginal_panels(results, problem):
     data = getattr(problem, "data", None)
     observed = set(data) if isinstance(data, dict) else set()
     states = getattr(getattr(problem, "model", None), "states", None)
+    named = dict(getattr(problem, "state_names", None) or {})  # a site's states, for each of its variables
     panels, total = [], 0
     for site, first in results[0].marginals.items():
         if site in observed:
@@ -169,6 +171,8 @@ def _marginal_panels(results, problem):
                 continue
             label = site + (f"[{','.join(map(str, idx))}]" if idx else "")
             names = states.get(site) if isinstance(states, dict) and not idx else None
+            if names is None and len(named.get(site, ())) == first.shape[-1]:
+                names = [str(n) for n in named[site]]
             probs = {}
             for r in results:
                 value = r.marginals.get(site)
@@ -178,11 +182,59 @@ def _marginal_panels(results, problem):
     return panels, total
 
 
+def _chain_sites(results, problem) -> list[str]:
+    """The unobserved sites that are a hidden chain's states over time: a model with a ``chain``
+    method (:class:`~inference.protocols.ChainModel`, an HMM) whose marginals are (T, K) with more
+    steps than :data:`MAX_PANELS`. Empty where any other site is unobserved (bars then show them all)."""
+    if not callable(getattr(getattr(problem, "model", None), "chain", None)):
+        return []
+    data = getattr(problem, "data", None)
+    observed = set(data) if isinstance(data, dict) else set()
+    shapes = {site: np.shape(v) for site, v in results[0].marginals.items() if site not in observed}
+    sites = [site for site, shape in shapes.items() if len(shape) == 2 and shape[0] > MAX_PANELS]
+    return sites if len(sites) == len(shapes) else []
+
+
+def chain_figure(results, problem, sites):
+    """p(site[t] = state) against t, one line per method, one panel per state (for two states, the
+    second alone: the first is its complement): every step of a long chain, where bars would show
+    its first :data:`MAX_PANELS`. Returns (figure, caption)."""
+    methods = [r.method for r in results]
+    named = dict(getattr(problem, "state_names", None) or {})
+    panels = []  # (site, state index, state name)
+    for site in sites:
+        K = np.shape(results[0].marginals[site])[-1]
+        names = [str(n) for n in named[site]] if len(named.get(site, ())) == K else [str(k) for k in range(K)]
+        panels += [(site, k, names[k]) for k in ([1] if K == 2 else range(K))]
+    shown = panels[:MAX_PANELS]
+    fig, axes = _grid(len(shown), 1, (9.0, 2.0), legend=True, sharex=True)
+    for ax, (site, k, name) in zip(axes, shown):
+        for j, r in enumerate(results):
+            value = r.marginals.get(site)
+            if value is not None and np.shape(value) == np.shape(results[0].marginals[site]):
+                probs = np.asarray(value, dtype=np.float64)[:, k]
+                ax.plot(np.arange(len(probs)), probs, color=f"C{j % 10}", lw=1.6 if j == 0 else 0.9,
+                        alpha=1.0 if j == 0 else 0.85, zorder=3 if j == 0 else 2, label=r.method)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"p({site}[t] = {name})", fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[-1].set_xlabel("t", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(methods), 7), fontsize=8, frameon=False)
+    steps = ", ".join(f"{site}: {np.shape(results[0].marginals[site])[0]} steps" for site in sites)
+    more = f"; the other {len(panels) - len(shown)} states are left out" if len(panels) > len(shown) else ""
+    return fig, f"posterior state probabilities at every step ({steps}), first method ({methods[0]}) drawn thickest, on top{more}"
+
+
 def marginals_figure(results, problem):
-    """Grouped bars: per variable, per state, one bar per method. Returns (figure, caption) or None."""
+    """Grouped bars: per variable, per state, one bar per method; for a long hidden chain (an HMM's
+    states), lines over time instead (:func:`chain_figure`). Returns (figure, caption) or None."""
     results = [r for r in results if r.marginals]
     if not results:
         return None
+    chain_sites = _chain_sites(results, problem)
+    if chain_sites:
+        return chain_figure(results, problem, chain_sites)
     panels, total = _marginal_panels(results, problem)
     if not panels:
         return None

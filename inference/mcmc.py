@@ -244,6 +244,16 @@ def _chain_method(num_chains, chain_method):
     return "parallel"
 
 
+def _one_program(chain_fn):
+    """NumPyro's ``chain_method`` as a callable: the chains one after another inside one compiled
+    program (``lax.map`` over the chains' keys and starting points), each with its own trajectories,
+    as ``"sequential"`` runs them. NumPyro's ``"sequential"`` builds a new loop for every chain, so
+    each chain traces and lowers the sampler again (and finds it in the compilation cache, or
+    compiles it in a first process): 4 chains of 2,000 iterations on the casino HMM took 22.3 s with
+    every program cached, 14.1 s as one program, with the same draws bit for bit."""
+    return jax.jit(lambda chains: jax.lax.map(chain_fn, chains))
+
+
 def _compiled_start(model, data, keys, init_strategy):
     """NumPyro's ``initialize_model`` for every chain as one compiled program (data as constants).
 
@@ -303,8 +313,11 @@ def _run(make_kernel, name, model, data, key, num_samples, num_warmup, num_chain
         kernel = make_kernel(potential_fn=potential_fn)
     else:
         kernel = make_kernel(model=model)
+    method = _chain_method(num_chains, chain_method)
+    if method == "sequential" and num_chains > 1 and compiled is not None and not progress:
+        method = _one_program  # (NumPyro shows no progress bar for a callable; with one, its own loop per chain)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=_chain_method(num_chains, chain_method), progress_bar=progress, thinning=thinning)
+                chain_method=method, progress_bar=progress, thinning=thinning)
     try:
         mcmc.run(run_key, init_params=init_params, extra_fields=("diverging", "accept_prob"), **data)
     except RuntimeError as err:
@@ -374,7 +387,10 @@ def nuts(model: Callable, data: dict | None = None, *, key, num_samples: int = 1
         key: a JAX PRNG key or an int seed.
         num_samples, num_warmup: draws kept and adaptation steps, per chain.
         num_chains: independent chains; ``chain_method`` defaults to ``"parallel"`` when there
-            are enough devices, else ``"vectorized"``.
+            are enough devices, else ``"vectorized"`` (in lockstep: every iteration waits for the
+            chain with the deepest tree). ``"sequential"`` runs them one after another in one
+            compiled program (without a progress bar; with one, NumPyro's loop per chain, traced again
+            for every chain).
         target_accept_prob, max_tree_depth, dense_mass: NUTS settings (step size and mass
             matrix are adapted during warm-up).
         init_strategy: a NumPyro init strategy (default ``init_to_uniform``).

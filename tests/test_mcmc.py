@@ -157,3 +157,19 @@ def test_eight_schools_nuts_agrees_with_a_long_reference_run():
         # both means carry Monte Carlo error sd / sqrt(ESS); their difference is within Z joint ses
         se = np.sqrt(a.var(0) / run.diagnostics["ess"][site] + b.var(0) / ref.diagnostics["ess"][site])
         assert np.all(np.abs(a.mean(0) - b.mean(0)) < Z * se), (site, a.mean(0), b.mean(0), se)
+
+
+def test_sequential_chains_in_one_program_give_numpyros_draws(monkeypatch):
+    """Without a progress bar, ``chain_method="sequential"`` runs the chains inside one compiled
+    program (``mcmc._one_program``); with one, NumPyro's own loop per chain. The same keys and
+    starting points give the same draws bit for bit (the same operations, in the same order)."""
+    calls = []
+    one_program = mcmc._one_program
+    monkeypatch.setattr(mcmc, "_one_program", lambda fn: calls.append(fn) or one_program(fn))
+    runs = {progress: mcmc.nuts(gaussian, key=5, num_samples=60, num_warmup=60, num_chains=3,
+                                chain_method="sequential", progress=progress)
+            for progress in (False, True)}
+    assert len(calls) == 1  # the run without a progress bar, only
+    np.testing.assert_array_equal(runs[False].samples["x"], runs[True].samples["x"])
+    assert runs[False].samples["x"].shape == (180, 2)
+    assert runs[False].diagnostics["divergences"] == runs[True].diagnostics["divergences"]

@@ -371,3 +371,46 @@ def test_cli_compare_all_on_ray_writes_a_report_per_model(asia, tmp_path, monkey
     assert [cells[0] for cells in page.tables[0][1:]] == ["exact", "loopy_bp", "likelihood_weighting"]
     assert any("stayed on the Ray workers" in c for c in page.captions)
     assert (path.parent / "compare.png").exists()
+
+
+class _Chain:
+    """A model with a hidden chain (what :func:`report_plots._chain_sites` looks for)."""
+
+    def chain(self, x, lengths=None):
+        raise NotImplementedError  # never called by the figure
+
+
+@pytest.mark.parametrize("K", [2, 3])
+def test_a_long_hidden_chain_is_drawn_as_lines_over_time(K):
+    """An HMM's state marginals (T, K) with T above MAX_PANELS: one line per method over every
+    step, one panel per state (for two states, the second: the first is its complement), named
+    from ``problem.state_names``; the lines hold the marginals exactly."""
+    from genzoo import report_plots
+
+    rng = np.random.default_rng(0)
+    T = report_plots.MAX_PANELS + 28
+    names = ("fair", "loaded", "sticky")[:K]
+    results = [Result(method=m, marginals={"z": rng.dirichlet(np.ones(K), size=T)}) for m in ("exact", "gibbs")]
+    problem = Problem(model=_Chain(), data=np.zeros(T), state_names={"z": names})
+    fig, caption = report_plots.marginals_figure(results, problem)
+    states = [1] if K == 2 else list(range(K))
+    assert [ax.get_title() for ax in fig.axes] == [f"p(z[t] = {names[k]})" for k in states]
+    for ax, k in zip(fig.axes, states):
+        assert [line.get_label() for line in ax.lines] == ["exact", "gibbs"]
+        for line, r in zip(ax.lines, results):
+            np.testing.assert_array_equal(line.get_xdata(), np.arange(T))
+            np.testing.assert_array_equal(line.get_ydata(), r.marginals["z"][:, k])
+    assert caption.startswith(f"posterior state probabilities at every step (z: {T} steps)")
+    assert report_plots.png(fig).startswith(PNG_SIGNATURE)
+
+
+def test_a_short_chain_or_a_model_without_one_keeps_the_bars():
+    from genzoo import report_plots
+
+    rng = np.random.default_rng(1)
+    long = [Result(method="exact", marginals={"z": rng.dirichlet(np.ones(2), size=40)})]
+    short = [Result(method="exact", marginals={"z": rng.dirichlet(np.ones(2), size=report_plots.MAX_PANELS)})]
+    for results, model in ((long, object()), (short, _Chain())):  # no chain method; a chain of 12 steps
+        fig, caption = report_plots.marginals_figure(results, Problem(model=model, state_names={"z": ("a", "b")}))
+        assert caption.startswith("posterior marginals") and len(fig.axes) == report_plots.MAX_PANELS
+        assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["a", "b"]  # the states named
