@@ -50,6 +50,25 @@ def test_hmm_state_marginals_average_relabelled_draws_as_brute_force_does():
     np.testing.assert_allclose(got, oracle, atol=1e-12)
 
 
+@pytest.mark.parametrize("blocks", [(1,), (2, 3)])
+def test_hmm_averaging_over_several_blocks_of_draws(blocks):
+    """Draws are smoothed a block of ``_DRAW_BLOCK`` at a time, the last block padded: any number
+    of draws averages as brute force does (the padding weighs nothing)."""
+    from pgm import hmm
+
+    rng = np.random.default_rng(1)
+    k, m, x = 2, 3, np.array([0, 2, 2, 1, 0])
+    reference = np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])
+    n = hmm._DRAW_BLOCK * (len(blocks) - 1) + blocks[-1]  # 1 draw (one padded block); a whole block and 3 more (two)
+    draws = [_draw(rng, k, m) for _ in range(n)]
+    draws = [(pi, a, 0.2 * b + 0.8 * reference) for pi, a, b in draws]
+    oracle = np.mean([_brute_marginals(*d, x) for d in draws], axis=0)
+    samples = {name: np.stack([d[i] for d in draws])
+               for i, name in enumerate(("initial_probs", "transition_matrix", "emission_probs"))}
+    # float64 sums of n terms against brute force over 2^5 paths: rounding only
+    np.testing.assert_allclose(averaged_state_marginals(samples, x, reference), oracle, atol=1e-12)
+
+
 def test_hmm_averaging_rejects_malformed_draws():
     s = {"initial_probs": np.full((2, 2), 0.5), "transition_matrix": np.full((2, 2, 2), 0.5),
          "emission_probs": np.full((2, 2, 3), 1 / 3)}
