@@ -54,3 +54,24 @@ def test_one_round_on_alarm_times_both_versions_on_the_same_answers():
     # the columns are printed to 0.005 ms and 0.0005: their rounding bounds the relative difference
     tol = 0.005 / before_ms + 0.005 / after_ms + 0.0005 / ratio
     assert ratio == pytest.approx(after_ms / before_ms, rel=tol)
+
+
+def test_first_hour_runs_the_ref_packages_not_the_installed_ones(tmp_path):
+    """benchmarks/first_hour.py runs the packages at a ref through PYTHONPATH: they must win over
+    the working tree's editable install, in the command and in the processes it spawns."""
+    spec = importlib.util.spec_from_file_location("first_hour_bench", ROOT / "benchmarks" / "first_hour.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tree = bench.unpack("HEAD", tmp_path / "ref")
+    assert sorted(p.name for p in tree.iterdir()) == sorted(bench.PACKAGES)
+    code = ("import multiprocessing as mp, genzoo, inference\n"
+            "def where(_):\n    import pgm, genzoo\n    return pgm.__file__, genzoo.__file__\n"
+            "if __name__ == '__main__':\n"
+            "    with mp.get_context('spawn').Pool(1) as pool:\n"
+            "        print(genzoo.__file__, inference.__file__, *pool.map(where, [0])[0])\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    script = tmp_path / "where.py"
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], env={**env, "PYTHONPATH": str(tree)}, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert len(out) == 4 and all(pathlib.Path(p).is_relative_to(tree) for p in out), out
