@@ -601,7 +601,7 @@ each number of draws its methods return (1, 200, 4,000), half a second each."""
 
 @jax.jit
 def _smoothed_sum(pi, a, b, x, keep):
-    """:math:`\sum_s p(z_t = k \mid x, \theta_s)` over the draws of a block where ``keep`` is true."""
+    """:math:`\\sum_s p(z_t = k \\mid x, \\theta_s)` over the draws of a block where ``keep`` is true."""
     from inference.chain import hmm_smoother
 
     def smooth(pi, a, b):
