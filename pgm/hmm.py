@@ -535,7 +535,11 @@ def relabelled_draws(samples, reference_emission_probs) -> dict:
     pi = np.asarray(samples["initial_probs"], dtype=np.float64)  # (S, K)
     a = np.asarray(samples["transition_matrix"], dtype=np.float64)  # (S, K, K)
     b = np.asarray(samples["emission_probs"], dtype=np.float64)  # (S, K, M)
+    if b.ndim != 3:
+        raise DataError(f"emission_probs must be draws of shape (S, K, M), got {b.shape}")
     s, k, _ = b.shape
+    if s == 0:
+        raise DataError("samples hold no draws (S = 0)")
     if pi.shape != (s, k) or a.shape != (s, k, k):
         raise DataError(f"samples disagree in shape: initial_probs {pi.shape}, transition_matrix {a.shape}, "
                         f"emission_probs {b.shape}")

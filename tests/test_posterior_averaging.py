@@ -76,6 +76,10 @@ def test_hmm_averaging_rejects_malformed_draws():
         averaged_state_marginals({"initial_probs": s["initial_probs"]}, np.array([0]), np.full((2, 3), 1 / 3))
     with pytest.raises(DataError, match=r"symbols in \[0, 3\)"):
         averaged_state_marginals(s, np.array([0, 3]), np.full((2, 3), 1 / 3))
+    with pytest.raises(DataError, match=r"no draws \(S = 0\)"):
+        averaged_state_marginals({k: v[:0] for k, v in s.items()}, np.array([0]), np.full((2, 3), 1 / 3))
+    with pytest.raises(DataError, match=r"emission_probs must be draws of shape \(S, K, M\), got \(2, 3\)"):
+        averaged_state_marginals({**s, "emission_probs": np.full((2, 3), 1 / 3)}, np.array([0]), np.full((2, 3), 1 / 3))
     with pytest.raises(DataError, match="disagree in shape"):
         averaged_state_marginals({**s, "initial_probs": np.full((2, 3), 1 / 3)}, np.array([0]), np.full((2, 3), 1 / 3))
 
