@@ -10,7 +10,7 @@ time measured from outside:
 Runs of the same code move by up to 40% between sessions of this project's 2-core machine (and by
 10-20% within one), so a change is measured against the code before it in turns: ``--ref REF``
 unpacks the packages at that git ref (``git archive``) into a temporary folder and runs them with
-``PYTHONPATH`` pointing there, beside the working tree, in an order that alternates per round. The
+``PYTHONPATH`` pointing there, beside the working tree, in an order shuffled per round. The
 table gives medians with their ranges and the ratio of the medians (ours / ref).
 
 The goals of the first hour (the README's "first hour" section): 30 s for a first run of
@@ -40,7 +40,9 @@ PACKAGES = ("genzoo", "inference", "pgm", "deep")
 def unpack(ref: str, into: pathlib.Path) -> pathlib.Path:
     """The project's packages at git ``ref``, unpacked under ``into``."""
     into.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *PACKAGES], check=True, capture_output=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *PACKAGES], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"--ref {ref!r}: git archive failed: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
 
@@ -61,6 +63,8 @@ def timed_run(model: str, cache: pathlib.Path, workdir: pathlib.Path, path: path
 
 
 def summary(times: list[float]) -> str:
+    if not times:
+        return "-"
     return f"{statistics.median(times):6.2f} s ({min(times):.2f}-{max(times):.2f}, n={len(times)})"
 
 
@@ -75,6 +79,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.first, args.later = 1, 2
+    if args.first < 1 or args.later < 0:
+        parser.error(f"--first must be >= 1 (a later run needs a filled cache) and --later >= 0, "
+                     f"got {args.first} and {args.later}")
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="genzoo-first-hour-") as tmp:
         tmp = pathlib.Path(tmp)
@@ -110,8 +117,9 @@ def main(argv=None) -> None:
         for version in first:
             print(f"{model:6s} {version:10s} {summary(first[version]):32s} {summary(later[version]):32s}")
         if args.ref:
-            ratio = [statistics.median(t["ours"]) / statistics.median(t[args.ref]) for t in (first, later)]
-            print(f"{model:6s} {'ours / ref':10s} {ratio[0]:<32.3f} {ratio[1]:<32.3f}")
+            ratio = [f"{statistics.median(t['ours']) / statistics.median(t[args.ref]):.3f}" if t["ours"] else "-"
+                     for t in (first, later)]
+            print(f"{model:6s} {'ours / ref':10s} {ratio[0]:32s} {ratio[1]:32s}")
 
 
 if __name__ == "__main__":

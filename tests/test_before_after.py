@@ -56,12 +56,29 @@ def test_one_round_on_alarm_times_both_versions_on_the_same_answers():
     assert ratio == pytest.approx(after_ms / before_ms, rel=tol)
 
 
-def test_first_hour_runs_the_ref_packages_not_the_installed_ones(tmp_path):
-    """benchmarks/first_hour.py runs the packages at a ref through PYTHONPATH: they must win over
-    the working tree's editable install, in the command and in the processes it spawns."""
+def _first_hour():
     spec = importlib.util.spec_from_file_location("first_hour_bench", ROOT / "benchmarks" / "first_hour.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_first_hour_refuses_bad_counts_and_refs(tmp_path, capsys):
+    bench = _first_hour()
+    for argv in (["--first", "0"], ["--later", "-1"]):
+        with pytest.raises(SystemExit) as exit_:
+            bench.main(argv)
+        assert exit_.value.code == 2
+        assert "--first must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--ref 'no-such-ref': git archive failed"):
+        bench.unpack("no-such-ref", tmp_path)
+    assert bench.summary([]) == "-"  # --later 0: no later runs to summarise
+
+
+def test_first_hour_runs_the_ref_packages_not_the_installed_ones(tmp_path):
+    """benchmarks/first_hour.py runs the packages at a ref through PYTHONPATH: they must win over
+    the working tree's editable install, in the command and in the processes it spawns."""
+    bench = _first_hour()
     tree = bench.unpack("HEAD", tmp_path / "ref")
     assert sorted(p.name for p in tree.iterdir()) == sorted(bench.PACKAGES)
     code = ("import multiprocessing as mp, genzoo, inference\n"
