@@ -18,6 +18,7 @@ kernel (:func:`inference.train.adam`), so the peer runs twice: as its tutorials 
 
     python benchmarks/gan_ebm.py --quick
     python benchmarks/gan_ebm.py --protocol --steps 3000 --seeds 5
+    python benchmarks/gan_ebm.py --skip-timings --protocol --steps 5000 --seeds 5 --r1 1 --jobs 2
 """
 
 from __future__ import annotations
@@ -212,39 +213,58 @@ def timings(args) -> list[tuple]:
     return rows
 
 
+def _protocol_cell(name: str, loss: str, pack: int, seed: int, steps: int, batch_size: int, lr: float,
+                   r1: float) -> dict | None:
+    """One seed of one (density, loss, pack): PacGAN's figures of 2,500 samples, None if training diverged."""
+    from inference.errors import TrainingError
+
+    torch.set_num_threads(1)
+    density = get(name)
+    try:
+        gan = train_gan(density.sample(20000, 0), seed=seed, steps=steps, loss=loss, pack=pack,
+                        batch_size=batch_size, lr=lr, r1=0.0 if loss == "wgan_gp" else r1).params
+    except TrainingError:
+        return None
+    return mode_scores(gan, density, seed + 100, 2500)
+
+
 def protocol(args) -> dict:
     """PacGAN's figures per (density, loss, pack), means over the seeds. A run that diverges (the
     loop's finite-loss guard stops it) counts as 0 modes and 0 high-quality samples, and its reverse
-    KL is left out of the mean; the per-seed list marks it ``x``."""
-    from inference.errors import TrainingError
+    KL is left out of the mean; the per-seed list marks it ``x``. ``--r1`` adds the R1 penalty to
+    every loss but WGAN-GP (which has its own penalty); ``--jobs`` runs the seeds in that many
+    processes of one thread each."""
+    rows = [(name, loss, pack) for name in args.densities for loss in args.losses for pack in (1, args.pack)]
+    cells = [(*row, seed, args.steps, args.batch_size, args.lr, args.r1) for row in rows for seed in range(args.seeds)]
+    if args.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        futures = [pool.submit(_protocol_cell, *cell) for cell in cells]
+        results = (f.result() for f in futures)
+    else:
+        pool, results = None, (_protocol_cell(*cell) for cell in cells)
     out = {}
-    for name in args.densities:
-        density = get(name)
-        data = density.sample(20000, 0)
-        for loss in args.losses:
-            for pack in (1, args.pack):
-                figures = []
-                for seed in range(args.seeds):
-                    try:
-                        gan = train_gan(data, seed=seed, steps=args.steps, loss=loss, pack=pack,
-                                        batch_size=args.batch_size, lr=1e-3).params
-                    except TrainingError:
-                        figures.append(None)
-                        continue
-                    figures.append(mode_scores(gan, density, seed + 100, 2500))
-                done = [f for f in figures if f is not None]
-                mean = {"modes_captured": float(np.mean([f["modes_captured"] if f else 0.0 for f in figures])),
-                        "high_quality": float(np.mean([f["high_quality"] if f else 0.0 for f in figures])),
-                        "reverse_kl": float(np.mean([f["reverse_kl"] for f in done])) if done else float("nan"),
-                        "diverged": len(figures) - len(done)}
-                out[(name, loss, pack)] = mean
-                per_seed = [str(int(f["modes_captured"])) if f else "x" for f in figures]
-                note = f"; {mean['diverged']} diverged" if mean["diverged"] else ""
-                print(f"{name:>5} {loss:>11} pack={pack}: modes {mean['modes_captured']:.1f}/{len(density.modes)}, "
-                      f"high quality {mean['high_quality']:.3f}, reverse KL {mean['reverse_kl']:.3f} "
-                      f"({args.seeds} seeds, {args.steps} steps; modes per seed [{', '.join(per_seed)}]{note})",
-                      flush=True)
+    try:
+        for name, loss, pack in rows:
+            figures = [next(results) for _ in range(args.seeds)]
+            done = [f for f in figures if f is not None]
+            mean = {"modes_captured": float(np.mean([f["modes_captured"] if f else 0.0 for f in figures])),
+                    "high_quality": float(np.mean([f["high_quality"] if f else 0.0 for f in figures])),
+                    "reverse_kl": float(np.mean([f["reverse_kl"] for f in done])) if done else float("nan"),
+                    "diverged": len(figures) - len(done)}
+            out[(name, loss, pack)] = mean
+            per_seed = [str(int(f["modes_captured"])) if f else "x" for f in figures]
+            note = f"; {mean['diverged']} diverged" if mean["diverged"] else ""
+            r1 = f", R1 {args.r1:g}" if args.r1 and loss != "wgan_gp" else ""
+            print(f"{name:>5} {loss:>11} pack={pack}: modes {mean['modes_captured']:.1f}/{len(get(name).modes)}, "
+                  f"high quality {mean['high_quality']:.3f}, reverse KL {mean['reverse_kl']:.3f} "
+                  f"({args.seeds} seeds, {args.steps} steps{r1}; modes per seed [{', '.join(per_seed)}]{note})",
+                  flush=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return out
 
 
@@ -270,10 +290,16 @@ def parse_args(argv=None):
     p.add_argument("--losses", nargs="+", default=["gan", "kl", "reverse_kl", "js", "pearson", "hellinger", "wgan_gp"])
     p.add_argument("--pack", type=int, default=2)
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate in the protocol")
+    p.add_argument("--r1", type=float, default=0.0,
+                   help="R1 penalty weight in the protocol, for every loss but WGAN-GP (0: none)")
+    p.add_argument("--jobs", type=int, default=1, help="protocol runs at once, one process and thread each")
     args = p.parse_args(argv)
-    for name in ("seeds", "steps", "repeats"):
+    for name in ("seeds", "steps", "repeats", "jobs"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if not (args.lr > 0 and np.isfinite(args.lr)) or not (args.r1 >= 0 and np.isfinite(args.r1)):
+        p.error(f"--lr must be positive and --r1 non-negative, got {args.lr} and {args.r1}")
     if args.quick:
         args.steps, args.repeats = min(args.steps, 50), min(args.repeats, 3)
     return args

@@ -45,6 +45,17 @@ on :math:`\\hat x = \\epsilon x + (1 - \\epsilon)\\tilde x`, :math:`\\epsilon \\
 Packing (Lin et al. 2018): with ``pack = m`` the critic reads :math:`m` samples concatenated,
 ``(B, D) -> (B / m, m D)``, all real or all fake; the batch size must be a multiple of ``m``.
 
+R1 (Mescheder, Geiger and Nowozin 2018), an option of every loss (``r1 = gamma > 0``): the critic's
+loss gains the zero-centred penalty :math:`\frac\gamma2\, \mathbb E_P \|\nabla_x V(x)\|_2^2` on
+the data (packed inputs where the loss packs). At an equilibrium where the model matches the data the
+optimal critic is constant on the data's support, so the penalty is zero there and the equilibrium is
+kept; away from it the penalty damps the rotation of the simultaneous gradient field, which otherwise
+circles the equilibrium or spirals away from it. Their Theorem 4.1 proves local convergence for
+objectives :math:`\mathbb E_Q[h(V)] + \mathbb E_P[h(-V)]` with :math:`h'(0) \ne 0`,
+:math:`h''(0) < 0`, the GAN's among them; for the other f-GANs here its benefit is measured
+(``benchmarks/gan_ebm.py --protocol``), not proved: without it their critics drive :math:`e^{\pm V}`
+into overflow. The penalty is computed on the critic's raw output :math:`V`, before the output activation.
+
 References:
     Goodfellow et al. (2014). Generative adversarial nets. NeurIPS.
     Nguyen, Wainwright and Jordan (2010). Estimating divergence functionals and the likelihood
@@ -55,6 +66,7 @@ References:
         GANs. NeurIPS.
     Lin, Khetan, Fanti and Oh (2018). PacGAN: the power of two samples in generative adversarial
         networks. NeurIPS.
+    Mescheder, Geiger and Nowozin (2018). Which training methods for GANs do actually converge? ICML.
 
 Example:
     >>> import torch
@@ -77,7 +89,7 @@ from torch.nn import functional as F
 from inference.errors import DataError, UnknownNameError
 
 __all__ = ["FDivergence", "F_DIVERGENCES", "LOSSES", "GANLoss", "make_loss", "pack", "gradient_penalty",
-           "f_divergence_bound"]
+           "r1_penalty", "f_divergence_bound"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +172,14 @@ def gradient_penalty(critic: torch.nn.Module, real: torch.Tensor, fake: torch.Te
     return ((grad.norm(dim=1) - 1) ** 2).mean()
 
 
+def r1_penalty(critic: torch.nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """:math:`\mathbb E_P \|\nabla_x V(x)\|_2^2` on the data rows ``real`` (already packed), with
+    the graph kept for the critic's backward pass (R1 is this times :math:`\gamma / 2`)."""
+    x = real.detach().requires_grad_(True)  # (B, D)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)  # (B, D)
+    return grad.pow(2).sum(dim=1).mean()
+
+
 @dataclasses.dataclass(frozen=True)
 class GANLoss:
     """The critic's and the generator's losses of one objective (see the module docstring).
@@ -170,6 +190,7 @@ class GANLoss:
         generator_form: ``"nonsaturating"`` or ``"saddle"`` (f-GAN only).
         penalty: :math:`\\lambda` of WGAN-GP.
         critic_steps: critic updates per generator update (5 for WGAN-GP, else 1).
+        r1: :math:`\gamma` of the R1 penalty on the data (0: none).
     """
 
     name: str
@@ -177,12 +198,19 @@ class GANLoss:
     generator_form: str = "nonsaturating"
     penalty: float = 10.0
     critic_steps: int = 1
+    r1: float = 0.0
 
     def _critic(self, critic, x, which):
         return critic(pack(x, self.pack, which)).squeeze(-1)  # (B/m,)
 
     def critic_loss(self, critic, real, fake, generator: torch.Generator) -> torch.Tensor:
         """The critic's loss on a real and a fake batch (both (B, D)); ``generator`` draws WGAN-GP's mixing."""
+        loss = self._critic_objective(critic, real, fake, generator)
+        if self.r1:
+            loss = loss + 0.5 * self.r1 * r1_penalty(critic, pack(real, self.pack, "real batch"))
+        return loss
+
+    def _critic_objective(self, critic, real, fake, generator):
         v_real, v_fake = self._critic(critic, real, "real batch"), self._critic(critic, fake, "fake batch")
         if self.name == "gan":
             return F.softplus(-v_real).mean() + F.softplus(v_fake).mean()
@@ -212,8 +240,9 @@ def f_divergence_bound(name: str, v_real: torch.Tensor, v_fake: torch.Tensor) ->
 
 
 def make_loss(name: str, *, pack: int = 1, generator_form: str = "nonsaturating", penalty: float = 10.0,
-              critic_steps: int | None = None) -> GANLoss:
-    """The objective ``name`` (one of :data:`LOSSES`), packed ``pack`` samples to a critic input.
+              critic_steps: int | None = None, r1: float = 0.0) -> GANLoss:
+    """The objective ``name`` (one of :data:`LOSSES`), packed ``pack`` samples to a critic input,
+    with the R1 penalty of weight ``r1`` on the critic (0: none).
 
     ``critic_steps`` defaults to 5 for WGAN-GP (Gulrajani et al.) and 1 otherwise.
     """
@@ -225,7 +254,9 @@ def make_loss(name: str, *, pack: int = 1, generator_form: str = "nonsaturating"
         raise UnknownNameError(f"generator_form must be 'nonsaturating' or 'saddle', got {generator_form!r}")
     if not (math.isfinite(penalty) and penalty >= 0):
         raise DataError(f"penalty must be a non-negative number, got {penalty}")
+    if isinstance(r1, bool) or not isinstance(r1, (int, float)) or not (math.isfinite(r1) and r1 >= 0):
+        raise DataError(f"r1 must be a non-negative number, got {r1!r}")
     steps = (5 if name == "wgan_gp" else 1) if critic_steps is None else critic_steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise DataError(f"critic_steps must be a positive integer, got {critic_steps!r}")
-    return GANLoss(name, pack, generator_form, float(penalty), steps)
+    return GANLoss(name, pack, generator_form, float(penalty), steps, float(r1))

@@ -75,7 +75,7 @@ class GANStep(TrainStep):
 
     def config(self):
         return {"loss": self.loss.name, "pack": self.loss.pack, "generator_form": self.loss.generator_form,
-                "penalty": self.loss.penalty, "critic_steps": self.loss.critic_steps, "lr": self.lr,
+                "penalty": self.loss.penalty, "critic_steps": self.loss.critic_steps, "r1": self.loss.r1, "lr": self.lr,
                 "lr_critic": self.lr_critic, "betas": list(self.betas)}
 
     def setup(self, data):
@@ -117,10 +117,11 @@ class GANStep(TrainStep):
 
 
 def train_gan(data, *, seed: int, steps: int, loss: str = "gan", pack: int = 1, batch_size: int = 256,
-              lr: float = 1e-3, z_dim: int = 2, hidden: Sequence[int] = (128, 128), device="cpu",
-              progress: bool = False, checkpoint=None):
+              lr: float = 1e-3, z_dim: int = 2, hidden: Sequence[int] = (128, 128), r1: float = 0.0,
+              device="cpu", progress: bool = False, checkpoint=None):
     """Build a :class:`~deep.gan.GAN` for ``data`` (N, D) (initial weights drawn from ``seed``) and
-    train it by :class:`GANStep` under ``loss`` packed ``pack`` through :func:`inference.train.fit`.
+    train it by :class:`GANStep` under ``loss`` packed ``pack``, with the R1 penalty of weight ``r1``
+    on the critic (:func:`~deep.gan_losses.make_loss`), through :func:`inference.train.fit`.
     Returns fit's :class:`~inference.result.Result` (``params``: the GAN)."""
     from inference.train import fit, isolated
 
@@ -129,7 +130,7 @@ def train_gan(data, *, seed: int, steps: int, loss: str = "gan", pack: int = 1, 
         raise DataError(f"data must have shape (N, D), got {tuple(x.shape)}")
     with isolated(seed):  # the initial weights are a function of the seed, the caller's RNG untouched
         gan = GAN(x.shape[1], z_dim, hidden, pack=pack)
-    step = GANStep(gan, make_loss(loss, pack=pack), lr=lr)
+    step = GANStep(gan, make_loss(loss, pack=pack, r1=r1), lr=lr)
     return fit(step, {"x": x}, seed=seed, steps=steps, batch_size=batch_size, device=device, progress=progress,
                checkpoint=checkpoint)
 

@@ -13,6 +13,9 @@ finds 1 of the ring's 8 modes, packed 6); at 3,000 steps the unpacked GAN finds 
 8 minutes (measured: 409 s):
 
     python examples/gan_ring.py --density ring --steps 3000 --out runs/gan_ring
+
+``--r1 1`` adds the R1 penalty (Mescheder et al. 2018) to the critic of every loss but WGAN-GP:
+the f-GANs then train without diverging (each critic step pays one more backward pass).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def main(args) -> dict:
         for i, pack in enumerate((1, args.pack)):
             try:
                 result = train_gan(data, seed=args.seed, steps=args.steps, loss=loss, pack=pack,
-                                   batch_size=args.batch_size, lr=args.lr, progress=args.progress)
+                                   batch_size=args.batch_size, lr=args.lr, progress=args.progress,
+                                   r1=0.0 if loss == "wgan_gp" else args.r1)
             except TrainingError as err:  # an f-GAN critic's unbounded objective can run off: a result too
                 rows.append({"loss": loss, "pack": pack, "diverged_at": err.step})
                 print(f"{loss:>11} pack={pack}: diverged (non-finite loss) at step {err.step}")
@@ -75,6 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--r1", type=float, default=0.0, help="R1 penalty weight, every loss but WGAN-GP (0: none)")
     p.add_argument("--train-size", type=int, default=20000)
     p.add_argument("--eval-size", type=int, default=2500)
     p.add_argument("--seed", type=int, default=0)

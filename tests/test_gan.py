@@ -50,15 +50,16 @@ def test_sample_is_a_function_of_the_seed():
     assert labelled.shape == (4, 2)
 
 
-@pytest.mark.parametrize("name,pack", [("wgan_gp", 2), ("js", 1), ("gan", 3)])
-def test_step_through_the_loop_equals_a_plain_pytorch_loop(name, pack):
+@pytest.mark.parametrize("name,pack,r1", [("wgan_gp", 2, 0.0), ("js", 1, 0.0), ("gan", 3, 0.0), ("kl", 2, 1.5)])
+def test_step_through_the_loop_equals_a_plain_pytorch_loop(name, pack, r1):
     # Oracle: the same updates written out by hand (the screen of the step), with the loop's random
     # streams reproduced: a full batch in the order of fit's permutation (seeded by the seed), and
-    # every draw of the step from the generator fit hands it (also seeded by the seed).
+    # every draw of the step from the generator fit hands it (also seeded by the seed). R1 is
+    # written out here too: (r1 / 2) E ||grad_x V(x)||^2 on the packed data.
     data = get("grid").sample(96, 4)
     seed, steps = 5, 3
     ours = _gan(pack=pack)
-    fit(GANStep(ours, name, lr=1e-3), {"x": data}, seed=seed, steps=steps, batch_size=96)
+    fit(GANStep(ours, make_loss(name, pack=pack, r1=r1), lr=1e-3), {"x": data}, seed=seed, steps=steps, batch_size=96)
 
     plain = _gan(pack=pack)  # the same initial weights
     loss = make_loss(name, pack=pack)
@@ -72,6 +73,10 @@ def test_step_through_the_loop_equals_a_plain_pytorch_loop(name, pack):
         for _ in range(loss.critic_steps):
             fake = plain.generator(torch.randn(96, 2, generator=gen)).detach()
             d_loss = loss.critic_loss(plain.critic, real, fake, gen)
+            if r1:
+                x = real.reshape(96 // pack, 2 * pack).requires_grad_(True)
+                (grad,) = torch.autograd.grad(plain.critic(x).sum(), x, create_graph=True)
+                d_loss = d_loss + 0.5 * r1 * grad.pow(2).sum(dim=1).mean()
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
@@ -127,6 +132,9 @@ def test_resume_is_bit_for_bit(tmp_path):
     with pytest.raises(CheckpointError, match="loss"):  # another objective's checkpoint is refused
         fit(GANStep(_gan(pack=2), make_loss("js", pack=2)), {"x": data}, seed=3, steps=8, batch_size=32,
             checkpoint=ckpt)
+    with pytest.raises(CheckpointError, match="r1"):  # so is one trained without the R1 penalty
+        fit(GANStep(_gan(pack=2), make_loss("wgan_gp", pack=2, r1=1.0)), {"x": data}, seed=3, steps=8,
+            batch_size=32, checkpoint=ckpt)
 
 
 def test_nan_batch_mid_training_is_a_typed_error_and_keeps_the_checkpoint(tmp_path):

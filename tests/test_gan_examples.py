@@ -41,6 +41,7 @@ def test_ebm_2d_example(tmp_path):
 
 @pytest.mark.parametrize("model,methods,options", [
     ("gan", ["gan", "js_pack"], {"train_size": 256, "eval": 100, "batch_size": 64}),
+    ("gan", ["kl", "wgan_gp"], {"train_size": 256, "eval": 100, "batch_size": 64, "r1": 1.0}),
     ("ebm", ["dsm", "pcd"], {"train_size": 256, "samples": 50, "sample_steps": 5, "langevin_steps": 2}),
     ("gan", ["wgan_gp_pack"], {"density": "digits"}),
 ])
@@ -66,6 +67,20 @@ def test_benchmark_quick_timings():
     out = bench.main(bench.parse_args(["--steps", "2", "--repeats", "1", "--batch-size", "32"]))
     assert len(out["timings"]) == 5
     assert all(ours > 0 and peer > 0 and fused > 0 for _, ours, peer, fused in out["timings"])
+
+
+def test_benchmark_protocol_in_two_processes_prints_what_one_process_prints():
+    """Each seed's run is a function of its arguments alone: spread over two spawned processes the
+    protocol prints the same figures, digit for digit, as in one."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, str(ROOT / "benchmarks" / "gan_ebm.py"), "--skip-timings", "--protocol", "--steps", "2",
+            "--seeds", "2", "--densities", "ring", "--losses", "kl", "--batch-size", "32", "--r1", "1"]
+    one = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    two = subprocess.run(args + ["--jobs", "2"], capture_output=True, text=True, check=True).stdout
+    assert one.count("modes per seed") == 2 and "R1 1" in one
+    assert one == two
 
 
 def test_benchmark_protocol_counts_a_diverged_seed_as_no_modes(monkeypatch):

@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from deep.gan_losses import F_DIVERGENCES, LOSSES, f_divergence_bound, gradient_penalty, make_loss, pack
+from deep.gan_losses import (F_DIVERGENCES, LOSSES, f_divergence_bound, gradient_penalty, make_loss, pack,
+                              r1_penalty)
 from inference.errors import DataError, UnknownNameError
 
 # Data P = N(0, 1), model Q = N(0.5, 1.2^2): Q is wider than P, so every divergence below (Pearson's
@@ -195,6 +196,45 @@ def test_wgan_gp_penalty_is_zero_for_a_1_lipschitz_linear_critic():
     assert loss.critic_steps == 5 and make_loss("gan").critic_steps == 1
 
 
+def test_r1_penalty_against_closed_forms():
+    gen = torch.Generator().manual_seed(4)
+    real = torch.randn(64, 3, generator=gen, dtype=torch.float64)
+    # Linear critic V = w.x + b: the gradient is w everywhere, the penalty ||w||^2 exactly.
+    linear = torch.nn.Linear(3, 1).double()
+    assert float(r1_penalty(linear, real).detach()) == pytest.approx(float(linear.weight.detach().pow(2).sum()), rel=1e-12)
+
+    # Quadratic critic V = c ||x||^2: the gradient is 2 c x, the penalty 4 c^2 mean ||x||^2.
+    class Quadratic(torch.nn.Module):
+        def forward(self, x):
+            return 0.7 * x.pow(2).sum(1, keepdim=True)
+
+    expected = 4 * 0.7 ** 2 * float(real.pow(2).sum(1).mean())
+    assert float(r1_penalty(Quadratic(), real).detach()) == pytest.approx(expected, rel=1e-12)
+    # A constant critic (the optimum once the model matches the data) pays nothing.
+    constant = torch.nn.Linear(3, 1).double()
+    with torch.no_grad():
+        constant.weight.zero_()
+    assert float(r1_penalty(constant, real).detach()) == 0.0
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_r1_adds_half_gamma_times_the_penalty_on_packed_data_to_every_critic_loss(name):
+    gen = torch.Generator().manual_seed(6)
+    real, fake = torch.randn(16, 2, generator=gen), torch.randn(16, 2, generator=gen)
+    critic = torch.nn.Linear(4, 1)  # reads 2 packed 2-D samples: R1 is ||w||^2 on the packed input
+    plain = make_loss(name, pack=2).critic_loss(critic, real, fake, torch.Generator().manual_seed(1))
+    with_r1 = make_loss(name, pack=2, r1=3.0).critic_loss(critic, real, fake, torch.Generator().manual_seed(1))
+    # Same critic outputs and the same WGAN-GP mixing draws (same seed): the difference is the
+    # penalty alone, up to float32 rounding of losses of order 1 (~1e-7 relative).
+    expected = 0.5 * 3.0 * float(critic.weight.detach().pow(2).sum())
+    assert float((with_r1 - plain).detach()) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    (grad,) = torch.autograd.grad(with_r1, critic.weight)
+    (grad_plain,) = torch.autograd.grad(make_loss(name, pack=2).critic_loss(
+        critic, real, fake, torch.Generator().manual_seed(1)), critic.weight)
+    # d/dw of (gamma / 2) ||w||^2 is gamma w: the penalty's gradient reaches the critic's weights.
+    np.testing.assert_allclose((grad - grad_plain).numpy(), 3.0 * critic.weight.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_packing_concatenates_consecutive_samples():
     x = torch.arange(12.0).reshape(6, 2)
     np.testing.assert_array_equal(pack(x, 3).numpy(), [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]])
@@ -222,6 +262,9 @@ def test_bad_input():
         make_loss("gan", pack=0)
     with pytest.raises(DataError, match="critic_steps"):
         make_loss("gan", critic_steps=0)
+    for bad in (-1.0, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(DataError, match="r1"):
+            make_loss("kl", r1=bad)
     with pytest.raises(DataError, match="multiple of pack=4"):
         make_loss("gan", pack=4).critic_loss(torch.nn.Linear(8, 1), torch.zeros(6, 2), torch.zeros(6, 2), 0)
     with pytest.raises(DataError, match=r"shape \(B, D\)"):

@@ -46,7 +46,8 @@ def _method(loss: str, packed: bool):
             return _digits(problem, config, loss, options["pack"] if packed else 1)
         result = train_gan(problem.data["x"], seed=config.seed, steps=config.steps or options["steps"], loss=loss,
                            pack=options["pack"] if packed else 1, batch_size=options["batch_size"],
-                           lr=options["lr"], progress=config.progress)
+                           lr=options["lr"], r1=0.0 if loss == "wgan_gp" else options["r1"],
+                           progress=config.progress)
         scores = mode_scores(result.params, problem.model, config.seed + 1, options["eval"])
         samples = result.params.sample(config.seed + 2, options["eval"])
         return Result(method=f"{loss}{'_pack' if packed else ''}", params=result.params, samples={"x": samples},
@@ -84,7 +85,7 @@ def _sample(problem, seed, n):
 
         raise UnknownNameError("genzoo sample gan draws 2-D points; for digits use genzoo compare gan --density digits")
     gan = train_gan(problem.data["x"], seed=seed, steps=options["steps"], loss="gan", pack=options["pack"],
-                    batch_size=options["batch_size"], lr=options["lr"]).params
+                    batch_size=options["batch_size"], lr=options["lr"], r1=options["r1"]).params
     x = gan.sample(seed, n)
     return {"x1": x[:, 0], "x2": x[:, 1]}
 
@@ -117,6 +118,8 @@ ENTRY = ModelEntry(
         "pack": Option(2, "samples per critic input for the *_pack methods", int),
         "batch_size": Option(256, "minibatch size", int),
         "lr": Option(1e-3, "Adam's learning rate", float),
+        "r1": Option(0.0, "R1 penalty weight on the critic (Mescheder et al. 2018), every loss but WGAN-GP; "
+                          "1 keeps the f-GANs from diverging", float),
         "eval": Option(2500, "generated samples scored (PacGAN: 2,500)", int),
     },
     sample=_sample,
