@@ -674,7 +674,7 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
     # 3. resume from a checkpoint
     meta = {"guide": guide if isinstance(guide, str) else getattr(guide, "__name__", "guide"), "elbo": elbo,
             "num_particles": num_particles, "batch_size": batch_size,
-            "params": sorted(svi.get_params(state))}
+            "params": sorted(svi.optim.get_params(state.optim_state))}  # the names, nothing constrained
     history, done = [], 0
     if checkpoint and os.path.exists(checkpoint):
         state, done, history = _load_numpyro(checkpoint, state, meta)
@@ -723,7 +723,7 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
             bar.set_postfix(loss=f"{history[-1]:.4g}")
 
     # 5. the bound at the final parameters, guide draws
-    params = svi.get_params(state)
+    params = _constrained_params(svi, state)
     if batches:
         tail = history[-max(1, len(history) // 10):]
         bound = -float(np.mean(tail))
@@ -747,6 +747,18 @@ def _fit_numpyro(model, data, key, *, guide, elbo, num_particles, steps, learnin
                   samples=samples, history=np.asarray(history), log_evidence=None if is_delta else bound,
                   log_evidence_kind=None if is_delta else "lower_bound",
                   seconds=time.perf_counter() - start_time, diagnostics=diagnostics)
+
+
+def _constrained_params(svi, state):
+    """``SVI.get_params``: the parameters in constrained space, as one compiled program (eagerly,
+    each of the transforms' operations is lowered and compiled as a program of its own: 30 for the
+    casino HMM's delta guide); eagerly where a transform needs concrete values."""
+    from inference.staging import NEEDS_CONCRETE
+
+    try:
+        return jax.jit(svi.get_params)(state)
+    except NEEDS_CONCRETE:
+        return svi.get_params(state)
 
 
 def _numpyro_guide_draws(guide_fn, params, key, n, data):

@@ -258,3 +258,26 @@ def test_bad_arguments_are_named():
         svi.fit(NN.model, {"x": X}, key=jax.random.PRNGKey(0), elbo="iwae", steps=1)
     with pytest.raises(DataError, match="'x'.*NaN"):
         svi.fit(NN.model, {"x": np.array([1.0, np.nan])}, key=jax.random.PRNGKey(0), steps=1)
+
+
+def test_constrained_params_compiled_equal_numpyros_eager_ones():
+    # svi.fit reads the final parameters through one compiled program; NumPyro's SVI.get_params
+    # applies each transform eagerly. Simplex, positive and real parameters: equal to float64
+    # rounding (the stick-breaking transform's sums may be fused in another order: ~1e-16 relative).
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoDelta
+
+    from inference.svi import _constrained_params
+
+    def model():
+        numpyro.sample("p", dist.Dirichlet(jnp.ones(4)))
+        numpyro.sample("s", dist.HalfNormal(1.0))
+        numpyro.sample("m", dist.Normal(0.0, 1.0))
+
+    runner = SVI(model, AutoDelta(model), numpyro.optim.Adam(0.1), Trace_ELBO())
+    state = runner.init(jax.random.PRNGKey(3))
+    state, _ = runner.update(state)
+    eager, compiled = runner.get_params(state), _constrained_params(runner, state)
+    assert sorted(compiled) == sorted(eager) == ["m_auto_loc", "p_auto_loc", "s_auto_loc"]
+    for name in eager:
+        np.testing.assert_allclose(np.asarray(compiled[name]), np.asarray(eager[name]), rtol=1e-14, atol=1e-15)
