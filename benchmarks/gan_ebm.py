@@ -234,7 +234,8 @@ def protocol(args) -> dict:
     KL is left out of the mean; the per-seed list marks it ``x``. ``--r1`` adds the R1 penalty to
     every loss but WGAN-GP (which has its own penalty); ``--jobs`` runs the seeds in that many
     processes of one thread each."""
-    rows = [(name, loss, pack) for name in args.densities for loss in args.losses for pack in (1, args.pack)]
+    packs = args.packs or (1, args.pack)
+    rows = [(name, loss, pack) for name in args.densities for loss in args.losses for pack in packs]
     cells = [(*row, seed, args.steps, args.batch_size, args.lr, args.r1) for row in rows for seed in range(args.seeds)]
     if args.jobs > 1:
         import multiprocessing
@@ -289,12 +290,15 @@ def parse_args(argv=None):
     p.add_argument("--densities", nargs="+", default=["ring", "grid"])
     p.add_argument("--losses", nargs="+", default=["gan", "kl", "reverse_kl", "js", "pearson", "hellinger", "wgan_gp"])
     p.add_argument("--pack", type=int, default=2)
+    p.add_argument("--packs", type=int, nargs="+", help="the packings the protocol runs (default: 1 and --pack)")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate in the protocol")
     p.add_argument("--r1", type=float, default=0.0,
                    help="R1 penalty weight in the protocol, for every loss but WGAN-GP (0: none)")
     p.add_argument("--jobs", type=int, default=1, help="protocol runs at once, one process and thread each")
     args = p.parse_args(argv)
+    if args.packs and min(args.packs) < 1:
+        p.error(f"--packs must be positive integers, got {args.packs}")
     for name in ("seeds", "steps", "repeats", "jobs"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
